@@ -1,0 +1,144 @@
+"""Reading text corpora: one sentence per line, plain or gzip, strictly UTF-8.
+
+This is the first stage of the data flow (text -> pieces -> ids -> batches) and
+imports no TensorFlow. Every problem is a `CorpusError` whose one-line message
+names the file, the line and the cause, raised before any training starts.
+
+Invalid UTF-8 is handled by `on_bad_utf8`:
+  * "error"   (training, vocabulary building): fail on the first bad byte, so a
+              broken corpus is noticed instead of silently learning U+FFFD.
+  * "replace" (translation, nmt-translate): bad bytes become U+FFFD and are
+              counted, so every input line still yields exactly one output line.
+
+Lines are split on "\\n" only (a trailing "\\r" is dropped too), never with
+str.splitlines(), which would also split on U+2028, U+0085, form feed etc. and
+break line alignment between the two sides of a parallel corpus.
+"""
+import collections
+import gzip
+import os
+from typing import BinaryIO, List, Optional
+
+from absl import logging
+
+ERROR = "error"
+REPLACE = "replace"
+_BAD_UTF8_MODES = (ERROR, REPLACE)
+_GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class CorpusError(ValueError):
+    """A corpus file cannot be used; the message names file, line and cause."""
+
+
+# What `read_text` returns: the lines and how many of them had bytes replaced.
+TextFile = collections.namedtuple("TextFile", ["lines", "num_replaced"])
+
+# A sentence-aligned corpus after skipping empty pairs.
+#   src, tgt:       the kept sentences, src[i] translates to tgt[i]
+#   line_numbers:   1-based line number (in both files) of each kept pair
+#   skipped_empty:  pairs dropped because either side was empty/whitespace
+ParallelCorpus = collections.namedtuple(
+    "ParallelCorpus", ["src", "tgt", "line_numbers", "skipped_empty"])
+
+
+def find_corpus_file(prefix: str, lang: str) -> str:
+    """Returns `prefix.lang` if it exists, else `prefix.lang.gz`."""
+    for path in (f"{prefix}.{lang}", f"{prefix}.{lang}.gz"):
+        if os.path.isfile(path):
+            return path
+    raise CorpusError(f"no file {prefix}.{lang} or {prefix}.{lang}.gz")
+
+
+def open_text(path: str) -> BinaryIO:
+    """Opens a plain or gzip-compressed file (detected by its magic bytes) for
+    reading bytes."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot open ({e.strerror})") from e
+    if magic == _GZIP_MAGIC:
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _split_lines(data: bytes) -> List[bytes]:
+    """Splits on b"\\n", dropping one trailing "\\r" per line and the empty
+    piece after a final newline."""
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM):]
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def read_text(path: str, on_bad_utf8: str = ERROR) -> TextFile:
+    """Reads all lines of `path` (plain or .gz) without their line endings."""
+    if on_bad_utf8 not in _BAD_UTF8_MODES:
+        raise ValueError(
+            f"on_bad_utf8 must be one of {_BAD_UTF8_MODES} (got {on_bad_utf8!r})")
+    try:
+        with open_text(path) as f:
+            raw = _split_lines(f.read())
+    except (OSError, EOFError) as e:  # e.g. a truncated gzip file
+        raise CorpusError(f"{path}: cannot read ({e})") from e
+    try:  # fast path: the whole file is valid UTF-8
+        return TextFile([line.decode("utf-8") for line in raw], 0)
+    except UnicodeDecodeError:
+        pass
+    lines, num_replaced = [], 0
+    for number, line in enumerate(raw, start=1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            if on_bad_utf8 == ERROR:
+                raise CorpusError(
+                    f"{path}:{number}: invalid UTF-8 (byte 0x{line[e.start]:02x} "
+                    f"at column {e.start + 1})") from None
+            lines.append(line.decode("utf-8", errors="replace"))
+            num_replaced += 1
+    return TextFile(lines, num_replaced)
+
+
+def read_lines(path: str, on_bad_utf8: str = ERROR) -> List[str]:
+    """Like `read_text` but returns only the lines; replacements are logged."""
+    text = read_text(path, on_bad_utf8)
+    if text.num_replaced:
+        logging.warning("%s: %d lines had invalid UTF-8 replaced by U+FFFD",
+                        path, text.num_replaced)
+    return text.lines
+
+
+def read_parallel(src_path: str, tgt_path: str,
+                  max_lines: Optional[int] = None,
+                  on_bad_utf8: str = ERROR) -> ParallelCorpus:
+    """Reads a sentence-aligned pair of files.
+
+    The two files must have the same number of lines (checked on the whole
+    files, before `max_lines` keeps only the first lines). Pairs where either
+    side is empty or whitespace-only are skipped and counted.
+    """
+    if max_lines is not None and max_lines < 0:
+        raise ValueError(f"max_lines must be >= 0 (got {max_lines})")
+    src_lines = read_lines(src_path, on_bad_utf8)
+    tgt_lines = read_lines(tgt_path, on_bad_utf8)
+    if len(src_lines) != len(tgt_lines):
+        raise CorpusError(
+            f"line counts differ: {src_path} has {len(src_lines)} lines, "
+            f"{tgt_path} has {len(tgt_lines)} lines")
+    if max_lines is not None:
+        src_lines, tgt_lines = src_lines[:max_lines], tgt_lines[:max_lines]
+    src, tgt, numbers = [], [], []
+    for number, (s, t) in enumerate(zip(src_lines, tgt_lines), start=1):
+        if s.strip() and t.strip():
+            src.append(s)
+            tgt.append(t)
+            numbers.append(number)
+    skipped = len(src_lines) - len(src)
+    if skipped:
+        logging.info("%s / %s: skipped %d pairs with an empty side",
+                     src_path, tgt_path, skipped)
+    return ParallelCorpus(src, tgt, numbers, skipped)

@@ -1,0 +1,211 @@
+"""tf.data input pipeline: encode once, filter by length, bucket, batch by tokens.
+
+    corpus.ParallelCorpus --encode_corpus--> EncodedCorpus (+ FilterStats)
+    EncodedCorpus --train_dataset(seed=epoch seed)--> one epoch of `Batch`es
+
+Sentencepiece encodes the whole corpus once (C++ batch encode). Each epoch
+only shuffles and groups indices with numpy; tf.data gathers and pads the
+batches. One `train_dataset` call is exactly one epoch: every kept sentence
+appears once (the last partial batch of each bucket is kept). The trainer calls
+it again for every epoch with a new seed (e.g. `seed = base_seed + epoch`),
+which reshuffles and, with subword sampling, re-segments the sentences.
+
+Time dimensions are padded to multiples of `bucket_width`, so an XLA-compiled
+train step sees few distinct shapes.
+"""
+import collections
+import itertools
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from nmt import corpus as corpus_lib
+from nmt.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
+
+# One training batch; all int32.
+#   src      [batch, src_time]  source ids, PAD_ID-padded
+#   src_len  [batch]            source lengths
+#   tgt_in   [batch, tgt_time]  BOS + target ids (decoder input)
+#   tgt_out  [batch, tgt_time]  target ids + EOS (what the decoder predicts)
+#   tgt_len  [batch]            target lengths, EOS counted
+Batch = collections.namedtuple("Batch", ["src", "src_len", "tgt_in", "tgt_out", "tgt_len"])
+
+# The kept pairs as ids (no BOS/EOS), with what is needed to re-encode them.
+#   src_ids, tgt_ids:       list of int32 arrays, [len] each
+#   src_lines, tgt_lines:   the raw sentences of the kept pairs
+#   line_numbers:           1-based line of each kept pair in the corpus files
+#   src_vocab, tgt_vocab:   the vocabs that produced the ids
+#   max_src_len, max_tgt_len: the length limits in pieces (EOS not counted)
+EncodedCorpus = collections.namedtuple("EncodedCorpus", [
+    "src_ids", "tgt_ids", "src_lines", "tgt_lines", "line_numbers",
+    "src_vocab", "tgt_vocab", "max_src_len", "max_tgt_len"])
+
+# What length filtering did: pairs kept, dropped, and kept after truncation.
+FilterStats = collections.namedtuple("FilterStats", ["kept", "dropped_too_long", "truncated"])
+
+
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+def encode_corpus(corpus: corpus_lib.ParallelCorpus, src_vocab: Vocab, tgt_vocab: Vocab,
+                  max_src_len: int, max_tgt_len: int,
+                  truncate: bool = False) -> Tuple[EncodedCorpus, FilterStats]:
+    """Encodes every pair once and drops (or truncates) pairs that are too long.
+
+    Lengths are in pieces without BOS/EOS: a kept target has at most
+    max_tgt_len pieces, so tgt_out has at most max_tgt_len + 1 steps.
+    """
+    if max_src_len < 1 or max_tgt_len < 1:
+        raise ValueError(f"max_src_len and max_tgt_len must be >= 1 "
+                         f"(got {max_src_len}, {max_tgt_len})")
+    src_all = src_vocab.encode(corpus.src)
+    tgt_all = tgt_vocab.encode(corpus.tgt)
+    keep = {"src_ids": [], "tgt_ids": [], "src_lines": [], "tgt_lines": [], "line_numbers": []}
+    dropped = truncated = 0
+    for i, (s, t) in enumerate(zip(src_all, tgt_all)):
+        if len(s) > max_src_len or len(t) > max_tgt_len:
+            if not truncate:
+                dropped += 1
+                continue
+            s, t = s[:max_src_len], t[:max_tgt_len]
+            truncated += 1
+        keep["src_ids"].append(np.asarray(s, np.int32))
+        keep["tgt_ids"].append(np.asarray(t, np.int32))
+        keep["src_lines"].append(corpus.src[i])
+        keep["tgt_lines"].append(corpus.tgt[i])
+        keep["line_numbers"].append(corpus.line_numbers[i])
+    encoded = EncodedCorpus(src_vocab=src_vocab, tgt_vocab=tgt_vocab,
+                            max_src_len=max_src_len, max_tgt_len=max_tgt_len, **keep)
+    return encoded, FilterStats(len(encoded.src_ids), dropped, truncated)
+
+
+def _flat(ids: Sequence[Sequence[int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Ragged ids -> (values [total] int32, lengths [n] int64), without a
+    Python-level loop over the corpus."""
+    lengths = np.fromiter(map(len, ids), np.int64, count=len(ids))
+    values = np.fromiter(itertools.chain.from_iterable(ids), np.int32,
+                         count=int(lengths.sum()))
+    return values, lengths
+
+
+def _sampled_ids(encoded: EncodedCorpus, alpha: float, seed: int):
+    """A sampled segmentation of every kept pair; a pair whose sample exceeds
+    the length limits keeps its deterministic ids."""
+    src = encoded.src_vocab.encode(encoded.src_lines, sample_alpha=alpha, seed=seed)
+    tgt = encoded.tgt_vocab.encode(encoded.tgt_lines, sample_alpha=alpha, seed=seed + 1)
+    src_lens = np.fromiter(map(len, src), np.int64, count=len(src))
+    tgt_lens = np.fromiter(map(len, tgt), np.int64, count=len(tgt))
+    too_long = np.flatnonzero((src_lens > encoded.max_src_len) |
+                              (tgt_lens > encoded.max_tgt_len))
+    for i in too_long:  # few: only pairs near the limit
+        src[i], tgt[i] = encoded.src_ids[i], encoded.tgt_ids[i]
+    return src, tgt
+
+
+def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optional[int],
+                 batch_tokens: Optional[int], bucket_width: int,
+                 rng: Optional[np.random.Generator]) -> List[np.ndarray]:
+    """Groups sentence indices into batches; every index appears exactly once.
+
+    tgt_lens count EOS. Sentences are bucketed by their padded length
+    round_up(max(src_len, tgt_len), bucket_width); a bucket of padded length L
+    is cut into batches of min(batch_size, batch_tokens // L) sentences, the
+    last one possibly smaller. With `rng` the order within buckets and the
+    order of batches are random; without it both are by length and index.
+    """
+    padded = _round_up(np.maximum(src_lens, tgt_lens), bucket_width)  # [n]
+    order = rng.permutation(len(padded)) if rng is not None else np.arange(len(padded))
+    order = order[np.argsort(padded[order], kind="stable")]
+    batches = []
+    for length in np.unique(padded):
+        members = order[padded[order] == length]
+        size = batch_size if batch_size is not None else len(members)
+        if batch_tokens is not None:
+            if length > batch_tokens:
+                raise ValueError(f"batch_tokens={batch_tokens} cannot hold one sentence of "
+                                 f"padded length {length}; raise batch_tokens or lower "
+                                 f"the maximum lengths")
+            size = min(size, batch_tokens // int(length))
+        batches.extend(np.split(members, range(size, len(members), size)))
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
+                  batch_tokens: Optional[int] = None, shuffle: bool = True, seed: int = 0,
+                  bucket_width: int = 8, sample_alpha: float = 0.0) -> tf.data.Dataset:
+    """One epoch of `Batch`es over `encoded`.
+
+    batch_size: at most this many sentences per batch; batch_tokens: at most
+    this many padded tokens, batch * max(src_time, tgt_time). Give either or
+    both. seed: shuffles (and with sample_alpha > 0 re-segments) this epoch;
+    pass a different seed every epoch. sample_alpha > 0 re-encodes the raw
+    lines with subword sampling before batching.
+    """
+    if batch_size is None and batch_tokens is None:
+        raise ValueError("give batch_size or batch_tokens (or both)")
+    for name, value in (("batch_size", batch_size), ("batch_tokens", batch_tokens),
+                        ("bucket_width", bucket_width)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1 (got {value})")
+    if not encoded.src_ids:
+        raise ValueError("no sentence pairs to batch (all filtered out?)")
+    if sample_alpha > 0.0:
+        src_ids, tgt_ids = _sampled_ids(encoded, sample_alpha, seed)
+    else:
+        src_ids, tgt_ids = encoded.src_ids, encoded.tgt_ids
+    src_values, src_lens = _flat(src_ids)
+    tgt_values, tgt_lens = _flat(tgt_ids)
+    rng = np.random.default_rng(seed) if shuffle else None
+    batches = plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width, rng)
+    index = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(batches).astype(np.int64), [len(b) for b in batches])
+    src_rt = tf.RaggedTensor.from_row_lengths(src_values, src_lens)  # [n, (len)]
+    tgt_rt = tf.RaggedTensor.from_row_lengths(tgt_values, tgt_lens)  # [n, (len)]
+    make = _batch_fn(src_rt, tgt_rt, bucket_width)
+    dataset = tf.data.Dataset.from_tensor_slices(index)
+    return dataset.map(make, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _batch_fn(src_rt: tf.RaggedTensor, tgt_rt: tf.RaggedTensor, bucket_width: int):
+    """index [batch] -> Batch, time dims padded to multiples of bucket_width."""
+
+    def pad_to(ragged, time):  # [batch, (len)] -> [batch, time]
+        dense = ragged.to_tensor(default_value=PAD_ID)
+        return tf.pad(dense, [[0, 0], [0, time - tf.shape(dense)[1]]],
+                      constant_values=PAD_ID)
+
+    def make(index):
+        src = tf.gather(src_rt, index)  # [batch, (src_len)]
+        tgt = tf.gather(tgt_rt, index)  # [batch, (tgt_len - 1)]
+        src_len = tf.cast(src.row_lengths(), tf.int32)  # [batch]
+        tgt_len = tf.cast(tgt.row_lengths(), tf.int32) + 1  # [batch], EOS counted
+        src_time = _round_up(tf.reduce_max(src_len), bucket_width)
+        tgt_time = _round_up(tf.reduce_max(tgt_len), bucket_width)
+        special = tf.ones_like(index, tf.int32)[:, None]  # [batch, 1]
+        tgt_in = tf.concat([special * BOS_ID, tgt], axis=1)  # [batch, (tgt_len)]
+        tgt_out = tf.concat([tgt, special * EOS_ID], axis=1)  # [batch, (tgt_len)]
+        return Batch(pad_to(src, src_time), src_len, pad_to(tgt_in, tgt_time),
+                     pad_to(tgt_out, tgt_time), tgt_len)
+
+    return make
+
+
+def pad_batch(ids: Sequence[Sequence[int]],
+              pad_to_multiple: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    """Pads id lists into (ids [batch, time] int32, lengths [batch] int32).
+
+    time is the longest length rounded up to pad_to_multiple (at least 1 step).
+    """
+    if pad_to_multiple < 1:
+        raise ValueError(f"pad_to_multiple must be >= 1 (got {pad_to_multiple})")
+    lengths = np.array([len(x) for x in ids], np.int32)  # [batch]
+    time = _round_up(max(int(lengths.max(initial=0)), 1), pad_to_multiple)
+    out = np.full([len(ids), time], PAD_ID, np.int32)  # [batch, time]
+    for row, x in enumerate(ids):
+        out[row, :len(x)] = x
+    return out, lengths

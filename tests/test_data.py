@@ -1,0 +1,131 @@
+"""Tests for nmt/data.py: encoding, length filtering, bucketing, batching."""
+import os
+
+import numpy as np
+import pytest
+
+from nmt import corpus, data, vocab
+from nmt.vocab import BOS_ID, EOS_ID, PAD_ID
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "data", "multi30k")
+
+
+def synthetic(n=300, max_len=20, seed=0):
+    """Sentence i's ids start with i + 4 (unique) and have random lengths."""
+    rng = np.random.default_rng(seed)
+    src, tgt = [], []
+    for i in range(n):
+        src.append(np.r_[i + 4, rng.integers(4, 50, rng.integers(0, max_len))].astype(np.int32))
+        tgt.append(np.r_[i + 4, rng.integers(4, 50, rng.integers(0, max_len))].astype(np.int32))
+    return data.EncodedCorpus(src, tgt, None, None, list(range(1, n + 1)), None, None,
+                              max_len, max_len)
+
+
+def epoch(dataset):
+    return [data.Batch(*(t.numpy() for t in b)) for b in dataset]
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    pc = corpus.read_parallel(os.path.join(DATA, "val.en.gz"), os.path.join(DATA, "val.de.gz"))
+    src, tgt = vocab.ensure_vocabs(str(tmp_path_factory.mktemp("v")), pc.src, pc.tgt, 600)
+    return pc, src, tgt
+
+
+@pytest.mark.parametrize("batch_size,batch_tokens", [(16, None), (None, 256), (8, 256)])
+def test_every_sentence_once_per_epoch_with_correct_contents(batch_size, batch_tokens):
+    enc = synthetic()
+    batches = epoch(data.train_dataset(enc, batch_size=batch_size, batch_tokens=batch_tokens,
+                                       seed=3, bucket_width=8))
+    seen = np.concatenate([b.src[:, 0] for b in batches]) - 4
+    assert sorted(seen) == list(range(len(enc.src_ids)))
+    for b in batches:
+        size, src_time = b.src.shape
+        tgt_time = b.tgt_in.shape[1]
+        assert src_time % 8 == 0 and tgt_time % 8 == 0 and b.tgt_out.shape == b.tgt_in.shape
+        assert src_time - 8 < b.src_len.max() <= src_time
+        assert tgt_time - 8 < b.tgt_len.max() <= tgt_time
+        if batch_size:
+            assert size <= batch_size
+        if batch_tokens:
+            assert size * max(src_time, tgt_time) <= batch_tokens
+        assert all(x.dtype == np.int32 for x in b)
+        for row in range(size):
+            i = b.src[row, 0] - 4
+            s, t = enc.src_ids[i], enc.tgt_ids[i]
+            assert b.src_len[row] == len(s) and b.tgt_len[row] == len(t) + 1
+            np.testing.assert_array_equal(b.src[row], np.pad(s, (0, src_time - len(s))))
+            np.testing.assert_array_equal(
+                b.tgt_in[row], np.pad(np.r_[BOS_ID, t], (0, tgt_time - len(t) - 1)))
+            np.testing.assert_array_equal(
+                b.tgt_out[row], np.pad(np.r_[t, EOS_ID], (0, tgt_time - len(t) - 1)))
+    assert PAD_ID == 0
+
+
+def test_seeds_change_order_and_same_seed_repeats():
+    enc = synthetic()
+    order = lambda seed: np.concatenate(
+        [b.src[:, 0] for b in epoch(data.train_dataset(enc, batch_tokens=256, seed=seed))])
+    assert not np.array_equal(order(0), order(1))
+    np.testing.assert_array_equal(order(5), order(5))
+    fixed = lambda seed: np.concatenate([b.src[:, 0] for b in epoch(
+        data.train_dataset(enc, batch_size=32, shuffle=False, seed=seed))])
+    np.testing.assert_array_equal(fixed(0), fixed(1))
+
+
+def test_plan_batches_keeps_partial_batches():
+    lens = np.array([3, 3, 3, 3, 3, 12, 12, 12])
+    plan = data.plan_batches(lens, lens, batch_size=2, batch_tokens=None, bucket_width=4,
+                             rng=None)
+    assert [list(b) for b in plan] == [[0, 1], [2, 3], [4], [5, 6], [7]]
+
+
+def test_batch_tokens_too_small_for_one_sentence_fails():
+    with pytest.raises(ValueError, match="batch_tokens=16"):
+        data.train_dataset(synthetic(max_len=40), batch_tokens=16)
+    with pytest.raises(ValueError, match="batch_size or batch_tokens"):
+        data.train_dataset(synthetic())
+
+
+def test_encode_corpus_counts_dropped_and_truncated(real):
+    pc, src_vocab, tgt_vocab = real
+    src_lens = [len(x) for x in src_vocab.encode(pc.src)]
+    tgt_lens = [len(x) for x in tgt_vocab.encode(pc.tgt)]
+    too_long = sum(s > 15 or t > 18 for s, t in zip(src_lens, tgt_lens))
+    assert 0 < too_long < len(pc.src)
+    enc, stats = data.encode_corpus(pc, src_vocab, tgt_vocab, 15, 18)
+    assert stats == data.FilterStats(len(pc.src) - too_long, too_long, 0)
+    assert len(enc.src_ids) == len(enc.src_lines) == len(enc.line_numbers) == stats.kept
+    assert max(map(len, enc.src_ids)) <= 15 and max(map(len, enc.tgt_ids)) <= 18
+    i = 7
+    assert src_vocab.decode(enc.src_ids[i]) == " ".join(pc.src[enc.line_numbers[i] - 1].split())
+    enc, stats = data.encode_corpus(pc, src_vocab, tgt_vocab, 15, 18, truncate=True)
+    assert stats == data.FilterStats(len(pc.src), 0, too_long)
+    assert max(map(len, enc.src_ids)) <= 15 and max(map(len, enc.tgt_ids)) <= 18
+
+
+def test_sampling_changes_segmentation_across_epochs_not_text(real):
+    pc, src_vocab, tgt_vocab = real
+    enc, _ = data.encode_corpus(pc, src_vocab, tgt_vocab, 40, 40)
+
+    def segmentations(seed):
+        out = {}
+        for b in epoch(data.train_dataset(enc, batch_tokens=1024, seed=seed, sample_alpha=0.1)):
+            for row in range(b.src.shape[0]):
+                ids = tuple(b.src[row, :b.src_len[row]])
+                out[src_vocab.decode(ids)] = ids
+                assert b.src_len[row] <= 40 and b.tgt_len[row] <= 41
+        return out
+
+    first, second = segmentations(0), segmentations(1)
+    assert set(first) == set(second) == {" ".join(s.split()) for s in enc.src_lines}
+    assert sum(first[k] != second[k] for k in first) > len(first) // 2
+    assert segmentations(0) == first
+
+
+def test_pad_batch():
+    ids, lengths = data.pad_batch([[5, 6, 7], [8], []], pad_to_multiple=4)
+    assert ids.dtype == np.int32 and lengths.dtype == np.int32
+    np.testing.assert_array_equal(ids, [[5, 6, 7, 0], [8, 0, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(lengths, [3, 1, 0])
+    assert data.pad_batch([[1, 2]])[0].shape == (1, 2)
