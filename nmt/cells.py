@@ -1,0 +1,433 @@
+"""The RNNCell family on `tf.Module`, with the TF1 `tf.compat.v1.nn.rnn_cell` names.
+
+Every cell, built-in or user-defined, keeps one contract:
+
+    output, next_state = cell(inputs, state, training=False)
+    cell.state_size, cell.output_size      # ints or nested tuples of ints
+    cell.zero_state(batch_size, dtype)
+
+and a fast path used by `nmt.rnn.dynamic_rnn` and the decoders:
+
+    prepared = cell.prepare_inputs(inputs, training)  # [batch, time, depth] -> [batch, time, ...]
+    output, next_state = cell.step(prepared_t, state, training)  # prepared_t: time axis removed
+
+`prepare_inputs` runs once per sequence, outside the recurrent loop: the built-in cells
+do their input matmul there for the whole sequence, and wrappers sample every dropout
+mask there, so `step` is deterministic given its arguments. `cell(x, s)` is literally
+`step` on the one-step `prepare_inputs` of `x`, so both paths agree.
+
+Variables are created in `build(input_size)`, either eagerly when the constructor gets
+`input_size=`, or on the first `prepare_inputs` / call from the static last dimension of
+the inputs (under `tf.init_scope`, so a first call inside `tf.function` works).
+"""
+import collections
+import inspect
+
+import tensorflow as tf
+
+LSTMStateTuple = collections.namedtuple("LSTMStateTuple", ("c", "h"))
+LSTMStateTuple.__doc__ = "LSTM state: c [batch, num_units] (memory), h [batch, h_size] (output)."
+
+
+def glorot_uniform(shape, dtype=tf.float32):
+    """Glorot & Bengio (2010) uniform init for a [fan_in, fan_out] (or [n]) shape."""
+    fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
+    limit = (6.0 / (fan_in + fan_out)) ** 0.5
+    return tf.random.uniform(shape, -limit, limit, dtype=dtype)
+
+
+def _first_step(structure):
+    """[batch, 1, ...] leaves -> [batch, ...] leaves."""
+    return tf.nest.map_structure(lambda t: t[:, 0], structure)
+
+
+def _static_depth(inputs):
+    """The static last dimension of the first input tensor (needed to build variables)."""
+    depth = tf.nest.flatten(inputs)[0].shape[-1]
+    if depth is None:
+        raise ValueError("Cell inputs need a static last dimension (got shape "
+                         f"{tf.nest.flatten(inputs)[0].shape}); or pass input_size=.")
+    return int(depth)
+
+
+class RNNCell(tf.Module):
+    """Base class. Subclass it: declare `state_size`/`output_size`, implement
+    `call(inputs, state)` or `call(inputs, state, training)`, and create variables in
+    `build(input_size)`. If you pass `input_size=` to this constructor, set the
+    attributes `build` needs before calling `super().__init__`."""
+
+    def __init__(self, input_size=None, name=None):
+        super().__init__(name=name)
+        self.built = False
+        if input_size is not None:
+            self._maybe_build(int(input_size))
+
+    @property
+    def state_size(self):
+        raise NotImplementedError("RNNCell subclasses must define state_size")
+
+    @property
+    def output_size(self):
+        raise NotImplementedError("RNNCell subclasses must define output_size")
+
+    def build(self, input_size):
+        """Creates the variables for inputs of depth `input_size`. Default: none."""
+
+    def call(self, inputs, state):
+        raise NotImplementedError("RNNCell subclasses must implement call or step")
+
+    def _maybe_build(self, input_size):
+        if self.built:
+            return
+        with tf.init_scope(), self.name_scope:
+            self.build(input_size)
+        self.built = True
+
+    def zero_state(self, batch_size, dtype=tf.float32):
+        """Zeros shaped like `state_size`, each leaf [batch_size, size]."""
+        return tf.nest.map_structure(
+            lambda size: tf.zeros([batch_size, size], dtype), self.state_size)
+
+    def prepare_inputs(self, inputs, training=False):
+        """[batch, time, depth] -> per-sequence precomputation. Default: identity."""
+        self._maybe_build(_static_depth(inputs))
+        return inputs
+
+    def step(self, prepared_t, state, training=False):
+        """One time step on a time slice of `prepare_inputs`. Default: `call`."""
+        if self._call_takes_training():
+            return self.call(prepared_t, state, training=training)
+        return self.call(prepared_t, state)
+
+    def __call__(self, inputs, state, training=False):
+        """inputs [batch, depth], state -> (output [batch, output_size], next_state)."""
+        inputs_seq = tf.nest.map_structure(lambda t: tf.expand_dims(t, 1), inputs)
+        prepared = self.prepare_inputs(inputs_seq, training=training)
+        return self.step(_first_step(prepared), state, training=training)
+
+    def _call_takes_training(self):
+        takes = self.__dict__.get("_takes_training")
+        if takes is None:
+            params = inspect.signature(self.call).parameters.values()
+            takes = any(p.name == "training" or p.kind == p.VAR_KEYWORD for p in params)
+            self.__dict__["_takes_training"] = takes
+        return takes
+
+
+def _sequence_matmul(inputs, kernel, bias):
+    """inputs [batch, time, depth] @ kernel [depth, n] + bias [n] -> [batch, time, n]."""
+    batch_time = tf.shape(inputs)[:2]
+    flat = tf.reshape(inputs, [-1, inputs.shape[-1]])  # [batch * time, depth]
+    out = tf.matmul(flat, kernel) + bias  # [batch * time, n]
+    return tf.reshape(out, tf.concat([batch_time, [kernel.shape[-1]]], 0))
+
+
+class BasicRNNCell(RNNCell):
+    """Elman RNN: h' = activation(x W_x + h W_h + b); output = state = h' [batch, num_units]."""
+
+    def __init__(self, num_units, activation=tf.tanh, input_size=None, name=None):
+        self.num_units = num_units
+        self._activation = activation
+        super().__init__(input_size=input_size, name=name)
+
+    @property
+    def state_size(self):
+        return self.num_units
+
+    @property
+    def output_size(self):
+        return self.num_units
+
+    def build(self, input_size):
+        n = self.num_units
+        self.input_kernel = tf.Variable(glorot_uniform([input_size, n]), name="input_kernel")
+        self.recurrent_kernel = tf.Variable(glorot_uniform([n, n]), name="recurrent_kernel")
+        self.bias = tf.Variable(tf.zeros([n]), name="bias")
+
+    def prepare_inputs(self, inputs, training=False):
+        self._maybe_build(_static_depth(inputs))
+        return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, n]
+
+    def step(self, prepared_t, state, training=False):
+        h = self._activation(prepared_t + tf.matmul(state, self.recurrent_kernel))
+        return h, h
+
+
+class GRUCell(RNNCell):
+    """Gated recurrent unit (Cho et al. 2014), TF1 equations:
+    r, u = sigmoid(W_g [x, h] + b_g)   (b_g initialised to 1.0)
+    c = activation(W_c [x, r * h] + b_c);   h' = u * h + (1 - u) * c.
+    Output and state: [batch, num_units]."""
+
+    def __init__(self, num_units, activation=tf.tanh, kernel_initializer=None,
+                 input_size=None, name=None):
+        self.num_units = num_units
+        self._activation = activation
+        self._init = kernel_initializer or glorot_uniform
+        super().__init__(input_size=input_size, name=name)
+
+    @property
+    def state_size(self):
+        return self.num_units
+
+    @property
+    def output_size(self):
+        return self.num_units
+
+    def build(self, input_size):
+        n, init = self.num_units, self._init
+        # Input parts of the gate (r, u) and candidate kernels, fused: [input_size, 3n].
+        self.input_kernel = tf.Variable(init([input_size, 3 * n], tf.float32), name="input_kernel")
+        self.gate_kernel = tf.Variable(init([n, 2 * n], tf.float32), name="gate_kernel")
+        self.candidate_kernel = tf.Variable(init([n, n], tf.float32), name="candidate_kernel")
+        self.bias = tf.Variable(tf.concat([tf.ones([2 * n]), tf.zeros([n])], 0), name="bias")
+
+    def prepare_inputs(self, inputs, training=False):
+        self._maybe_build(_static_depth(inputs))
+        return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, 3n]
+
+    def step(self, prepared_t, state, training=False):
+        n = self.num_units
+        x_gates, x_candidate = prepared_t[:, :2 * n], prepared_t[:, 2 * n:]
+        gates = tf.sigmoid(x_gates + tf.matmul(state, self.gate_kernel))  # [batch, 2n]
+        r, u = gates[:, :n], gates[:, n:]
+        c = self._activation(x_candidate + tf.matmul(r * state, self.candidate_kernel))
+        h = u * state + (1.0 - u) * c
+        return h, h
+
+
+class LSTMCell(RNNCell):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997), TF1 gate order i, j, f, o:
+    c' = sigmoid(f + forget_bias) * c + sigmoid(i) * activation(j);  h' = sigmoid(o) * activation(c')
+    with optional diagonal peepholes from c into i, f and from c' into o (Gers et al. 2000),
+    `cell_clip` on c', and a projection h' <- h' W_p clipped to `proj_clip` (Sak et al. 2014).
+    State: LSTMStateTuple(c [batch, num_units], h [batch, num_proj or num_units]).
+    The four gate matmuls are fused: input kernel [input_size, 4 units], recurrent kernel
+    [h_size, 4 units]; `prepare_inputs` applies the input kernel to the whole sequence."""
+
+    def __init__(self, num_units, use_peepholes=False, cell_clip=None, initializer=None,
+                 num_proj=None, proj_clip=None, forget_bias=1.0, activation=tf.tanh,
+                 input_size=None, name=None):
+        self.num_units = num_units
+        self.use_peepholes = use_peepholes
+        self.cell_clip = cell_clip
+        self.num_proj = num_proj
+        self.proj_clip = proj_clip
+        self.forget_bias = forget_bias
+        self._activation = activation
+        self._init = initializer or glorot_uniform
+        super().__init__(input_size=input_size, name=name)
+
+    @property
+    def state_size(self):
+        return LSTMStateTuple(self.num_units, self.output_size)
+
+    @property
+    def output_size(self):
+        return self.num_proj or self.num_units
+
+    def build(self, input_size):
+        n, init, f32 = self.num_units, self._init, tf.float32
+        self.input_kernel = tf.Variable(init([input_size, 4 * n], f32), name="input_kernel")
+        self.recurrent_kernel = tf.Variable(
+            init([self.output_size, 4 * n], f32), name="recurrent_kernel")
+        self.bias = tf.Variable(tf.zeros([4 * n]), name="bias")
+        if self.use_peepholes:
+            self.w_i_diag = tf.Variable(init([n], f32), name="w_i_diag")
+            self.w_f_diag = tf.Variable(init([n], f32), name="w_f_diag")
+            self.w_o_diag = tf.Variable(init([n], f32), name="w_o_diag")
+        if self.num_proj:
+            self.proj_kernel = tf.Variable(init([n, self.num_proj], f32), name="proj_kernel")
+
+    def prepare_inputs(self, inputs, training=False):
+        self._maybe_build(_static_depth(inputs))
+        return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, 4n]
+
+    def step(self, prepared_t, state, training=False):
+        c_prev, h_prev = state
+        gates = prepared_t + tf.matmul(h_prev, self.recurrent_kernel)  # [batch, 4n]
+        i, j, f, o = tf.split(gates, 4, axis=1)
+        if self.use_peepholes:
+            i += self.w_i_diag * c_prev
+            f += self.w_f_diag * c_prev
+        c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * self._activation(j)
+        if self.cell_clip is not None:
+            c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
+        if self.use_peepholes:
+            o += self.w_o_diag * c
+        h = tf.sigmoid(o) * self._activation(c)  # [batch, num_units]
+        if self.num_proj:
+            h = tf.matmul(h, self.proj_kernel)  # [batch, num_proj]
+            if self.proj_clip is not None:
+                h = tf.clip_by_value(h, -self.proj_clip, self.proj_clip)
+        return h, LSTMStateTuple(c, h)
+
+
+class MultiRNNCell(RNNCell):
+    """Stacked cells: layer k feeds layer k+1. State: tuple of the layers' states.
+    `prepare_inputs` prepares layer 0 only; upper layers run their own one-step
+    `__call__` inside `step`, so any randomness of theirs is drawn per step."""
+
+    def __init__(self, cells, name=None):
+        if not cells:
+            raise ValueError("MultiRNNCell needs at least one cell")
+        self.cells = list(cells)
+        super().__init__(name=name)
+
+    @property
+    def state_size(self):
+        return tuple(cell.state_size for cell in self.cells)
+
+    @property
+    def output_size(self):
+        return self.cells[-1].output_size
+
+    def zero_state(self, batch_size, dtype=tf.float32):
+        return tuple(cell.zero_state(batch_size, dtype) for cell in self.cells)
+
+    def prepare_inputs(self, inputs, training=False):
+        return self.cells[0].prepare_inputs(inputs, training=training)
+
+    def step(self, prepared_t, state, training=False):
+        output, first = self.cells[0].step(prepared_t, state[0], training=training)
+        next_states = [first]
+        for cell, layer_state in zip(self.cells[1:], state[1:]):
+            output, layer_next = cell(output, layer_state, training=training)
+            next_states.append(layer_next)
+        return output, tuple(next_states)
+
+
+class _Wrapper(RNNCell):
+    """A cell around `cell` with the same state and output (unless overridden)."""
+
+    def __init__(self, cell, name=None):
+        self.cell = cell
+        super().__init__(name=name)
+
+    @property
+    def state_size(self):
+        return self.cell.state_size
+
+    @property
+    def output_size(self):
+        return self.cell.output_size
+
+    def zero_state(self, batch_size, dtype=tf.float32):
+        return self.cell.zero_state(batch_size, dtype)
+
+
+_DropoutPrepared = collections.namedtuple(
+    "_DropoutPrepared", ("inner", "output_mask", "state_masks"))
+
+
+def _state_dropout_filter(state_size):
+    """Flat booleans over the leaves of `state_size`: False for the c of an LSTMStateTuple.
+    (TF1's default dropout_state_filter_visitor: memory cells are never dropped.)"""
+    if isinstance(state_size, LSTMStateTuple):
+        return [False] * len(tf.nest.flatten(state_size.c)) + _state_dropout_filter(state_size.h)
+    if isinstance(state_size, dict):
+        return [f for key in sorted(state_size) for f in _state_dropout_filter(state_size[key])]
+    if tf.nest.is_nested(state_size):
+        return [f for part in state_size for f in _state_dropout_filter(part)]
+    return [True]
+
+
+class DropoutWrapper(_Wrapper):
+    """Inverted dropout on a cell's inputs, outputs and states (Zaremba et al. 2014), only
+    when training=True. State dropout hits the new state returned by each step, except the
+    memory c of LSTM states (only h is dropped). With `variational_recurrent=True` one mask
+    per sequence is reused at every time step (Gal & Ghahramani 2016); otherwise masks are
+    drawn independently per step. All masks are drawn in `prepare_inputs` from a
+    `tf.random.Generator` (seeded by `seed` if given), so `step` is deterministic.
+    Caveat: inside MultiRNNCell, layers above the first draw their masks per step."""
+
+    def __init__(self, cell, input_keep_prob=1.0, output_keep_prob=1.0, state_keep_prob=1.0,
+                 variational_recurrent=False, seed=None, name=None):
+        for arg, keep in (("input_keep_prob", input_keep_prob),
+                          ("output_keep_prob", output_keep_prob),
+                          ("state_keep_prob", state_keep_prob)):
+            if not 0.0 < float(keep) <= 1.0:
+                raise ValueError(f"{arg} must be in (0, 1] (got {keep})")
+        self.input_keep_prob = float(input_keep_prob)
+        self.output_keep_prob = float(output_keep_prob)
+        self.state_keep_prob = float(state_keep_prob)
+        self.variational_recurrent = variational_recurrent
+        with tf.init_scope():
+            self.generator = (tf.random.Generator.from_seed(seed) if seed is not None
+                              else tf.random.Generator.from_non_deterministic_state())
+        super().__init__(cell, name=name)
+
+    def _mask(self, batch, steps, depth, keep, dtype):
+        """A [batch, steps, depth] mask of 0 and 1/keep; constant over time if variational."""
+        shape = [batch, 1 if self.variational_recurrent else steps, depth]
+        mask = tf.cast(self.generator.uniform(shape, dtype=dtype) < keep, dtype) / keep
+        return tf.broadcast_to(mask, [batch, steps, depth]) if self.variational_recurrent else mask
+
+    def prepare_inputs(self, inputs, training=False):
+        if not training:
+            return _DropoutPrepared(self.cell.prepare_inputs(inputs, training=False), (), ())
+        first = tf.nest.flatten(inputs)[0]
+        batch, steps, dtype = tf.shape(first)[0], tf.shape(first)[1], first.dtype
+        if self.input_keep_prob < 1.0:
+            inputs = tf.nest.map_structure(lambda x: x * self._mask(
+                batch, steps, tf.shape(x)[2], self.input_keep_prob, x.dtype), inputs)
+        inner = self.cell.prepare_inputs(inputs, training=True)
+        output_mask = ()
+        if self.output_keep_prob < 1.0:
+            output_mask = tf.nest.map_structure(lambda size: self._mask(
+                batch, steps, size, self.output_keep_prob, dtype), self.output_size)
+        state_masks = ()
+        if self.state_keep_prob < 1.0:
+            sizes = tf.nest.flatten(self.state_size)
+            state_masks = tuple(
+                self._mask(batch, steps, size, self.state_keep_prob, dtype) if drop else ()
+                for size, drop in zip(sizes, _state_dropout_filter(self.state_size)))
+        return _DropoutPrepared(inner, output_mask, state_masks)
+
+    def step(self, prepared_t, state, training=False):
+        output, next_state = self.cell.step(prepared_t.inner, state, training=training)
+        if tf.nest.flatten(prepared_t.output_mask):
+            output = tf.nest.map_structure(tf.multiply, output, prepared_t.output_mask)
+        if tf.nest.flatten(prepared_t.state_masks):
+            flat = [s if isinstance(m, tuple) else s * m
+                    for s, m in zip(tf.nest.flatten(next_state), prepared_t.state_masks)]
+            next_state = tf.nest.pack_sequence_as(next_state, flat)
+        return output, next_state
+
+
+class ResidualWrapper(_Wrapper):
+    """output = cell output + inputs (He et al. 2016; Wu et al. 2016 §3 for stacked NMT).
+    Needs input depth == cell.output_size."""
+
+    def prepare_inputs(self, inputs, training=False):
+        depth = tf.nest.flatten(inputs)[0].shape[-1]
+        if depth != self.cell.output_size:
+            raise ValueError("ResidualWrapper needs input size == output size "
+                             f"(got {depth} and {self.cell.output_size})")
+        return (self.cell.prepare_inputs(inputs, training=training), inputs)
+
+    def step(self, prepared_t, state, training=False):
+        inner, inputs = prepared_t  # inputs: [batch, depth], the raw residual
+        output, next_state = self.cell.step(inner, state, training=training)
+        return output + inputs, next_state
+
+
+class DeviceWrapper(_Wrapper):
+    """Runs `cell` (prepare_inputs, step, zero_state) under `tf.device(device)`.
+    Its variables are created there too, provided the cell is not built yet."""
+
+    def __init__(self, cell, device, name=None):
+        self.device = device
+        super().__init__(cell, name=name)
+
+    def zero_state(self, batch_size, dtype=tf.float32):
+        with tf.device(self.device):
+            return self.cell.zero_state(batch_size, dtype)
+
+    def prepare_inputs(self, inputs, training=False):
+        with tf.device(self.device):
+            return self.cell.prepare_inputs(inputs, training=training)
+
+    def step(self, prepared_t, state, training=False):
+        with tf.device(self.device):
+            return self.cell.step(prepared_t, state, training=training)

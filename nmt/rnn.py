@@ -1,0 +1,106 @@
+"""dynamic_rnn and bidirectional_dynamic_rnn with TF1 semantics, for any `nmt.cells` cell.
+
+Past a sequence's length, outputs are zeros and the state is copied through, so the final
+state is the state after the last valid step. The loop is a `tf.while_loop` over a dynamic
+number of steps: one trace serves every batch and time size, it compiles under XLA
+(`jit_compile=True`), and it is differentiable. `cell.prepare_inputs` runs once before the
+loop (the input matmuls of the whole sequence); each iteration only runs `cell.step`.
+`training` must be a Python bool.
+"""
+import tensorflow as tf
+
+
+def _swap_batch_time(tensor):
+    """[a, b, ...] -> [b, a, ...]."""
+    perm = [1, 0] + list(range(2, tensor.shape.rank))
+    return tf.transpose(tensor, perm)
+
+
+def _output_array(size, dtype, num_steps):
+    """A TensorArray for num_steps outputs of shape [batch, size]."""
+    element_shape = tf.TensorShape([None]).concatenate(tf.TensorShape(size))
+    return tf.TensorArray(dtype, size=num_steps, element_shape=element_shape)
+
+
+def _where(valid, new, old):
+    """Per-leaf select: new where valid ([batch, 1] bool), else old."""
+    return tf.nest.map_structure(lambda n, o: tf.where(valid, n, o), new, old)
+
+
+def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf.float32,
+                time_major=False, training=False):
+    """Runs `cell` over `inputs` [batch, time, depth] ([time, batch, depth] if time_major).
+
+    sequence_length: [batch] ints or None (all sequences full length).
+    Returns (outputs [batch, time, output_size] (time-major if time_major), final_state).
+    """
+    if time_major:
+        inputs = tf.nest.map_structure(_swap_batch_time, inputs)
+    first = tf.nest.flatten(inputs)[0]
+    batch_size, num_steps = tf.shape(first)[0], tf.shape(first)[1]
+    state = cell.zero_state(batch_size, dtype) if initial_state is None else initial_state
+    prepared = cell.prepare_inputs(inputs, training=training)  # leaves [batch, time, ...]
+    prepared_arrays = tf.nest.map_structure(
+        lambda t: tf.TensorArray(t.dtype, size=num_steps).unstack(_swap_batch_time(t)),
+        prepared)  # each read: [batch, ...]
+    out_dtype = tf.nest.flatten(state)[0].dtype
+    outputs = tf.nest.map_structure(
+        lambda size: _output_array(size, out_dtype, num_steps), cell.output_size)
+    valid = None
+    if sequence_length is not None:
+        sequence_length = tf.cast(sequence_length, tf.int32)
+        valid = tf.sequence_mask(sequence_length, num_steps)  # [batch, time]
+        valid = tf.TensorArray(tf.bool, size=num_steps).unstack(
+            tf.transpose(valid)[:, :, None])  # each read: [batch, 1]
+
+    def body(t, state, outputs):
+        prepared_t = tf.nest.map_structure(lambda ta: ta.read(t), prepared_arrays)
+        output, next_state = cell.step(prepared_t, state, training=training)
+        if valid is not None:
+            valid_t = valid.read(t)
+            output = tf.nest.map_structure(lambda o: tf.where(valid_t, o, tf.zeros([], o.dtype)), output)
+            next_state = _where(valid_t, next_state, state)
+        outputs = tf.nest.map_structure(lambda ta, o: ta.write(t, o), outputs, output)
+        return t + 1, next_state, outputs
+
+    _, final_state, outputs = tf.while_loop(
+        lambda t, *_: t < num_steps, body, (tf.constant(0), state, outputs),
+        maximum_iterations=num_steps)
+    outputs = tf.nest.map_structure(  # [time, batch, size]; reshape keeps rank if time == 0
+        lambda ta, size: tf.reshape(ta.stack(), tf.concat(
+            [[num_steps, batch_size], tf.TensorShape(size).as_list()], 0)),
+        outputs, cell.output_size)
+    if not time_major:
+        outputs = tf.nest.map_structure(_swap_batch_time, outputs)
+    return outputs, final_state
+
+
+def _reverse(inputs, sequence_length):
+    """Reverses each [batch, time, ...] sequence within its own length."""
+    if sequence_length is None:
+        return tf.nest.map_structure(lambda x: tf.reverse(x, axis=[1]), inputs)
+    lengths = tf.cast(sequence_length, tf.int64)
+    return tf.nest.map_structure(
+        lambda x: tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0), inputs)
+
+
+def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
+                              initial_state_fw=None, initial_state_bw=None, dtype=tf.float32,
+                              time_major=False, training=False):
+    """Forward and backward `dynamic_rnn`; the backward cell reads each sequence reversed
+    within its length, and its outputs are re-reversed to line up with the inputs.
+
+    Returns ((outputs_fw, outputs_bw), (final_state_fw, final_state_bw)), outputs shaped
+    like `dynamic_rnn`'s.
+    """
+    if time_major:
+        inputs = tf.nest.map_structure(_swap_batch_time, inputs)
+    out_fw, state_fw = dynamic_rnn(cell_fw, inputs, sequence_length, initial_state_fw,
+                                   dtype, training=training)
+    reversed_out, state_bw = dynamic_rnn(cell_bw, _reverse(inputs, sequence_length),
+                                         sequence_length, initial_state_bw, dtype,
+                                         training=training)
+    out_bw = _reverse(reversed_out, sequence_length)
+    if time_major:
+        out_fw, out_bw = (tf.nest.map_structure(_swap_batch_time, o) for o in (out_fw, out_bw))
+    return (out_fw, out_bw), (state_fw, state_bw)
