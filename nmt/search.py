@@ -1,0 +1,363 @@
+"""Greedy and beam search over a step function; imports no model code.
+
+The model supplies `step_fn(ids, state) -> (log_probs, new_state)`:
+  ids       [N] int32, the previous token of each row (`bos_id` at step 0);
+  log_probs [N, vocab] float32, normalised log-probabilities (all <= 0) of the
+            next token;
+  state     any nested structure (tuples, namedtuples, dicts) of tensors whose
+            leading dimension is N; `new_state` has the same structure and shapes.
+
+Layout of N. Greedy search: N = batch, row b is sentence b. Beam search:
+N = batch * beam_size, batch-major: row b * beam_size + k is beam k of sentence
+b. Beam search tiles `initial_state` to that layout with `tile_batch` and, after
+every step, reorders it with one `tf.gather` per tensor so each row's state
+follows its hypothesis. Reordering never moves a row to another sentence, so a
+step_fn may close over per-sentence tensors (encoder memory) that it tiled
+itself with `tile_batch(memory, beam_size)`.
+
+Both searches return `SearchResult(ids, scores, lengths)`:
+  ids     [batch, num_hypotheses, max_length] int32, without bos, padded with
+          eos_id (time is always max_length, so shapes are static);
+  scores  [batch, num_hypotheses] float32, finished hypotheses best first;
+  lengths [batch, num_hypotheses] int32, tokens before eos.
+A score is the sum of the token log-probabilities, the eos step included,
+divided by the GNMT length penalty lp = ((5 + length) / 6) ** alpha with
+length = the returned length, plus the GNMT coverage penalty when it is used
+(Wu et al. 2016 §7). Greedy search has num_hypotheses = 1 and alpha = 0.
+
+`max_length` is the maximum number of steps, the eos step counted: a finished
+hypothesis has at most max_length - 1 tokens. A hypothesis still unfinished
+after max_length steps is returned as is only when a sentence has fewer than
+num_hypotheses finished ones: length = max_length, no eos, score = its log-prob
+sum divided by lp(max_length) plus its coverage penalty. Such fillers come
+after every finished hypothesis of the sentence, best first among themselves.
+
+Each search is one `tf.while_loop` with static shapes inside (XLA compiles it:
+`tf.function(jit_compile=True)` around the caller works); the number of steps
+is dynamic. Called eagerly, the search traces itself into a `tf.function`.
+"""
+import collections
+import collections.abc
+
+import tensorflow as tf
+
+SearchResult = collections.namedtuple("SearchResult", ["ids", "scores", "lengths"])
+# ids [batch, num_hypotheses, max_length] int32; scores [batch, num_hypotheses]
+# float32; lengths [batch, num_hypotheses] int32
+
+# Accumulated attention is clipped to [COVERAGE_FLOOR, 1] before the log, so a
+# never-attended source position costs beta * log(1e-10) instead of -inf (which
+# would tie every hypothesis that skipped a word).
+COVERAGE_FLOOR = 1e-10
+ALIGNMENTS_KEY = "alignments"
+
+_NEG_INF = float("-inf")
+
+
+def tile_batch(nested, multiplier):
+    """Repeats every `[batch, ...]` tensor batch-major to `[batch * multiplier, ...]`.
+
+    Row `b * multiplier + k` of the result is row `b` of the input, the layout
+    beam search uses for N.
+    """
+    return tf.nest.map_structure(lambda t: tf.repeat(t, multiplier, axis=0), nested)
+
+
+def gnmt_length_penalty(length, alpha):
+    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016 §7); 1 when alpha == 0."""
+    if alpha == 0:
+        return tf.ones_like(tf.cast(length, tf.float32))
+    return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
+
+
+def gnmt_coverage_penalty(accumulated, beta, source_mask=None):
+    """GNMT coverage penalty beta * sum_i log(min(sum_j p_ij, 1)) (Wu et al. 2016 §7).
+
+    accumulated [..., src_time]: attention summed over the decoding steps;
+    source_mask [..., src_time] bool or None: only True positions (i < source
+    length) are penalised. Returns [...]. The sum is floored at COVERAGE_FLOOR.
+    """
+    log_coverage = tf.math.log(tf.clip_by_value(accumulated, COVERAGE_FLOOR, 1.0))
+    if source_mask is not None:
+        log_coverage = tf.where(source_mask, log_coverage, 0.0)
+    return beta * tf.reduce_sum(log_coverage, axis=-1)
+
+
+def _run_as_graph(search, *args):
+    """Runs `search(*args)` as one graph: traced into a tf.function when eager."""
+    if tf.executing_eagerly():
+        return tf.function(search)(*args)
+    return search(*args)
+
+
+def _check(condition, message):
+    if not condition:
+        raise ValueError(message)
+
+
+# ----------------------------------------------------------------------------
+# Greedy search.
+
+_GreedyLoop = collections.namedtuple(
+    "_GreedyLoop", ["step", "ids", "state", "seq", "log_prob", "finished", "lengths"])
+# step []; ids [batch]; state nested [batch, ...]; seq [batch, max_length];
+# log_prob [batch]; finished [batch] bool; lengths [batch]
+
+
+def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length):
+    """Picks the most probable token at every step (argmax decoding).
+
+    step_fn(ids [batch] int32, state) -> (log_probs [batch, vocab], state);
+    `initial_state` has leading dimension batch. A sentence finishes at its
+    first eos (finished rows are then fed eos and their score is frozen); the
+    loop stops when every sentence has finished or after `max_length` steps
+    (eos step counted). An unfinished sentence returns its max_length tokens,
+    length max_length and the sum of their log-probabilities.
+
+    Returns SearchResult: ids [batch, 1, max_length] int32 (eos padded),
+    scores [batch, 1] float32 (log-prob sum, eos included), lengths [batch, 1] int32.
+    """
+    _check(isinstance(max_length, int) and max_length >= 1,
+           f"max_length must be a positive int (got {max_length!r})")
+
+    def search(state):
+        time = tf.range(max_length)[None, :]  # [1, max_length]
+        loop = _GreedyLoop(
+            step=tf.constant(0),
+            ids=tf.fill([batch_size], tf.constant(bos_id, tf.int32)),
+            state=state,
+            seq=tf.fill([batch_size, max_length], tf.constant(eos_id, tf.int32)),
+            log_prob=tf.zeros([batch_size], tf.float32),
+            finished=tf.zeros([batch_size], tf.bool),
+            lengths=tf.zeros([batch_size], tf.int32))
+
+        def body(loop):
+            log_probs, state = step_fn(loop.ids, loop.state)  # [batch, vocab]
+            tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # [batch]
+            token_log_prob = tf.gather(log_probs, tokens, batch_dims=1)  # [batch]
+            alive = tf.logical_not(loop.finished)
+            tokens = tf.where(alive, tokens, eos_id)
+            just_finished = alive & tf.equal(tokens, eos_id)
+            return _GreedyLoop(
+                step=loop.step + 1, ids=tokens, state=state,
+                seq=tf.where(tf.equal(time, loop.step), tokens[:, None], loop.seq),
+                log_prob=tf.where(alive, loop.log_prob + token_log_prob, loop.log_prob),
+                finished=loop.finished | just_finished,
+                lengths=tf.where(just_finished, loop.step, loop.lengths))
+
+        def cond(loop):
+            return (loop.step < max_length) & tf.logical_not(tf.reduce_all(loop.finished))
+
+        loop = tf.while_loop(cond, lambda loop: (body(loop),), (loop,),
+                             maximum_iterations=max_length)[0]
+        lengths = tf.where(loop.finished, loop.lengths, loop.step)
+        return SearchResult(ids=loop.seq[:, None, :], scores=loop.log_prob[:, None],
+                            lengths=lengths[:, None])
+
+    return _run_as_graph(search, initial_state)
+
+
+# ----------------------------------------------------------------------------
+# Beam search.
+
+_BeamLoop = collections.namedtuple("_BeamLoop", [
+    "step", "ids", "state", "alive_seq", "alive_log_prob", "alive_coverage",
+    "finished_seq", "finished_scores", "finished_lengths"])
+# step []; ids [batch*beam]; state nested [batch*beam, ...];
+# alive_seq [batch, beam, max_length]; alive_log_prob [batch, beam];
+# alive_coverage [batch, beam, src_time] (src_time 1 and unused without coverage);
+# finished_seq [batch, F, max_length]; finished_scores [batch, F] (-inf = empty
+# slot, sorted best first); finished_lengths [batch, F]; F = num_hypotheses.
+
+_BeamConfig = collections.namedtuple("_BeamConfig", [
+    "batch_size", "beam_size", "num_hypotheses", "max_length", "bos_id", "eos_id",
+    "alpha", "beta"])
+
+
+def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, max_length,
+                length_penalty=0.0, coverage_penalty=0.0, num_hypotheses=1,
+                source_length=None):
+    """Beam search with GNMT length and coverage penalties (Wu et al. 2016 §7).
+
+    step_fn(ids [batch*beam] int32, state) -> (log_probs [batch*beam, vocab], state),
+    rows batch-major (row b * beam_size + k is beam k of sentence b);
+    `initial_state` has leading dimension batch and is tiled here. At step 0
+    only beam 0 of each sentence is alive (the others score -inf).
+
+    Each step ranks the 2 * beam_size best extensions of a sentence by summed
+    log-probability. Eos extensions ranked inside the top beam_size move to a
+    separate finished set of num_hypotheses slots per sentence (scored with
+    both penalties), so alive beams cannot crowd them out; the beam_size best
+    non-eos extensions stay alive. With beam_size = 1 and both penalties 0
+    this is exactly greedy search (same ids, lengths and scores); with
+    penalties, beam 1 may search on past greedy's eos (see the bound below).
+
+    Stopping rule: a sentence is done when its finished set is full and no
+    alive hypothesis can beat the worst finished score: best alive log-prob
+    / lp(max_length) <= worst finished score. Log-probs (<= 0) only decrease,
+    lp grows with length and the coverage penalty is <= 0, so this bound (as
+    in GNMT / tensor2tensor) is tight without penalties and safe with them.
+    The loop stops when every sentence is done, or after max_length steps
+    (eos step counted).
+
+    Args:
+      length_penalty: alpha >= 0; scores are divided by ((5 + length) / 6) ** alpha.
+      coverage_penalty: beta >= 0. When > 0, `state` must be a dict whose
+        ALIGNMENTS_KEY ("alignments") entry holds the step's attention weights
+        [N, src_time] (zeros at source pads; the initial value is ignored but
+        must have that shape). The search accumulates them per hypothesis.
+      num_hypotheses: n-best size, 1 <= num_hypotheses <= beam_size.
+      source_length: optional [batch] int; coverage only penalises source
+        positions i < source_length. None: every position counts.
+
+    Returns SearchResult: ids [batch, num_hypotheses, max_length] int32,
+    scores [batch, num_hypotheses] float32, lengths [batch, num_hypotheses] int32.
+    """
+    _check(isinstance(max_length, int) and max_length >= 1,
+           f"max_length must be a positive int (got {max_length!r})")
+    _check(isinstance(beam_size, int) and beam_size >= 1,
+           f"beam_size must be a positive int (got {beam_size!r})")
+    _check(1 <= num_hypotheses <= beam_size,
+           f"num_hypotheses must be in [1, beam_size={beam_size}] (got {num_hypotheses})")
+    _check(length_penalty >= 0, f"length_penalty must be >= 0 (got {length_penalty})")
+    _check(coverage_penalty >= 0, f"coverage_penalty must be >= 0 (got {coverage_penalty})")
+    if coverage_penalty > 0:
+        _check(isinstance(initial_state, collections.abc.Mapping)
+               and ALIGNMENTS_KEY in initial_state,
+               f"coverage_penalty > 0 needs a dict state with an {ALIGNMENTS_KEY!r} "
+               f"entry [batch, src_time]")
+    config = _BeamConfig(batch_size, beam_size, num_hypotheses, max_length, bos_id, eos_id,
+                         float(length_penalty), float(coverage_penalty))
+
+    def search(state, source_length):
+        source_mask = _source_mask(state, source_length, config)
+        loop = _initial_beam_loop(state, config)
+        loop = tf.while_loop(
+            lambda loop: _beam_not_done(loop, config),
+            lambda loop: (_beam_step(loop, step_fn, source_mask, config),),
+            (loop,), maximum_iterations=max_length)[0]
+        return _beam_result(loop, source_mask, config)
+
+    return _run_as_graph(search, initial_state, source_length)
+
+
+def _source_mask(state, source_length, config):
+    """[batch, 1, src_time] bool (positions i < source length), or None."""
+    if config.beta == 0 or source_length is None:
+        return None
+    src_time = tf.shape(state[ALIGNMENTS_KEY])[-1]
+    return tf.sequence_mask(source_length, src_time)[:, None, :]
+
+
+def _initial_beam_loop(state, config):
+    batch, beam, num_hyps = config.batch_size, config.beam_size, config.num_hypotheses
+    if config.beta > 0:
+        src_time = tf.shape(state[ALIGNMENTS_KEY])[-1]
+    else:
+        src_time = 1
+    first_beam = tf.one_hot(0, beam, on_value=0.0, off_value=_NEG_INF)  # [beam]
+    return _BeamLoop(
+        step=tf.constant(0),
+        ids=tf.fill([batch * beam], tf.constant(config.bos_id, tf.int32)),
+        state=tile_batch(state, beam),
+        alive_seq=tf.fill([batch, beam, config.max_length], tf.constant(config.eos_id, tf.int32)),
+        alive_log_prob=tf.tile(first_beam[None, :], [batch, 1]),
+        alive_coverage=tf.zeros([batch, beam, src_time], tf.float32),
+        finished_seq=tf.fill([batch, num_hyps, config.max_length],
+                             tf.constant(config.eos_id, tf.int32)),
+        finished_scores=tf.fill([batch, num_hyps], _NEG_INF),
+        finished_lengths=tf.zeros([batch, num_hyps], tf.int32))
+
+
+def _beam_not_done(loop, config):
+    """False once every sentence is done (see beam_search's stopping rule)."""
+    best_alive = tf.reduce_max(loop.alive_log_prob, axis=1)  # [batch]
+    bound = best_alive / gnmt_length_penalty(config.max_length, config.alpha)
+    worst_finished = loop.finished_scores[:, -1]  # [batch], -inf while not full
+    return tf.logical_not(tf.reduce_all(bound <= worst_finished))
+
+
+def _beam_step(loop, step_fn, source_mask, config):
+    batch, beam = config.batch_size, config.beam_size
+    log_probs, state = step_fn(loop.ids, loop.state)  # [batch*beam, vocab]
+    vocab = log_probs.shape[-1]  # static when known, so shapes stay static for XLA
+    _check(vocab is None or vocab >= 2, f"beam search needs vocab >= 2 (got {vocab})")
+    vocab = vocab or tf.shape(log_probs)[-1]
+    totals = loop.alive_log_prob[:, :, None] + tf.reshape(log_probs, [batch, beam, vocab])
+    # Candidates: the 2*beam best extensions, sorted. [batch, 2*beam]
+    scores, flat = tf.math.top_k(tf.reshape(totals, [batch, beam * vocab]), k=2 * beam)
+    origins, tokens = flat // vocab, flat % vocab
+    time = tf.range(config.max_length)
+    seqs = tf.gather(loop.alive_seq, origins, batch_dims=1)  # [batch, 2*beam, max_length]
+    seqs = tf.where(tf.equal(time, loop.step), tokens[:, :, None], seqs)
+    coverage = loop.alive_coverage  # [batch, beam, src_time]
+    if config.beta > 0:
+        alignments = state[ALIGNMENTS_KEY]  # [batch*beam, src_time]
+        coverage += tf.reshape(tf.cast(alignments, tf.float32), tf.shape(coverage))
+    coverage = tf.gather(coverage, origins, batch_dims=1)  # [batch, 2*beam, src_time]
+    is_eos = tf.equal(tokens, config.eos_id)
+
+    # Alive: the beam best non-eos candidates; one gather per state tensor.
+    alive_log_prob, keep = tf.math.top_k(tf.where(is_eos, _NEG_INF, scores), k=beam)
+    keep_origins = tf.gather(origins, keep, batch_dims=1)  # [batch, beam]
+    rows = tf.reshape(tf.range(batch)[:, None] * beam + keep_origins, [-1])  # [batch*beam]
+    state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
+
+    # Finished: eos candidates ranked inside the top beam, merged into the set.
+    ranked_in = tf.range(2 * beam)[None, :] < beam
+    new_finished = is_eos & ranked_in & (scores > _NEG_INF)
+    new_scores = _final_scores(scores, loop.step, coverage, source_mask, config)
+    new_scores = tf.where(new_finished, new_scores, _NEG_INF)
+    finished = _merge_finished(loop, seqs, new_scores, config)
+
+    return _BeamLoop(
+        step=loop.step + 1,
+        ids=tf.reshape(tf.gather(tokens, keep, batch_dims=1), [-1]),
+        state=state,
+        alive_seq=tf.gather(seqs, keep, batch_dims=1),
+        alive_log_prob=alive_log_prob,
+        alive_coverage=tf.gather(coverage, keep, batch_dims=1),
+        finished_seq=finished[0], finished_scores=finished[1], finished_lengths=finished[2])
+
+
+def _final_scores(log_prob, length, coverage, source_mask, config):
+    """log_prob / lp(length) + coverage penalty. [batch, k]"""
+    scores = log_prob / gnmt_length_penalty(length, config.alpha)
+    if config.beta > 0:
+        scores += gnmt_coverage_penalty(coverage, config.beta, source_mask)
+    return scores
+
+
+def _merge_finished(loop, seqs, new_scores, config):
+    """Keeps the num_hypotheses best of the old finished set and the new ones.
+
+    Old entries come first, so ties keep the hypothesis found earlier.
+    """
+    scores = tf.concat([loop.finished_scores, new_scores], axis=1)  # [batch, F + 2*beam]
+    best, pick = tf.math.top_k(scores, k=config.num_hypotheses)  # [batch, F]
+    new_lengths = tf.fill(tf.shape(new_scores), loop.step)
+    lengths = tf.concat([loop.finished_lengths, new_lengths], axis=1)
+    all_seqs = tf.concat([loop.finished_seq, seqs], axis=1)  # [batch, F + 2*beam, max_length]
+    return (tf.gather(all_seqs, pick, batch_dims=1), best,
+            tf.gather(lengths, pick, batch_dims=1))
+
+
+def _beam_result(loop, source_mask, config):
+    """Finished hypotheses first, then unfinished alive ones to fill empty slots."""
+    num_hyps = config.num_hypotheses
+    alive_scores = _final_scores(loop.alive_log_prob, loop.step, loop.alive_coverage,
+                                 source_mask, config)  # [batch, beam]
+    alive_scores, alive_order = tf.math.top_k(alive_scores, k=config.beam_size)
+    alive_seq = tf.gather(loop.alive_seq, alive_order, batch_dims=1)
+    num_finished = tf.reduce_sum(
+        tf.cast(loop.finished_scores > _NEG_INF, tf.int32), axis=1, keepdims=True)  # [batch, 1]
+    slot = tf.range(num_hyps)[None, :]  # [1, F]
+    # Index into [finished (F) ; alive (beam)]: the valid finished ones, then alive.
+    pick = tf.where(slot < num_finished, slot, num_hyps + slot - num_finished)  # [batch, F]
+    seqs = tf.concat([loop.finished_seq, alive_seq], axis=1)
+    scores = tf.concat([loop.finished_scores, alive_scores], axis=1)
+    lengths = tf.concat([loop.finished_lengths,
+                         tf.fill(tf.shape(alive_scores), loop.step)], axis=1)
+    return SearchResult(ids=tf.gather(seqs, pick, batch_dims=1),
+                        scores=tf.gather(scores, pick, batch_dims=1),
+                        lengths=tf.gather(lengths, pick, batch_dims=1))
