@@ -1,0 +1,100 @@
+"""Attention over the encoder's annotations: (query, memory) -> (context, weights).
+
+`prepare(annotations, lengths)` runs once per source batch and precomputes the
+keys, so each decoder step costs one score and one weighted sum. Pad positions
+get exactly zero weight and the weights of each row sum to 1.
+"""
+import collections
+
+import tensorflow as tf
+
+from nmt.layers import Dense
+
+Memory = collections.namedtuple("Memory", ["values", "keys", "mask"])
+# values [batch, src_time, value_size]; keys [batch, src_time, key_size]; mask [batch, src_time] bool
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last axis with masked-out positions exactly 0. `[batch, src_time]`."""
+    scores = tf.where(mask, scores, tf.cast(-1e9, scores.dtype))
+    return tf.nn.softmax(scores, axis=-1) * tf.cast(mask, scores.dtype)
+
+
+def _weighted_sum(weights, values):
+    # [batch, src_time] x [batch, src_time, value_size] -> [batch, value_size]
+    return tf.squeeze(tf.matmul(weights[:, None, :], values), 1)
+
+
+class LuongAttention(tf.Module):
+    """Multiplicative attention, Luong et al. 2015 §3.1.
+
+    score="dot": q . h_s (query and memory sizes must match);
+    score="general": q . (W_a h_s); scale=True multiplies the score by a learned
+    scalar g (initialised to 1), as in tensorflow/nmt's scaled_luong.
+    """
+
+    def __init__(self, query_size, memory_size, score="general", scale=False, name=None):
+        super().__init__(name=name)
+        if score == "dot" and query_size != memory_size:
+            raise ValueError(f"dot attention needs query size == memory size "
+                             f"(got {query_size} and {memory_size})")
+        with self.name_scope:
+            self.memory_layer = (Dense(memory_size, query_size, use_bias=False, name="memory_layer")
+                                 if score == "general" else None)
+            self.scale = tf.Variable(1.0, name="scale") if scale else None
+
+    def prepare(self, annotations, lengths):
+        """annotations `[batch, src_time, memory_size]`, lengths `[batch]` -> Memory."""
+        mask = tf.sequence_mask(lengths, tf.shape(annotations)[1])
+        keys = self.memory_layer(annotations) if self.memory_layer else annotations
+        return Memory(annotations, keys, mask)
+
+    def __call__(self, query, memory):
+        """query `[batch, query_size]` -> context `[batch, memory_size]`, weights `[batch, src_time]`."""
+        scores = tf.squeeze(tf.matmul(memory.keys, query[:, :, None]), 2)  # [batch, src_time]
+        if self.scale is not None:
+            scores = scores * tf.cast(self.scale, scores.dtype)
+        weights = masked_softmax(scores, memory.mask)
+        return _weighted_sum(weights, memory.values), weights
+
+
+class BahdanauAttention(tf.Module):
+    """Additive attention, Bahdanau et al. 2015 A.1.2: v . tanh(W h_s + U q).
+
+    normalize=True reparametrises v by weight normalisation, g * v / |v|, with a
+    bias inside the tanh (Salimans & Kingma 2016), as tensorflow/nmt's normed_bahdanau.
+    """
+
+    def __init__(self, query_size, memory_size, units, normalize=False, name=None):
+        super().__init__(name=name)
+        with self.name_scope:
+            self.memory_layer = Dense(memory_size, units, use_bias=False, name="memory_layer")
+            self.query_layer = Dense(query_size, units, use_bias=False, name="query_layer")
+            self.v = tf.Variable(tf.random.uniform([units], -0.1, 0.1), name="v")
+            self.g = tf.Variable(tf.sqrt(1.0 / units), name="g") if normalize else None
+            self.b = tf.Variable(tf.zeros([units]), name="b") if normalize else None
+
+    def prepare(self, annotations, lengths):
+        mask = tf.sequence_mask(lengths, tf.shape(annotations)[1])
+        return Memory(annotations, self.memory_layer(annotations), mask)
+
+    def __call__(self, query, memory):
+        hidden = memory.keys + self.query_layer(query)[:, None, :]  # [batch, src_time, units]
+        v = tf.cast(self.v, hidden.dtype)
+        if self.g is not None:
+            hidden = hidden + tf.cast(self.b, hidden.dtype)
+            v = tf.cast(self.g, hidden.dtype) * v / tf.norm(v)
+        scores = tf.reduce_sum(tf.tanh(hidden) * v, axis=-1)  # [batch, src_time]
+        weights = masked_softmax(scores, memory.mask)
+        return _weighted_sum(weights, memory.values), weights
+
+
+def build_attention(kind, query_size, memory_size, name="attention"):
+    """One of config.ATTENTIONS -> an attention module."""
+    if kind in ("dot", "luong", "scaled_luong"):
+        return LuongAttention(query_size, memory_size, score="dot" if kind == "dot" else "general",
+                              scale=kind == "scaled_luong", name=name)
+    if kind in ("bahdanau", "normed_bahdanau"):
+        return BahdanauAttention(query_size, memory_size, query_size,
+                                 normalize=kind == "normed_bahdanau", name=name)
+    raise ValueError(f"unknown attention {kind!r}")

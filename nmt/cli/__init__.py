@@ -1,0 +1,1 @@
+"""Thin absl entry points behind the console scripts."""

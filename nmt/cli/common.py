@@ -1,0 +1,29 @@
+"""What every entry point shares: quiet TensorFlow, one-line errors, config building."""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import logging  # noqa: E402
+
+from nmt import config as config_lib  # noqa: E402
+from nmt.corpus import CorpusError  # noqa: E402
+from nmt.model_dir import ModelDirError  # noqa: E402
+
+USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, FileNotFoundError)
+
+
+def run_main(program, function, *args, **kwargs):
+    """Calls function; a user error becomes one line on stderr and exit status 1."""
+    logging.set_verbosity(logging.INFO)
+    try:
+        return function(*args, **kwargs)
+    except USER_ERRORS as e:
+        print(f"{program}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def build_config(overrides, base=None):
+    """Config defaults (or `base`) with {"section.field": value} overrides, validated."""
+    config = config_lib.override(base or config_lib.Config(), overrides)
+    return config.validate()

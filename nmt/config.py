@@ -1,0 +1,249 @@
+"""Typed configuration: the one home of every default.
+
+A run is described by `Config(data, model, train, decode)`. Flags and recipes
+override fields; they never restate defaults. `Config.to_json()` goes into every
+model dir with `CONFIG_VERSION`, and `load_config` refuses other versions.
+"""
+import dataclasses
+import json
+
+CONFIG_VERSION = 1
+
+UNIT_TYPES = ("lstm", "gru")
+ENCODER_TYPES = ("uni", "bi", "gnmt")
+ATTENTIONS = ("dot", "luong", "scaled_luong", "bahdanau", "normed_bahdanau")
+ATTENTION_ARCHITECTURES = ("standard", "gnmt")
+BRIDGES = ("dense", "copy", "zero")
+OPTIMIZERS = ("adam", "sgd")
+DECAYS = ("none", "rsqrt", "plateau", "exponential")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SP_MODEL_TYPES = ("unigram", "bpe")
+STRATEGIES = ("none", "mirrored", "multi_worker")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _check_positive(name, value, allow_zero=False):
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'} (got {value})")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    train_prefix: str = ""          # P: reads P.<src>[.gz] and P.<tgt>[.gz]
+    dev_prefix: str = ""            # dev set for loss, BLEU and early stopping (optional)
+    test_prefix: str = ""           # reported after training (optional)
+    src: str = "en"                 # source language suffix
+    tgt: str = "de"                 # target language suffix
+    vocab_size: int = 8000          # sentencepiece pieces per vocabulary
+    joint_vocab: bool = True        # one sentencepiece model for both languages
+    sp_model_type: str = "unigram"  # unigram | bpe
+    sample_alpha: float = 0.0       # >0: subword regularisation while training (Kudo 2018)
+    max_src_len: int = 50           # pieces; longer training pairs are dropped and counted
+    max_tgt_len: int = 50           # pieces, EOS not counted
+    batch_size: int = 64            # sentences per batch, used when batch_tokens is 0
+    batch_tokens: int = 0           # >0: batch by a padded-token budget instead
+    bucket_width: int = 8           # time dims are padded to a multiple of this
+
+    def validate(self):
+        _check_choice("sp_model_type", self.sp_model_type, SP_MODEL_TYPES)
+        for name in ("vocab_size", "max_src_len", "max_tgt_len", "batch_size", "bucket_width"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("batch_tokens", self.batch_tokens, allow_zero=True)
+        longest = -(-max(self.max_src_len, self.max_tgt_len + 1) // self.bucket_width) * self.bucket_width
+        if self.batch_tokens and self.batch_tokens < longest:
+            raise ConfigError(f"batch_tokens ({self.batch_tokens}) must hold one longest padded "
+                              f"sentence ({longest} tokens)")
+        if not 0.0 <= self.sample_alpha < 1.0:
+            raise ConfigError(f"sample_alpha must be in [0, 1) (got {self.sample_alpha})")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    unit_type: str = "lstm"             # lstm | gru
+    encoder_type: str = "bi"            # uni | bi (every layer bidirectional) | gnmt (bi first)
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    num_units: int = 512                # encoder output and decoder width; bi splits it in two
+    embedding_size: int = 512
+    attention: str = "luong"            # dot | luong (general) | scaled_luong | bahdanau | normed_bahdanau
+    attention_architecture: str = "standard"  # standard (top layer) | gnmt (bottom layer, fed to all)
+    input_feeding: bool = True          # feed the attentional vector into the next step (Luong §3.3)
+    bridge: str = "dense"               # dense | copy | zero: thought vector -> decoder state
+    residual: bool = False              # residual connections from layer 2 up
+    dropout: float = 0.3                # on layer inputs (embeddings too) and the attentional vector
+    variational_dropout: bool = False   # one dropout mask per sequence (Gal & Ghahramani 2016)
+    forget_bias: float = 1.0
+    share_embeddings: bool = False      # source and target embeddings shared (needs joint vocab)
+    tie_output_embeddings: bool = False  # softmax weights = target embeddings (Press & Wolf 2017)
+
+    def validate(self):
+        _check_choice("unit_type", self.unit_type, UNIT_TYPES)
+        _check_choice("encoder_type", self.encoder_type, ENCODER_TYPES)
+        _check_choice("attention", self.attention, ATTENTIONS)
+        _check_choice("attention_architecture", self.attention_architecture, ATTENTION_ARCHITECTURES)
+        _check_choice("bridge", self.bridge, BRIDGES)
+        for name in ("num_encoder_layers", "num_decoder_layers", "num_units", "embedding_size"):
+            _check_positive(name, getattr(self, name))
+        if self.encoder_type != "uni" and self.num_units % 2:
+            raise ConfigError(f"a bidirectional encoder splits num_units in two: it must be even "
+                              f"(got {self.num_units})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.bridge == "copy" and self.num_encoder_layers != self.num_decoder_layers:
+            raise ConfigError("bridge=copy needs as many encoder as decoder layers "
+                              f"(got {self.num_encoder_layers} and {self.num_decoder_layers})")
+        if self.attention_architecture == "gnmt" and self.num_decoder_layers < 2:
+            raise ConfigError("attention_architecture=gnmt needs at least 2 decoder layers")
+        if self.tie_output_embeddings and self.embedding_size != self.num_units:
+            raise ConfigError("tie_output_embeddings needs embedding_size == num_units "
+                              f"(got {self.embedding_size} and {self.num_units})")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"             # adam | sgd
+    learning_rate: float = 1e-3
+    warmup_steps: int = 0               # linear warm-up from 0
+    decay: str = "none"                 # none | rsqrt | plateau (on dev BLEU) | exponential
+    decay_factor: float = 0.5           # plateau and exponential: multiply the rate by this
+    decay_steps: int = 0                # exponential: every this many steps after decay_start
+    decay_start: int = 0                # exponential: first step that decays
+    plateau_patience: int = 2           # plateau: evaluations without dev BLEU gain before decay
+    min_learning_rate: float = 1e-5
+    max_gradient_norm: float = 5.0      # global-norm clipping; 0 disables
+    label_smoothing: float = 0.1
+    num_train_steps: int = 0            # stop after this many steps (0: use num_epochs)
+    num_epochs: int = 0                 # stop after this many epochs (0: use num_train_steps)
+    max_time_minutes: float = 0.0       # >0: stop after this much training wall time
+    steps_per_stats: int = 100          # a progress line every this many steps
+    steps_per_checkpoint: int = 1000
+    keep_checkpoints: int = 5
+    steps_per_eval: int = 2000          # dev loss and BLEU every this many steps (0: never)
+    dev_bleu_max_sentences: int = 0     # >0: decode only this many dev lines for BLEU
+    early_stopping_patience: int = 0    # >0: stop after this many evals without dev BLEU gain
+    average_last_checkpoints: int = 0   # >0: average the last k checkpoints at the end
+    seed: int = 1234
+    precision: str = "fp32"             # fp32 | bf16 | fp16 (Keras mixed precision)
+    jit_compile: bool = True            # XLA-compile the training step
+    strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute)
+
+    def validate(self):
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("decay", self.decay, DECAYS)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_positive("learning_rate", self.learning_rate)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if not (self.num_train_steps or self.num_epochs or self.max_time_minutes):
+            raise ConfigError("set num_train_steps, num_epochs or max_time_minutes")
+        if self.decay == "exponential" and self.decay_steps <= 0:
+            raise ConfigError("decay=exponential needs decay_steps > 0")
+        for name in ("steps_per_stats", "steps_per_checkpoint", "keep_checkpoints"):
+            _check_positive(name, getattr(self, name))
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    beam_size: int = 5
+    length_penalty: float = 0.6         # GNMT alpha: ((5 + length) / 6) ** alpha
+    coverage_penalty: float = 0.0       # GNMT beta
+    num_hypotheses: int = 1             # n-best per input line
+    max_length_ratio: float = 2.0       # output steps <= ratio * source pieces + 10
+    batch_size: int = 64                # sentences per batch when batch_tokens is 0
+    batch_tokens: int = 0               # >0: batch by a source-token budget
+    max_input_len: int = 200            # longer inputs are truncated to this many pieces
+
+    def validate(self):
+        for name in ("beam_size", "num_hypotheses", "batch_size", "max_input_len"):
+            _check_positive(name, getattr(self, name))
+        if self.num_hypotheses > self.beam_size:
+            raise ConfigError(f"num_hypotheses ({self.num_hypotheses}) cannot exceed "
+                              f"beam_size ({self.beam_size})")
+        _check_positive("max_length_ratio", self.max_length_ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig(num_train_steps=10000)
+    decode: DecodeConfig = DecodeConfig()
+
+    def validate(self):
+        for part in (self.data, self.model, self.train, self.decode):
+            part.validate()
+        if self.model.share_embeddings and not self.data.joint_vocab:
+            raise ConfigError("share_embeddings needs joint_vocab")
+        return self
+
+    def replace(self, **sections):
+        """Returns a copy with `section={field: value}` overrides applied."""
+        parts = {name: dataclasses.replace(getattr(self, name), **fields)
+                 for name, fields in sections.items()}
+        return dataclasses.replace(self, **parts)
+
+    def to_json(self):
+        return json.dumps({"version": CONFIG_VERSION, **dataclasses.asdict(self)}, indent=2)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+
+
+def config_from_dict(raw, source="config"):
+    """Builds a Config from a dict as written by `to_json`, checking its version."""
+    version = raw.get("version")
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"{source}: config version {version} is not supported "
+                          f"(this nmt reads version {CONFIG_VERSION})")
+    parts = {}
+    for name, cls in SECTIONS.items():
+        fields = {f.name for f in dataclasses.fields(cls)}
+        given = raw.get(name, {})
+        unknown = sorted(set(given) - fields)
+        if unknown:
+            raise ConfigError(f"{source}: unknown {name} fields: {', '.join(unknown)}")
+        parts[name] = cls(**given)
+    return Config(**parts)
+
+
+def load_config(path):
+    """Reads a config JSON written by `Config.to_json`; one-line errors on bad files."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a valid config JSON ({e})") from None
+    return config_from_dict(raw, source=path)
+
+
+def field_types(section):
+    """{field name: python type} of one config section, for flag parsing."""
+    return {f.name: type(f.default) for f in dataclasses.fields(SECTIONS[section])}
+
+
+def override(config: Config, overrides: dict) -> Config:
+    """Applies {"section.field" or "field": value}; a bare field must be unambiguous."""
+    sections = {}
+    for key, value in overrides.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+        else:
+            owners = [s for s in SECTIONS if key in field_types(s)]
+            if len(owners) != 1:
+                raise ConfigError(f"unknown or ambiguous config field {key!r}")
+            section, name = owners[0], key
+        if name not in field_types(section):
+            raise ConfigError(f"unknown config field {section}.{name}")
+        sections.setdefault(section, {})[name] = value
+    return config.replace(**sections)

@@ -1,0 +1,153 @@
+"""Bridge and attention decoder: step(ids, state) -> (log_probs, state).
+
+Standard architecture (Luong et al. 2015 §3): the stacked cell reads
+[embedding; previous attentional vector] (input feeding, §3.3), the top layer's
+output h_t queries the attention, and the attentional vector
+a_t = tanh(W_c [c_t; h_t]) feeds the softmax and the next step.
+
+GNMT architecture (Wu et al. 2016 §3): the bottom layer's output queries the
+attention and the context c_t joins the input of every layer above it; the
+top layer's output feeds the softmax.
+"""
+import tensorflow as tf
+
+from nmt import cells as cells_lib
+from nmt.attention import build_attention
+from nmt.encoder import make_cell
+from nmt.layers import Dense
+
+
+class Bridge(tf.Module):
+    """Encoder final states -> decoder initial cell state.
+
+    "copy" passes them through (layer i to layer i), "zero" starts from zeros,
+    "dense" maps all of them, flattened, through one tanh layer.
+    """
+
+    def __init__(self, kind, cell, encoder_state_width, name="bridge"):
+        super().__init__(name=name)
+        self.kind = kind
+        self.cell = cell
+        self.dense = None
+        if kind == "dense":
+            width = sum(tf.nest.flatten(cell.state_size))
+            with self.name_scope:
+                self.dense = Dense(encoder_state_width, width, activation=tf.tanh, name="dense")
+
+    def __call__(self, thought_vector, batch_size, dtype):
+        if self.kind == "copy":
+            return tuple(thought_vector)
+        if self.kind == "zero":
+            return self.cell.zero_state(batch_size, dtype)
+        flat = tf.concat(tf.nest.flatten(thought_vector), -1)  # [batch, encoder_state_width]
+        sizes = tf.nest.flatten(self.cell.state_size)
+        parts = tf.split(self.dense(flat), sizes, axis=-1)
+        return tf.nest.pack_sequence_as(self.cell.state_size, parts)
+
+
+class AttentionDecoder(tf.Module):
+    """Teacher-forced decoding over a whole target, and a single inference step."""
+
+    def __init__(self, config, embedding, vocab_size, encoder_state_width, devices=None,
+                 name="decoder"):
+        super().__init__(name=name)
+        units = config.num_units
+        self.embedding = embedding
+        self.units = units
+        self.gnmt = config.attention_architecture == "gnmt"
+        self.input_feeding = config.input_feeding
+        self.gnmt_residual = config.residual  # GNMT: residual from layer 3 up, added around the concat
+        self.dropout = config.dropout
+        devices = devices or [None] * config.num_decoder_layers
+        with self.name_scope:
+            layers = []
+            for i in range(config.num_decoder_layers):
+                if i == 0:
+                    input_size = embedding.size + (units if self.input_feeding else 0)
+                else:
+                    input_size = units * (2 if self.gnmt else 1)
+                residual = config.residual and i >= 1 and not self.gnmt
+                layers.append(make_cell(config.unit_type, units, input_size, config.dropout,
+                                        config.variational_dropout, config.forget_bias,
+                                        residual=residual, device=devices[i]))
+            self.layers = layers
+            self.cell = cells_lib.MultiRNNCell(layers)
+            self.attention = build_attention(config.attention, units, units)
+            self.attention_layer = (None if self.gnmt else
+                                    Dense(2 * units, units, use_bias=False, activation=tf.tanh,
+                                          name="attention_layer"))
+            self.bridge = Bridge(config.bridge, self.cell, encoder_state_width)
+            if config.tie_output_embeddings:
+                self.output_bias = tf.Variable(tf.zeros([vocab_size]), name="output_bias")
+                self.output_layer = None
+            else:
+                self.output_layer = Dense(units, vocab_size, name="output_layer")
+
+    def initial_state(self, encoder_output):
+        """EncoderOutput -> (memory, state dict with cell, attention and alignments)."""
+        annotations = encoder_output.annotations
+        batch_size = tf.shape(annotations)[0]
+        memory = self.attention.prepare(annotations, encoder_output.lengths)
+        state = {
+            "cell": self.bridge(encoder_output.thought_vector, batch_size, annotations.dtype),
+            "attention": tf.zeros([batch_size, self.units], annotations.dtype),
+            "alignments": tf.zeros(tf.shape(annotations)[:2], annotations.dtype),
+        }
+        return memory, state
+
+    def _step(self, inputs, state, memory, training):
+        """One decoder step on embedded inputs `[batch, embedding_size]` -> (output, state)."""
+        if self.input_feeding:
+            inputs = tf.concat([inputs, state["attention"]], -1)
+        if self.gnmt:
+            return self._gnmt_step(inputs, state, memory, training)
+        top, cell_state = self.cell(inputs, state["cell"], training=training)
+        context, weights = self.attention(top, memory)
+        attentional = self.attention_layer(tf.concat([context, top], -1))  # [batch, units]
+        return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
+
+    def _gnmt_step(self, inputs, state, memory, training):
+        bottom, bottom_state = self.layers[0](inputs, state["cell"][0], training=training)
+        context, weights = self.attention(bottom, memory)
+        new_states, output = [bottom_state], bottom
+        for i, layer in enumerate(self.layers[1:], start=1):
+            layer_out, layer_state = layer(tf.concat([output, context], -1), state["cell"][i],
+                                           training=training)
+            output = layer_out + output if i >= 2 and self.gnmt_residual else layer_out
+            new_states.append(layer_state)
+        return output, {"cell": tuple(new_states), "attention": context, "alignments": weights}
+
+    def logits(self, outputs, training=False):
+        """Decoder outputs `[..., units]` -> logits `[..., vocab]` (dropout before projection)."""
+        if training and self.dropout > 0.0:
+            outputs = tf.nn.dropout(outputs, rate=self.dropout)
+        if self.output_layer is not None:
+            return self.output_layer(outputs)
+        table = tf.cast(self.embedding.table, outputs.dtype)
+        return tf.tensordot(outputs, table, axes=[[-1], [1]]) + tf.cast(self.output_bias, outputs.dtype)
+
+    def teacher_forced(self, encoder_output, tgt_in, training=False, return_alignments=False):
+        """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, units]` (and alignments
+        `[batch, tgt_time, src_time]` when asked)."""
+        memory, state = self.initial_state(encoder_output)
+        inputs = tf.transpose(self.embedding(tgt_in), [1, 0, 2])  # [tgt_time, batch, emb]
+        num_steps = tf.shape(tgt_in)[1]
+        outputs = tf.TensorArray(inputs.dtype, size=num_steps)
+        if not return_alignments:
+            for t in tf.range(num_steps):
+                output, state = self._step(inputs[t], state, memory, training)
+                outputs = outputs.write(t, output)
+            return tf.transpose(outputs.stack(), [1, 0, 2])
+        alignments = tf.TensorArray(inputs.dtype, size=num_steps)
+        for t in tf.range(num_steps):
+            output, state = self._step(inputs[t], state, memory, training)
+            outputs = outputs.write(t, output)
+            alignments = alignments.write(t, state["alignments"])
+        return (tf.transpose(outputs.stack(), [1, 0, 2]),
+                tf.transpose(alignments.stack(), [1, 0, 2]))
+
+    def step(self, ids, state, memory):
+        """ids `[n]` int32 -> log_probs `[n, vocab]` float32, next state (inference)."""
+        output, state = self._step(self.embedding(ids), state, memory, training=False)
+        log_probs = tf.nn.log_softmax(tf.cast(self.logits(output), tf.float32))
+        return log_probs, state

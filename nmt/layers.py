@@ -1,0 +1,41 @@
+"""Small building blocks on tf.Module: a dense projection and an embedding table."""
+import tensorflow as tf
+
+
+class Dense(tf.Module):
+    """y = activation(x @ kernel + bias); x `[..., input_size]` -> `[..., units]`."""
+
+    def __init__(self, input_size, units, use_bias=True, activation=None,
+                 initializer="glorot_uniform", name=None):
+        super().__init__(name=name)
+        init = tf.keras.initializers.get(initializer)
+        with self.name_scope:
+            self.kernel = tf.Variable(init([input_size, units]), name="kernel")
+            self.bias = tf.Variable(tf.zeros([units]), name="bias") if use_bias else None
+        self.units = units
+        self.activation = activation
+
+    def __call__(self, x):
+        kernel = tf.cast(self.kernel, x.dtype)
+        if x.shape.rank == 2:
+            y = tf.matmul(x, kernel)
+        else:
+            y = tf.tensordot(x, kernel, axes=1)
+        if self.bias is not None:
+            y = y + tf.cast(self.bias, x.dtype)
+        return self.activation(y) if self.activation else y
+
+
+class Embedding(tf.Module):
+    """ids `[...]` int32 -> vectors `[..., size]`; the table doubles as a tied softmax."""
+
+    def __init__(self, vocab_size, size, name=None):
+        super().__init__(name=name)
+        with self.name_scope:
+            self.table = tf.Variable(
+                tf.random.uniform([vocab_size, size], -0.1, 0.1), name="table")
+        self.vocab_size = vocab_size
+        self.size = size
+
+    def __call__(self, ids):
+        return tf.nn.embedding_lookup(self.table, ids)

@@ -1,0 +1,126 @@
+"""Seq2Seq: wires embeddings, encoder, decoder and search; the training loss.
+
+Data flows one way: source ids -> Encoder -> EncoderOutput -> AttentionDecoder
+(teacher-forced for the loss, step by step for search) -> target ids.
+"""
+import collections
+
+import tensorflow as tf
+
+from nmt import search
+from nmt.decoder import AttentionDecoder
+from nmt.encoder import Encoder
+from nmt.layers import Embedding
+from nmt.vocab import BOS_ID, EOS_ID
+
+LossOutput = collections.namedtuple("LossOutput", ["loss_sum", "nll_sum", "num_tokens"])
+# loss_sum: label-smoothed cross-entropy summed over target tokens (what is optimised);
+# nll_sum: plain negative log-likelihood summed (for perplexity); num_tokens: float32.
+
+Translation = collections.namedtuple("Translation", ["ids", "scores", "lengths"])
+# ids [batch, num_hypotheses, time] int32 (no BOS, padded with EOS); scores, lengths [batch, num_hypotheses]
+
+
+def smoothed_cross_entropy(logits, labels, label_smoothing):
+    """Per-token losses `[batch, time]` -> (smoothed, plain NLL).
+
+    smoothed = (1 - eps) * NLL + eps * mean over the vocabulary of -log p(v)
+    (Szegedy et al. 2016), computed without materialising log-softmax.
+    """
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if not label_smoothing:
+        return nll, nll
+    target_logit = tf.gather(logits, labels, batch_dims=2)  # [batch, time]
+    log_normaliser = nll + target_logit  # logsumexp(logits)
+    uniform = log_normaliser - tf.reduce_mean(logits, axis=-1)
+    return (1.0 - label_smoothing) * nll + label_smoothing * uniform, nll
+
+
+class Seq2Seq(tf.Module):
+    """Attention encoder-decoder built from a ModelConfig."""
+
+    def __init__(self, config, src_vocab_size, tgt_vocab_size, placement=None, name="seq2seq"):
+        super().__init__(name=name)
+        self.config = config
+        placement = placement or {}
+        with self.name_scope:
+            self.src_embedding = Embedding(src_vocab_size, config.embedding_size, name="src_embedding")
+            self.tgt_embedding = (self.src_embedding if config.share_embeddings else
+                                  Embedding(tgt_vocab_size, config.embedding_size, name="tgt_embedding"))
+            self.encoder = Encoder(config, self.src_embedding, devices=placement.get("encoder"))
+            per_layer = 2 * config.num_units if config.unit_type == "lstm" else config.num_units
+            self.decoder = AttentionDecoder(config, self.tgt_embedding, tgt_vocab_size,
+                                            encoder_state_width=per_layer * config.num_encoder_layers,
+                                            devices=placement.get("decoder"))
+
+    def encode(self, src, src_len, training=False):
+        """src `[batch, src_time]` int32, src_len `[batch]` -> EncoderOutput."""
+        return self.encoder(src, src_len, training=training)
+
+    def logits(self, src, src_len, tgt_in, training=False):
+        """Teacher-forced logits `[batch, tgt_time, vocab]` float32."""
+        encoded = self.encode(src, src_len, training)
+        outputs = self.decoder.teacher_forced(encoded, tgt_in, training=training)
+        return tf.cast(self.decoder.logits(outputs, training=training), tf.float32)
+
+    def loss(self, batch, label_smoothing=0.0, training=False):
+        """A data.Batch -> LossOutput summed over its valid target tokens."""
+        logits = self.logits(batch.src, batch.src_len, batch.tgt_in, training)
+        mask = tf.sequence_mask(batch.tgt_len, tf.shape(batch.tgt_out)[1], dtype=tf.float32)
+        smoothed, nll = smoothed_cross_entropy(logits, batch.tgt_out, label_smoothing)
+        return LossOutput(tf.reduce_sum(smoothed * mask), tf.reduce_sum(nll * mask),
+                          tf.reduce_sum(mask))
+
+    def alignments(self, src, src_len, tgt_in):
+        """Attention weights `[batch, tgt_time, src_time]` for given target prefixes."""
+        encoded = self.encode(src, src_len)
+        _, weights = self.decoder.teacher_forced(encoded, tgt_in, return_alignments=True)
+        return weights
+
+    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None):
+        """-> (step_fn, initial_state) for nmt.search; memory tiled for beam_size.
+
+        With max_length_ratio, a hypothesis must end (EOS is forced) after
+        ratio * source length + 10 steps, so each sentence stops on its own.
+        """
+        memory, state = self.decoder.initial_state(self.encode(src, src_len))
+        if max_length_ratio is not None:
+            state["limit"] = tf.cast(max_length_ratio * tf.cast(src_len, tf.float32), tf.int32) + 9
+            state["time"] = tf.zeros_like(src_len)
+        if beam_size > 1:
+            memory = search.tile_batch(memory, beam_size)
+
+        def step_fn(ids, state):
+            log_probs, new_state = self.decoder.step(ids, state, memory)
+            if max_length_ratio is not None:
+                new_state["limit"], new_state["time"] = state["limit"], state["time"] + 1
+                must_end = (state["time"] >= state["limit"])[:, None]  # [n, 1]
+                eos_only = tf.where(tf.range(tf.shape(log_probs)[1]) == EOS_ID, 0.0, -1e9)
+                log_probs = tf.where(must_end, eos_only[None, :], log_probs)
+            return log_probs, new_state
+
+        return step_fn, state
+
+    def translate(self, src, src_len, beam_size=1, length_penalty=0.0, coverage_penalty=0.0,
+                  num_hypotheses=1, max_length=200, max_length_ratio=None):
+        """src `[batch, src_time]` -> Translation.
+
+        max_length (a Python int) bounds the search loop; max_length_ratio, if
+        given, ends each hypothesis after ratio * its source length + 10 steps.
+        """
+        batch_size = tf.shape(src)[0]
+        step_fn, state = self.search_inputs(src, src_len, beam_size, max_length_ratio)
+        if beam_size == 1 and num_hypotheses == 1 and not coverage_penalty:
+            result = search.greedy_search(step_fn, state, batch_size, BOS_ID, EOS_ID, max_length)
+        else:
+            result = search.beam_search(step_fn, state, batch_size, BOS_ID, EOS_ID, beam_size,
+                                        max_length, length_penalty=length_penalty,
+                                        coverage_penalty=coverage_penalty,
+                                        num_hypotheses=num_hypotheses, source_length=src_len)
+        return Translation(*result)
+
+
+def build_model(config, src_vocab_size, tgt_vocab_size, placement=None):
+    """ModelConfig (validated) -> Seq2Seq with all variables created."""
+    config.validate()
+    return Seq2Seq(config, src_vocab_size, tgt_vocab_size, placement=placement)

@@ -1,0 +1,106 @@
+"""The model directory: everything translate and evaluate need, in one place.
+
+    DIR/config.json       the Config with its version (nmt.config.CONFIG_VERSION)
+    DIR/spm.model         joint sentencepiece model (or spm.src.model + spm.tgt.model)
+    DIR/ckpt/             the last checkpoints (tf.train.CheckpointManager, keep k)
+    DIR/best/             the checkpoint with the best dev BLEU
+    DIR/log.jsonl         one JSON record per progress line and evaluation
+    DIR/run.json          command, versions and scores of the finished run
+
+Loading reads JSON and TensorFlow checkpoints only: no pickle, no code.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+from nmt import config as config_lib
+from nmt import vocab as vocab_lib
+from nmt.model import build_model
+
+CONFIG_FILE = "config.json"
+CKPT_DIR = "ckpt"
+BEST_DIR = "best"
+LOG_FILE = "log.jsonl"
+RUN_FILE = "run.json"
+
+
+class ModelDirError(ValueError):
+    """The model dir is missing, incomplete or incompatible."""
+
+
+def write_json_atomic(path, obj):
+    """Writes JSON to a temporary file and renames it over `path`."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_config(model_dir, config):
+    """Writes config.json; if one exists, its model and data setup must match `config`."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if os.path.exists(path):
+        old = config_lib.load_config(path)
+        for section in ("model", "data"):
+            if getattr(old, section) != getattr(config, section):
+                changed = [k for k, v in vars(getattr(config, section)).items()
+                           if getattr(getattr(old, section), k) != v]
+                raise ModelDirError(f"{path}: this model dir was made with other {section} "
+                                    f"settings ({', '.join(changed)}); use a new --out_dir")
+    write_json_atomic(path, config.to_json())
+
+
+def load_config(model_dir):
+    if not os.path.isdir(model_dir):
+        raise ModelDirError(f"{model_dir}: no such model dir")
+    try:
+        return config_lib.load_config(os.path.join(model_dir, CONFIG_FILE))
+    except config_lib.ConfigError as e:
+        raise ModelDirError(str(e)) from None
+
+
+def load_vocabs(model_dir, config):
+    """-> (src_vocab, tgt_vocab) saved in the model dir."""
+    names = ([vocab_lib.JOINT_NAME] * 2 if config.data.joint_vocab
+             else [vocab_lib.SRC_NAME, vocab_lib.TGT_NAME])
+    vocabs = []
+    for name in names:
+        path = os.path.join(model_dir, name + ".model")
+        if not os.path.exists(path):
+            raise ModelDirError(f"{path}: sentencepiece model missing")
+        try:
+            vocabs.append(vocab_lib.Vocab.load(path))
+        except Exception as e:  # sentencepiece raises OSError/RuntimeError on bad files
+            raise ModelDirError(f"{path}: cannot load sentencepiece model ({e})") from None
+    return vocabs[0], vocabs[1]
+
+
+def checkpoint_path(model_dir, which="best"):
+    """The checkpoint prefix to load: "best" falls back to the latest one."""
+    order = [BEST_DIR, CKPT_DIR] if which == "best" else [CKPT_DIR]
+    for sub in order:
+        path = tf.train.latest_checkpoint(os.path.join(model_dir, sub))
+        if path:
+            return path
+    raise ModelDirError(f"{model_dir}: no checkpoint found (train first)")
+
+
+def restore_model(model, path):
+    """Loads model weights from a checkpoint prefix; one-line error if it does not fit."""
+    try:
+        status = tf.train.Checkpoint(model=model).read(path)
+        status.expect_partial().assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelDirError(f"{path}: checkpoint does not fit this model ({first})") from None
+
+
+def load(model_dir, which="best"):
+    """-> (config, model, src_vocab, tgt_vocab) with weights restored."""
+    config = load_config(model_dir)
+    src_vocab, tgt_vocab = load_vocabs(model_dir, config)
+    model = build_model(config.model, src_vocab.size, tgt_vocab.size)
+    restore_model(model, checkpoint_path(model_dir, which))
+    return config, model, src_vocab, tgt_vocab

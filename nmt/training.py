@@ -1,0 +1,351 @@
+"""The training loop: data, optimizer, schedule, clipping, checkpoints, evaluation.
+
+`train(config, out_dir)` is the one entry point. Re-running it on the same
+out_dir resumes from the last checkpoint: weights, optimizer slots, step,
+schedule state, dropout RNG and the data position (epoch, batch in epoch).
+"""
+import collections
+import json
+import math
+import os
+import signal
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from nmt import corpus as corpus_lib
+from nmt import data as data_lib
+from nmt import evaluation
+from nmt import model_dir as model_dir_lib
+from nmt import schedule
+from nmt import vocab as vocab_lib
+from nmt.model import build_model
+from nmt.translate import Translator
+
+EvalResult = collections.namedtuple("EvalResult", ["loss", "perplexity", "bleu", "chrf"])
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss with no way to recover)."""
+
+
+class Progress(tf.Module):
+    """Counters saved with every checkpoint so a resumed run continues exactly."""
+
+    def __init__(self):
+        super().__init__(name="progress")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+        self.best_bleu = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_bleu")
+        self.bad_evals = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_evals")
+        self.plateau_bad_evals = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.plateau_scale = tf.Variable(1.0, dtype=tf.float64, trainable=False)
+        self.skipped_batches = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+
+
+def make_optimizer(config):
+    if config.optimizer == "adam":
+        return tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+    return tf.keras.optimizers.SGD(learning_rate=config.learning_rate)
+
+
+def make_train_step(model, optimizer, config):
+    """-> tf.function(batch) -> (LossOutput, gradient norm, applied?).
+
+    A batch whose loss or gradients are not finite is not applied: weights and
+    optimizer slots stay as they were, and the caller counts it.
+    """
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            out = model.loss(batch, config.label_smoothing, training=True)
+            loss = out.loss_sum / tf.maximum(out.num_tokens, 1.0)
+        grads = tape.gradient(loss, variables)
+        grads = [tf.convert_to_tensor(g) for g in grads]  # dense embedding grads
+        norm = tf.linalg.global_norm(grads)
+        if config.max_gradient_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, config.max_gradient_norm, use_norm=norm)
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+
+        def apply():
+            optimizer.apply_gradients(zip(grads, variables))
+            return tf.constant(True)
+
+        applied = tf.cond(finite, apply, lambda: tf.constant(False))
+        return out, norm, applied
+
+    return train_step
+
+
+def make_eval_step(model):
+    @tf.function(reduce_retracing=True)
+    def eval_step(batch):
+        return model.loss(batch, 0.0, training=False)
+
+    return eval_step
+
+
+class Trainer:
+    """Holds one run's state; `run()` trains until a stop condition."""
+
+    def __init__(self, config, out_dir):
+        self.config = config.validate()
+        self.out_dir = out_dir
+        os.makedirs(out_dir, exist_ok=True)
+        model_dir_lib.save_config(out_dir, config)
+        d = config.data
+        self.train_corpus = corpus_lib.read_parallel(
+            corpus_lib.find_corpus_file(d.train_prefix, d.src),
+            corpus_lib.find_corpus_file(d.train_prefix, d.tgt))
+        self.dev = self._read_eval_set(d.dev_prefix)
+        self.src_vocab, self.tgt_vocab = vocab_lib.ensure_vocabs(
+            out_dir, self.train_corpus.src, self.train_corpus.tgt, d.vocab_size,
+            joint=d.joint_vocab, model_type=d.sp_model_type)
+        self.encoded, stats = data_lib.encode_corpus(
+            self.train_corpus, self.src_vocab, self.tgt_vocab, d.max_src_len, d.max_tgt_len)
+        logging.info("training pairs: %d kept, %d dropped as longer than %d/%d pieces, "
+                     "%d skipped with an empty side", stats.kept, stats.dropped_too_long,
+                     d.max_src_len, d.max_tgt_len, self.train_corpus.skipped_empty)
+        tf.random.set_seed(config.train.seed)
+        self.model = build_model(config.model, self.src_vocab.size, self.tgt_vocab.size)
+        self.optimizer = make_optimizer(config.train)
+        self.progress = Progress()
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              progress=self.progress)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(out_dir, model_dir_lib.CKPT_DIR),
+            max_to_keep=config.train.keep_checkpoints)
+        self.best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=self.model, progress=self.progress),
+            os.path.join(out_dir, model_dir_lib.BEST_DIR), max_to_keep=1)
+        self.train_step = make_train_step(self.model, self.optimizer, config.train)
+        self.eval_step = make_eval_step(self.model)
+        self.stop_signal = None
+
+    def _read_eval_set(self, prefix):
+        if not prefix:
+            return None
+        d = self.config.data
+        return corpus_lib.read_parallel(corpus_lib.find_corpus_file(prefix, d.src),
+                                        corpus_lib.find_corpus_file(prefix, d.tgt))
+
+    def restore(self):
+        """Resumes from the latest checkpoint if there is one; says which."""
+        path = self.manager.latest_checkpoint
+        if not path:
+            logging.info("starting a new run in %s", self.out_dir)
+            return
+        self.model_variables_built()
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise model_dir_lib.ModelDirError(
+                f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0]})") from None
+        p = self.progress
+        logging.info("resuming from %s at step %d (epoch %d, batch %d)", path,
+                     int(p.step), int(p.epoch) + 1, int(p.batch_in_epoch))
+
+    def model_variables_built(self):
+        """Creates the optimizer slots so a checkpoint restores them eagerly."""
+        self.optimizer.build(self.model.trainable_variables)
+
+    def epoch_dataset(self, epoch):
+        d = self.config.data
+        dataset = data_lib.train_dataset(
+            self.encoded, batch_size=None if d.batch_tokens else d.batch_size,
+            batch_tokens=d.batch_tokens or None, seed=self.config.train.seed + epoch,
+            bucket_width=d.bucket_width, sample_alpha=d.sample_alpha)
+        return dataset
+
+    def _install_signal_handlers(self):
+        def handler(signum, _frame):
+            self.stop_signal = signum
+            logging.warning("received %s: saving a checkpoint and stopping",
+                            signal.Signals(signum).name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, handler)
+
+    def run(self):
+        """Trains until num_train_steps, num_epochs, max_time or early stopping; returns
+        the last EvalResult (or None without a dev set)."""
+        self.restore()
+        self._install_signal_handlers()
+        t = self.config.train
+        p = self.progress
+        meter = ThroughputMeter(self, start_step=int(p.step))
+        last_eval = None
+        while not self._finished():
+            epoch = int(p.epoch)
+            dataset = self.epoch_dataset(epoch).skip(int(p.batch_in_epoch))
+            for batch in dataset:
+                self._set_learning_rate()
+                out, norm, applied = self.train_step(data_lib.Batch(*batch))
+                p.step.assign_add(1)
+                p.batch_in_epoch.assign_add(1)
+                if not bool(applied):
+                    self._on_nonfinite(int(p.step))
+                meter.add(out, norm, int(tf.reduce_sum(batch.tgt_len)))
+                step = int(p.step)
+                if step % t.steps_per_stats == 0:
+                    meter.report()
+                if t.steps_per_eval and step % t.steps_per_eval == 0 and self.dev is not None:
+                    last_eval = self.evaluate_and_keep_best()
+                if step % t.steps_per_checkpoint == 0:
+                    self.save()
+                if self._finished():
+                    break
+            else:
+                p.epoch.assign_add(1)
+                p.batch_in_epoch.assign(0)
+        self.save()
+        if self.dev is not None and (last_eval is None or int(p.step) % max(t.steps_per_eval, 1)):
+            last_eval = self.evaluate_and_keep_best()
+        return last_eval
+
+    def _finished(self):
+        t, p = self.config.train, self.progress
+        if self.stop_signal is not None:
+            return True
+        if t.num_train_steps and int(p.step) >= t.num_train_steps:
+            return True
+        if t.num_epochs and int(p.epoch) >= t.num_epochs:
+            return True
+        if t.max_time_minutes and float(p.train_seconds) >= 60 * t.max_time_minutes:
+            return True
+        if t.early_stopping_patience and int(p.bad_evals) >= t.early_stopping_patience:
+            logging.info("early stopping: %d evaluations without a better dev BLEU",
+                         int(p.bad_evals))
+            return True
+        return False
+
+    def _set_learning_rate(self):
+        rate = schedule.learning_rate(int(self.progress.step) + 1, self.config.train,
+                                      float(self.progress.plateau_scale))
+        self.optimizer.learning_rate.assign(rate)
+
+    def _on_nonfinite(self, step):
+        self.progress.skipped_batches.assign_add(1)
+        last = self.manager.latest_checkpoint or "none yet"
+        logging.warning("step %d: non-finite loss or gradient; batch skipped (%d so far); "
+                        "last good checkpoint: %s", step, int(self.progress.skipped_batches), last)
+        if int(self.progress.skipped_batches) > 100:
+            raise TrainingError(f"step {step}: more than 100 batches with a non-finite loss; "
+                                f"last good checkpoint: {last}")
+
+    def save(self):
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables):
+            raise TrainingError(f"step {int(self.progress.step)}: weights are not finite; "
+                                f"not saving over {self.manager.latest_checkpoint}")
+        path = self.manager.save(checkpoint_number=int(self.progress.step))
+        logging.info("saved %s", path)
+
+    def evaluate(self, eval_set):
+        """Dev loss, perplexity and BLEU/chrF of beam search on `eval_set`."""
+        d = self.config.data
+        encoded, _ = data_lib.encode_corpus(eval_set, self.src_vocab, self.tgt_vocab,
+                                            max_src_len=10_000, max_tgt_len=10_000)
+        total_nll = total_tokens = 0.0
+        for batch in data_lib.train_dataset(encoded, batch_size=d.batch_size, shuffle=False,
+                                            bucket_width=d.bucket_width):
+            out = self.eval_step(data_lib.Batch(*batch))
+            total_nll += float(out.nll_sum)
+            total_tokens += float(out.num_tokens)
+        limit = self.config.train.dev_bleu_max_sentences or len(eval_set.src)
+        translator = Translator(self.model, self.src_vocab, self.tgt_vocab, self.config.decode)
+        hyps = translator.translate_text(eval_set.src[:limit])
+        scores = evaluation.score(hyps, eval_set.tgt[:limit])
+        return EvalResult(total_nll / total_tokens, evaluation.perplexity(total_nll, total_tokens),
+                          scores.bleu, scores.chrf)
+
+    def evaluate_and_keep_best(self):
+        p, t = self.progress, self.config.train
+        start = time.time()
+        result = self.evaluate(self.dev)
+        improved = result.bleu > float(p.best_bleu)
+        if improved:
+            p.best_bleu.assign(result.bleu)
+            p.bad_evals.assign(0)
+            self.best_manager.save(checkpoint_number=int(p.step))
+        else:
+            p.bad_evals.assign_add(1)
+        if t.decay == "plateau":
+            plateau = schedule.Plateau(t.plateau_patience, t.decay_factor,
+                                       best=float(p.best_bleu) if not improved else -1.0,
+                                       bad_evals=int(p.plateau_bad_evals),
+                                       scale=float(p.plateau_scale))
+            plateau.update(result.bleu)
+            p.plateau_bad_evals.assign(plateau.bad_evals)
+            p.plateau_scale.assign(plateau.scale)
+        logging.info("step %d dev: loss %.3f, ppl %.2f, BLEU %.2f, chrF %.2f%s (%.0f s)",
+                     int(p.step), result.loss, result.perplexity, result.bleu, result.chrf,
+                     " (new best)" if improved else "", time.time() - start)
+        self.log_record({"kind": "eval", "step": int(p.step), **result._asdict()})
+        return result
+
+    def log_record(self, record):
+        with open(os.path.join(self.out_dir, model_dir_lib.LOG_FILE), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class ThroughputMeter:
+    """Accumulates losses and tokens between progress lines; prints them with an ETA."""
+
+    def __init__(self, trainer, start_step):
+        self.trainer = trainer
+        self.start_time = self.last_time = time.time()
+        self.start_step = start_step
+        self._reset()
+
+    def _reset(self):
+        self.loss = self.nll = self.tokens = self.norm = 0.0
+        self.steps = 0
+        self.target_tokens = 0
+
+    def add(self, out, norm, target_tokens):
+        self.loss += float(out.loss_sum)
+        self.nll += float(out.nll_sum)
+        self.tokens += float(out.num_tokens)
+        self.norm += float(norm)
+        self.steps += 1
+        self.target_tokens += target_tokens
+
+    def report(self):
+        now = time.time()
+        elapsed = now - self.last_time
+        p, t = self.trainer.progress, self.trainer.config.train
+        p.train_seconds.assign_add(elapsed)
+        step = int(p.step)
+        rate = (step - self.start_step) / max(now - self.start_time, 1e-9)
+        eta = ""
+        if t.num_train_steps and rate > 0:
+            eta = f", ETA {format_seconds((t.num_train_steps - step) / rate)}"
+        record = {
+            "kind": "train", "step": step, "epoch": int(p.epoch) + 1,
+            "loss": self.loss / max(self.tokens, 1), "ppl": math.exp(min(self.nll / max(self.tokens, 1), 50)),
+            "lr": float(self.trainer.optimizer.learning_rate), "grad_norm": self.norm / max(self.steps, 1),
+            "tokens_per_s": self.target_tokens / max(elapsed, 1e-9),
+            "elapsed_s": float(p.train_seconds)}
+        logging.info("step %d epoch %d: loss %.3f, ppl %.2f, lr %.2e, |g| %.2f, %.0f tgt tokens/s, "
+                     "%s elapsed%s", step, record["epoch"], record["loss"], record["ppl"],
+                     record["lr"], record["grad_norm"], record["tokens_per_s"],
+                     format_seconds(record["elapsed_s"]), eta)
+        self.trainer.log_record(record)
+        self.last_time = now
+        self._reset()
+
+
+def format_seconds(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train(config, out_dir):
+    """Trains (or resumes) a model in out_dir; returns the last dev EvalResult."""
+    trainer = Trainer(config, out_dir)
+    return trainer.run()

@@ -1,0 +1,91 @@
+"""Lines in, translated lines out: batched, sorted by length, input order restored.
+
+Every input line yields exactly one result. A line that encodes to no pieces
+(empty or whitespace-only) gets an empty translation without touching the
+model. Inputs longer than DecodeConfig.max_input_len pieces are truncated to
+it (bounded memory; the truncation is counted).
+"""
+import collections
+
+import numpy as np
+import tensorflow as tf
+
+from nmt.data import pad_batch
+
+Hypothesis = collections.namedtuple("Hypothesis", ["text", "score", "ids"])
+
+
+def length_sorted_batches(lengths, batch_size, batch_tokens=0):
+    """Index lists, longest first, of at most batch_size sentences (or a source-token budget)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches, current, longest = [], [], 0
+    for index in order:
+        longest_if_added = max(longest, lengths[index])
+        full = (len(current) >= batch_size if not batch_tokens
+                else (len(current) + 1) * longest_if_added > batch_tokens)
+        if current and full:
+            batches.append(current)
+            current, longest_if_added = [], lengths[index]
+        current.append(int(index))
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Translator:
+    """A loaded model plus its vocabularies and a DecodeConfig."""
+
+    def __init__(self, model, src_vocab, tgt_vocab, decode_config):
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self.config = decode_config
+        self.num_truncated = 0
+        c = decode_config
+
+        @tf.function(autograph=False,
+                     input_signature=[tf.TensorSpec([None, None], tf.int32),
+                                      tf.TensorSpec([None], tf.int32)])
+        def translate_batch(src, src_len):
+            return model.translate(src, src_len, beam_size=c.beam_size,
+                                   length_penalty=c.length_penalty,
+                                   coverage_penalty=c.coverage_penalty,
+                                   num_hypotheses=c.num_hypotheses,
+                                   max_length=int(c.max_length_ratio * c.max_input_len) + 10,
+                                   max_length_ratio=c.max_length_ratio)
+
+        self._translate_batch = translate_batch
+
+    def encode(self, lines):
+        """Lines -> id lists truncated to max_input_len (the count is kept)."""
+        ids = self.src_vocab.encode(list(lines))
+        limit = self.config.max_input_len
+        self.num_truncated += sum(len(x) > limit for x in ids)
+        return [x[:limit] for x in ids]
+
+    def translate(self, lines):
+        """Lines -> one list of num_hypotheses Hypothesis per line, in input order."""
+        ids = self.encode(lines)
+        results = [None] * len(ids)
+        lengths = [len(x) for x in ids]
+        empty = Hypothesis("", 0.0, [])
+        for i, n in enumerate(lengths):
+            if n == 0:
+                results[i] = [empty] * self.config.num_hypotheses
+        nonempty = [i for i, n in enumerate(lengths) if n]
+        sub_lengths = [lengths[i] for i in nonempty]
+        for batch in length_sorted_batches(sub_lengths, self.config.batch_size,
+                                           self.config.batch_tokens):
+            indices = [nonempty[j] for j in batch]
+            src, src_len = pad_batch([ids[i] for i in indices])
+            out = self._translate_batch(tf.constant(src, tf.int32), tf.constant(src_len, tf.int32))
+            out_ids, scores, out_lengths = (t.numpy() for t in out)
+            for row, i in enumerate(indices):
+                results[i] = [Hypothesis(self.tgt_vocab.decode(out_ids[row, k, :out_lengths[row, k]]),
+                                         float(scores[row, k]),
+                                         out_ids[row, k, :out_lengths[row, k]].tolist())
+                              for k in range(out_ids.shape[1])]
+        return results
+
+    def translate_text(self, lines):
+        """Lines -> the best translation of each, as strings."""
+        return [hyps[0].text for hyps in self.translate(lines)]

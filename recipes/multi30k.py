@@ -1,0 +1,119 @@
+"""Train a named setup on the shipped Multi30k data, then score val and test.
+
+    python recipes/multi30k.py                       # default preset, en->de
+    python recipes/multi30k.py --preset=tiny         # smoke run, a few minutes
+    python recipes/multi30k.py --tgt=fr --dropout=0.2
+
+Presets are config overrides; any config flag (see --helpfull) overrides them.
+Quality is tuned on val only; test_2016_flickr is for reporting.
+"""
+import json
+import os
+import time
+
+from absl import app, flags, logging
+
+from nmt import evaluation, model_dir as model_dir_lib, training
+from nmt.cli import common
+from nmt.cli.flags import define_config_flags, overrides_from_flags
+from nmt.corpus import find_corpus_file, read_lines
+from nmt.translate import Translator
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "multi30k")
+EVAL_SETS = ("val", "test_2016_flickr")
+
+PRESETS = {
+    # A smoke run: a small model for a few hundred steps on a slice-sized budget.
+    "tiny": {"model.num_units": 128, "model.embedding_size": 128, "model.num_encoder_layers": 1,
+             "model.num_decoder_layers": 1, "data.vocab_size": 2000, "train.num_train_steps": 300,
+             "train.steps_per_eval": 0, "train.steps_per_checkpoint": 100, "decode.beam_size": 2,
+             "train.steps_per_stats": 50},
+    # The benchmark model shared with the peer harness (shared/bench/peers).
+    "bench": {"model.num_units": 256, "model.embedding_size": 256, "model.num_encoder_layers": 1,
+              "model.num_decoder_layers": 1, "model.encoder_type": "bi", "model.attention": "luong",
+              "model.bridge": "dense", "model.dropout": 0.3, "train.label_smoothing": 0.0,
+              "data.batch_size": 64, "train.num_train_steps": 0, "train.max_time_minutes": 20,
+              "train.steps_per_eval": 0, "decode.length_penalty": 0.0},
+    # The default recipe: >= 30 cased BLEU on test_2016_flickr en->de within 60 minutes.
+    "default": {"model.num_units": 256, "model.embedding_size": 256, "model.num_encoder_layers": 1,
+                "model.num_decoder_layers": 1, "model.dropout": 0.3, "data.batch_size": 64,
+                "train.num_train_steps": 0, "train.max_time_minutes": 50,
+                "train.steps_per_eval": 2000, "train.dev_bleu_max_sentences": 0},
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("preset", "default", sorted(PRESETS), "Named setup.")
+flags.DEFINE_string("out_dir", None, "Run dir (default runs/multi30k-PRESET-SRC-TGT).")
+CONFIG_FLAGS = define_config_flags(
+    ["data", "model", "train", "decode"],
+    rename={"decode.batch_size": "decode_batch_size", "decode.batch_tokens": "decode_batch_tokens"},
+    skip={"data.train_prefix", "data.dev_prefix", "data.test_prefix"})
+
+
+def recipe_config():
+    overrides = {**PRESETS[FLAGS.preset], **overrides_from_flags(CONFIG_FLAGS)}
+    overrides.update({"data.train_prefix": os.path.join(DATA_DIR, "train"),
+                      "data.dev_prefix": os.path.join(DATA_DIR, "val"),
+                      "data.test_prefix": os.path.join(DATA_DIR, "test_2016_flickr")})
+    return common.build_config(overrides)
+
+
+def score_sets(out_dir, config):
+    """BLEU/chrF of the best checkpoint on every shipped eval set."""
+    config_saved, model, src_vocab, tgt_vocab = model_dir_lib.load(out_dir, "best")
+    translator = Translator(model, src_vocab, tgt_vocab, config.decode)
+    rows = {}
+    for name in EVAL_SETS:
+        prefix = os.path.join(DATA_DIR, name)
+        src = read_lines(find_corpus_file(prefix, config.data.src))
+        ref = read_lines(find_corpus_file(prefix, config.data.tgt))
+        start = time.time()
+        hyps = translator.translate_text(src)
+        seconds = time.time() - start
+        with open(os.path.join(out_dir, f"{name}.{config.data.tgt}.hyp"), "w") as f:
+            f.writelines(h + "\n" for h in hyps)
+        rows[name] = {**evaluation.score(hyps, ref)._asdict(), "translate_s": seconds,
+                      "sentences_per_s": len(src) / seconds}
+    return rows
+
+
+def table(rows, minutes, tokens_per_s, params):
+    lines = ["| set | BLEU (cased) | BLEU (lower-cased) | chrF | translate s |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['bleu']:.2f} | {r['bleu_lc']:.2f} | {r['chrf']:.2f} | "
+                     f"{r['translate_s']:.1f} |")
+    lines.append(f"\ntraining wall time {minutes:.1f} min, {tokens_per_s:.0f} target tokens/s, "
+                 f"{params / 1e6:.2f} M parameters")
+    lines.append(f"signature: {next(iter(rows.values()))['bleu_signature']}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+
+    def run():
+        config = recipe_config()
+        out_dir = FLAGS.out_dir or os.path.join(
+            "runs", f"multi30k-{FLAGS.preset}-{config.data.src}-{config.data.tgt}")
+        start = time.time()
+        trainer = training.Trainer(config, out_dir)
+        trainer.run()
+        minutes = (time.time() - start) / 60
+        records = [json.loads(l) for l in open(os.path.join(out_dir, model_dir_lib.LOG_FILE))]
+        speeds = [r["tokens_per_s"] for r in records if r["kind"] == "train"]
+        tokens_per_s = sorted(speeds)[len(speeds) // 2] if speeds else float("nan")
+        params = sum(int(v.shape.num_elements()) for v in trainer.model.trainable_variables)
+        rows = score_sets(out_dir, config)
+        result = {"preset": FLAGS.preset, "src": config.data.src, "tgt": config.data.tgt,
+                  "train_minutes": minutes, "train_tokens_per_s": tokens_per_s,
+                  "parameters": params, "scores": rows}
+        model_dir_lib.write_json_atomic(os.path.join(out_dir, "results.json"), result)
+        logging.info("results in %s", os.path.join(out_dir, "results.json"))
+        print(table(rows, minutes, tokens_per_s, params))
+
+    common.run_main("multi30k", run)
+
+
+if __name__ == "__main__":
+    app.run(main)
