@@ -49,7 +49,7 @@ class AttentionDecoder(tf.Module):
     """Teacher-forced decoding over a whole target, and a single inference step."""
 
     def __init__(self, config, embedding, vocab_size, encoder_state_width, devices=None,
-                 name="decoder"):
+                 seed=0, name="decoder"):
         super().__init__(name=name)
         units = config.num_units
         self.embedding = embedding
@@ -69,13 +69,14 @@ class AttentionDecoder(tf.Module):
                 residual = config.residual and i >= 1 and not self.gnmt
                 layers.append(make_cell(config.unit_type, units, input_size, config.dropout,
                                         config.variational_dropout, config.forget_bias,
-                                        residual=residual, device=devices[i]))
+                                        residual=residual, device=devices[i], seed=seed + 1 + i))
             self.layers = layers
             self.cell = cells_lib.MultiRNNCell(layers)
             self.attention = build_attention(config.attention, units, units)
             self.attention_layer = (None if self.gnmt else
                                     Dense(2 * units, units, use_bias=False, activation=tf.tanh,
                                           name="attention_layer"))
+            self.rng = tf.random.Generator.from_seed(seed)  # output dropout, checkpointed
             self.bridge = Bridge(config.bridge, self.cell, encoder_state_width)
             if config.tie_output_embeddings:
                 self.output_bias = tf.Variable(tf.zeros([vocab_size]), name="output_bias")
@@ -120,7 +121,8 @@ class AttentionDecoder(tf.Module):
     def logits(self, outputs, training=False):
         """Decoder outputs `[..., units]` -> logits `[..., vocab]` (dropout before projection)."""
         if training and self.dropout > 0.0:
-            outputs = tf.nn.dropout(outputs, rate=self.dropout)
+            keep = self.rng.uniform(tf.shape(outputs)) >= self.dropout
+            outputs = tf.where(keep, outputs / (1.0 - self.dropout), tf.zeros_like(outputs))
         if self.output_layer is not None:
             return self.output_layer(outputs)
         table = tf.cast(self.embedding.table, outputs.dtype)

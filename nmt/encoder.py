@@ -50,7 +50,7 @@ def concat_states(fw, bw):
 class Encoder(tf.Module):
     """ids `[batch, src_time]`, lengths `[batch]` -> EncoderOutput."""
 
-    def __init__(self, config, embedding, devices=None, name="encoder"):
+    def __init__(self, config, embedding, devices=None, seed=0, name="encoder"):
         super().__init__(name=name)
         self.embedding = embedding
         num_layers = config.num_encoder_layers
@@ -65,14 +65,16 @@ class Encoder(tf.Module):
                 kwargs = dict(unit_type=config.unit_type, input_size=input_size,
                               dropout=config.dropout, variational=config.variational_dropout,
                               forget_bias=config.forget_bias, device=devices[i])
+                seeds = (seed + 2 * i, seed + 2 * i + 1)  # dropout RNGs, saved in checkpoints
                 if self.bidirectional[i]:
                     half = config.num_units // 2
                     # Residual on a bi layer wraps the pair: added after concatenation.
-                    self.layers.append((make_cell(num_units=half, **kwargs),
-                                        make_cell(num_units=half, **kwargs), residual))
+                    self.layers.append((make_cell(num_units=half, seed=seeds[0], **kwargs),
+                                        make_cell(num_units=half, seed=seeds[1], **kwargs),
+                                        residual))
                 else:
                     self.layers.append((make_cell(num_units=config.num_units, residual=residual,
-                                                  **kwargs), None, False))
+                                                  seed=seeds[0], **kwargs), None, False))
 
     def __call__(self, ids, lengths, training=False):
         inputs = self.embedding(ids)  # [batch, src_time, embedding_size]

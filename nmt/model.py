@@ -39,7 +39,8 @@ def smoothed_cross_entropy(logits, labels, label_smoothing):
 class Seq2Seq(tf.Module):
     """Attention encoder-decoder built from a ModelConfig."""
 
-    def __init__(self, config, src_vocab_size, tgt_vocab_size, placement=None, name="seq2seq"):
+    def __init__(self, config, src_vocab_size, tgt_vocab_size, placement=None, seed=0,
+                 name="seq2seq"):
         super().__init__(name=name)
         self.config = config
         placement = placement or {}
@@ -47,11 +48,13 @@ class Seq2Seq(tf.Module):
             self.src_embedding = Embedding(src_vocab_size, config.embedding_size, name="src_embedding")
             self.tgt_embedding = (self.src_embedding if config.share_embeddings else
                                   Embedding(tgt_vocab_size, config.embedding_size, name="tgt_embedding"))
-            self.encoder = Encoder(config, self.src_embedding, devices=placement.get("encoder"))
+            self.encoder = Encoder(config, self.src_embedding, devices=placement.get("encoder"),
+                                   seed=seed)
             per_layer = 2 * config.num_units if config.unit_type == "lstm" else config.num_units
             self.decoder = AttentionDecoder(config, self.tgt_embedding, tgt_vocab_size,
                                             encoder_state_width=per_layer * config.num_encoder_layers,
-                                            devices=placement.get("decoder"))
+                                            devices=placement.get("decoder"),
+                                            seed=seed + 2 * config.num_encoder_layers)
 
     def encode(self, src, src_len, training=False):
         """src `[batch, src_time]` int32, src_len `[batch]` -> EncoderOutput."""
@@ -120,7 +123,8 @@ class Seq2Seq(tf.Module):
         return Translation(*result)
 
 
-def build_model(config, src_vocab_size, tgt_vocab_size, placement=None):
-    """ModelConfig (validated) -> Seq2Seq with all variables created."""
+def build_model(config, src_vocab_size, tgt_vocab_size, placement=None, seed=0):
+    """ModelConfig (validated) -> Seq2Seq with all variables created; `seed` seeds the
+    dropout generators (their state is part of every checkpoint)."""
     config.validate()
-    return Seq2Seq(config, src_vocab_size, tgt_vocab_size, placement=placement)
+    return Seq2Seq(config, src_vocab_size, tgt_vocab_size, placement=placement, seed=seed)

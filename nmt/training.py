@@ -112,7 +112,8 @@ class Trainer:
                      "%d skipped with an empty side", stats.kept, stats.dropped_too_long,
                      d.max_src_len, d.max_tgt_len, self.train_corpus.skipped_empty)
         tf.random.set_seed(config.train.seed)
-        self.model = build_model(config.model, self.src_vocab.size, self.tgt_vocab.size)
+        self.model = build_model(config.model, self.src_vocab.size, self.tgt_vocab.size,
+                                 seed=config.train.seed)
         self.optimizer = make_optimizer(config.train)
         self.progress = Progress()
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
