@@ -24,11 +24,27 @@ def score(hypotheses: Sequence[str], references: Sequence[str]) -> Scores:
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     if not hypotheses:
         raise ValueError("no sentences to score")
-    bleu, bleu_lc, chrf = sacrebleu.BLEU(), sacrebleu.BLEU(lowercase=True), sacrebleu.CHRF()
+    bleu, bleu_lc, chrf = _metrics()
     results = [metric.corpus_score(hypotheses, [references]) for metric in (bleu, bleu_lc, chrf)]
     return Scores(results[0].score, results[1].score, results[2].score,
                   str(bleu.get_signature()), str(bleu_lc.get_signature()),
                   str(chrf.get_signature()))
+
+
+def _metrics():
+    """The (BLEU cased, BLEU lower-cased, chrF) metrics every score uses."""
+    return sacrebleu.BLEU(), sacrebleu.BLEU(lowercase=True), sacrebleu.CHRF()
+
+
+def signatures() -> dict:
+    """{"bleu_signature", "bleu_lc_signature", "chrf_signature"} of the scores `score` reports
+    (sacreBLEU knows the number of references only after scoring: one dummy pair)."""
+    bleu, bleu_lc, chrf = _metrics()
+    for metric in (bleu, bleu_lc, chrf):
+        metric.corpus_score(["-"], [["-"]])
+    return {"bleu_signature": str(bleu.get_signature()),
+            "bleu_lc_signature": str(bleu_lc.get_signature()),
+            "chrf_signature": str(chrf.get_signature())}
 
 
 def perplexity(total_nll: float, total_tokens: int) -> float:

@@ -11,6 +11,7 @@ Loading reads JSON and TensorFlow checkpoints only: no pickle, no code.
 """
 import json
 import os
+import sys
 
 import tensorflow as tf
 
@@ -104,3 +105,18 @@ def load(model_dir, which="best"):
     model = build_model(config.model, src_vocab.size, tgt_vocab.size)
     restore_model(model, checkpoint_path(model_dir, which))
     return config, model, src_vocab, tgt_vocab
+
+
+def write_run_record(model_dir, train_seconds, scores=None):
+    """DIR/run.json: the command (sys.argv), versions of nmt, TensorFlow, sentencepiece
+    and sacreBLEU, the training time, and `scores` (each with its sacreBLEU signature)."""
+    import sacrebleu
+    import sentencepiece
+
+    import nmt
+    record = {"command": list(sys.argv),
+              "versions": {"nmt": nmt.__version__, "tensorflow": tf.__version__,
+                           "sentencepiece": sentencepiece.__version__,
+                           "sacrebleu": sacrebleu.__version__},
+              "train_seconds": train_seconds, "scores": scores}
+    write_json_atomic(os.path.join(model_dir, RUN_FILE), record)

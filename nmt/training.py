@@ -19,6 +19,7 @@ from nmt import data as data_lib
 from nmt import evaluation
 from nmt import model_dir as model_dir_lib
 from nmt import schedule
+from nmt import summaries as summaries_lib
 from nmt import vocab as vocab_lib
 from nmt.model import build_model
 from nmt.translate import Translator
@@ -127,6 +128,7 @@ class Trainer:
         self.train_step = make_train_step(self.model, self.optimizer, config.train)
         self.eval_step = make_eval_step(self.model)
         self.stop_signal = None
+        self.summaries = summaries_lib.Summaries(out_dir)
 
     def _read_eval_set(self, prefix):
         if not prefix:
@@ -207,6 +209,7 @@ class Trainer:
         self.save()
         if self.dev is not None and (last_eval is None or int(p.step) % max(t.steps_per_eval, 1)):
             last_eval = self.evaluate_and_keep_best()
+        self.write_run_record(last_eval)
         return last_eval
 
     def _finished(self):
@@ -287,11 +290,21 @@ class Trainer:
                      int(p.step), result.loss, result.perplexity, result.bleu, result.chrf,
                      " (new best)" if improved else "", time.time() - start)
         self.log_record({"kind": "eval", "step": int(p.step), **result._asdict()})
+        self.summaries.write_attention(int(p.step), self.model, self.src_vocab, self.tgt_vocab,
+                                       self.dev)
         return result
 
     def log_record(self, record):
         with open(os.path.join(self.out_dir, model_dir_lib.LOG_FILE), "a") as f:
             f.write(json.dumps(record) + "\n")
+        self.summaries.write_record(record)
+
+    def write_run_record(self, last_eval):
+        """DIR/run.json: command, versions, training time and the last dev scores."""
+        scores = None
+        if last_eval is not None:
+            scores = {"dev": {**last_eval._asdict(), **evaluation.signatures()}}
+        model_dir_lib.write_run_record(self.out_dir, float(self.progress.train_seconds), scores)
 
 
 class ThroughputMeter:
@@ -326,6 +339,9 @@ class ThroughputMeter:
         eta = ""
         if t.num_train_steps and rate > 0:
             eta = f", ETA {format_seconds((t.num_train_steps - step) / rate)}"
+        if t.steps_per_eval and self.trainer.dev is not None and rate > 0:
+            to_eval = t.steps_per_eval - step % t.steps_per_eval
+            eta += f", next eval in {format_seconds(to_eval / rate)}"
         record = {
             "kind": "train", "step": step, "epoch": int(p.epoch) + 1,
             "loss": self.loss / max(self.tokens, 1), "ppl": math.exp(min(self.nll / max(self.tokens, 1), 50)),

@@ -62,8 +62,11 @@ class Translator:
         self.num_truncated += sum(len(x) > limit for x in ids)
         return [x[:limit] for x in ids]
 
-    def translate(self, lines):
-        """Lines -> one list of num_hypotheses Hypothesis per line, in input order."""
+    def translate(self, lines, progress=None):
+        """Lines -> one list of num_hypotheses Hypothesis per line, in input order.
+
+        progress: optional callable(n), called as n more lines are done.
+        """
         ids = self.encode(lines)
         results = [None] * len(ids)
         lengths = [len(x) for x in ids]
@@ -72,6 +75,8 @@ class Translator:
             if n == 0:
                 results[i] = [empty] * self.config.num_hypotheses
         nonempty = [i for i, n in enumerate(lengths) if n]
+        if progress and len(nonempty) < len(ids):
+            progress(len(ids) - len(nonempty))
         sub_lengths = [lengths[i] for i in nonempty]
         for batch in length_sorted_batches(sub_lengths, self.config.batch_size,
                                            self.config.batch_tokens):
@@ -84,6 +89,8 @@ class Translator:
                                          float(scores[row, k]),
                                          out_ids[row, k, :out_lengths[row, k]].tolist())
                               for k in range(out_ids.shape[1])]
+            if progress:
+                progress(len(indices))
         return results
 
     def translate_text(self, lines):

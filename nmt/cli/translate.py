@@ -5,41 +5,82 @@
 Exactly one output line per input line. With --num_hypotheses=K > 1, K lines
 per input line in Moses n-best format: `INDEX ||| TRANSLATION ||| SCORE`, INDEX
 counting input lines from 0, best first.
+
+--model_dir=A,B decodes with an ensemble of the model dirs (nmt/ensemble.py;
+they must share vocabularies). A progress bar with sentences/s is drawn on
+stderr when stderr is a terminal.
+
+--alignments also writes OUTPUT.align: for each output line, the source piece
+index (from 0) with the most attention for every target piece, space-separated,
+e.g. "0 1 1 3" for a translation of 4 pieces (EOS not included; empty for an
+empty translation). Pieces are those of the model's sentencepiece vocabularies
+(`spm_encode --output_format=piece` shows them). The weights come from
+teacher-forcing the produced translation (nmt/scoring.py).
 """
+import contextlib
+import gzip
 import time
 
 from absl import app, flags, logging
 
-from nmt import model_dir as model_dir_lib
 from nmt import textio
 from nmt.cli import common
+from nmt.cli.progress import ProgressBar
 from nmt.cli.flags import define_config_flags, overrides_from_flags
+from nmt.ensemble import load_ensemble
+from nmt.scoring import ForcedDecoder, format_alignment
 from nmt.translate import Translator
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A model dir written by nmt-train.")
+flags.DEFINE_string("model_dir", None, "A model dir written by nmt-train (A,B,...: an ensemble).")
 flags.DEFINE_string("input", "-", "Source text: a file, a .gz file, or - for stdin.")
 flags.DEFINE_string("output", "-", "Translations: a file (written whole at the end) or - for stdout.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "best dev BLEU, or the last saved.")
 flags.DEFINE_integer("chunk_lines", 10000, "Lines read, translated and written at a time.")
+flags.DEFINE_boolean("alignments", False, "Also write OUTPUT.align (needs a file --output).")
 DECODE_FLAGS = define_config_flags(["decode"])
 flags.mark_flag_as_required("model_dir")
 
 
-def translate_file(translator, input_path, output_path, chunk_lines):
-    """Streams input to output in chunks; returns the number of lines."""
+def count_lines(path):
+    """Lines in a file (for the progress bar's total); None for stdin."""
+    if path == "-":
+        return None
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+        return sum(1 for _ in f)
+
+
+def translate_file(translator, input_path, output_path, chunk_lines, aligner=None):
+    """Streams input to output in chunks; returns the number of lines.
+
+    aligner: a ForcedDecoder; then OUTPUT.align gets one line per output line.
+    """
     count, start = 0, time.time()
     n_best = translator.config.num_hypotheses > 1
-    with textio.atomic_output(output_path) as out:
+    bar = ProgressBar(total=count_lines(input_path) if ProgressBar().enabled else None)
+    with textio.atomic_output(output_path) as out, \
+            (textio.atomic_output(f"{output_path}.align") if aligner
+             else contextlib.nullcontext()) as align_out:
         for chunk in textio.read_chunks(input_path, chunk_lines):
-            for i, hyps in enumerate(translator.translate(chunk), start=count):
+            results = translator.translate(chunk, progress=bar.update)
+            for i, hyps in enumerate(results, start=count):
                 if n_best:
                     out.writelines(f"{i} ||| {textio.one_line(h.text)} ||| {h.score:.4f}\n"
                                    for h in hyps)
                 else:
                     out.write(textio.one_line(hyps[0].text) + "\n")
+            if aligner:
+                shown = [hyps if n_best else hyps[:1] for hyps in results]
+                limit = translator.config.max_input_len  # as translate() truncated them
+                encoded = [x[:limit] for x in translator.src_vocab.encode(chunk)]
+                src_ids = [x for x, hyps in zip(encoded, shown) for _ in hyps]
+                tgt_ids = [h.ids for hyps in shown for h in hyps]
+                align_out.writelines(format_alignment(a) + "\n"
+                                     for a in aligner.alignment_ids(src_ids, tgt_ids))
             count += len(chunk)
-            logging.info("%d lines, %.1f sentences/s", count, count / (time.time() - start))
+            if not bar.enabled:
+                logging.info("%d lines, %.1f sentences/s", count, count / (time.time() - start))
+    bar.close()
     return count
 
 
@@ -48,10 +89,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
 
     def run():
-        config, model, src_vocab, tgt_vocab = model_dir_lib.load(FLAGS.model_dir, FLAGS.checkpoint)
+        if FLAGS.alignments and FLAGS.output == "-":
+            raise app.UsageError("--alignments writes OUTPUT.align: give a file --output")
+        config, model, src_vocab, tgt_vocab = load_ensemble(FLAGS.model_dir, FLAGS.checkpoint)
         config = common.build_config(overrides_from_flags(DECODE_FLAGS), base=config)
         translator = Translator(model, src_vocab, tgt_vocab, config.decode)
-        count = translate_file(translator, FLAGS.input, FLAGS.output, FLAGS.chunk_lines)
+        aligner = ForcedDecoder(model, config.decode.batch_size) if FLAGS.alignments else None
+        count = translate_file(translator, FLAGS.input, FLAGS.output, FLAGS.chunk_lines, aligner)
         if translator.num_truncated:
             logging.warning("%d inputs longer than %d pieces were truncated",
                             translator.num_truncated, config.decode.max_input_len)

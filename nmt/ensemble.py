@@ -1,0 +1,86 @@
+"""Ensemble decoding: several models with one target vocabulary in one search.
+
+The step function runs every model's step on the same ids and combines their
+next-token distributions as log(mean_m p_m) (a mixture, so the result is still
+normalised, as nmt.search requires; OpenNMT and fairseq average the same way).
+The search state is {"models": (state_1, ..., state_M), "alignments": mean of
+the models' attention}, so beam search reorders every model's state with its
+hypothesis and the coverage penalty sees the averaged attention.
+
+An Ensemble offers what Translator and ForcedDecoder use of a Seq2Seq:
+translate, search_inputs, logits (log of the mean probabilities) and
+alignments (mean attention).
+"""
+import math
+
+import tensorflow as tf
+
+from nmt.model import Seq2Seq
+
+
+class Ensemble(tf.Module):
+    """Models trained on the same vocabularies, decoded as one."""
+
+    def __init__(self, models, name="ensemble"):
+        super().__init__(name=name)
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        self.models = list(models)
+
+    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None):
+        """-> (step_fn, initial_state) over all models (see the module docstring)."""
+        inputs = [m.search_inputs(src, src_len, beam_size, max_length_ratio) for m in self.models]
+        step_fns = [step_fn for step_fn, _ in inputs]
+        states = tuple(state for _, state in inputs)
+        log_m = math.log(len(self.models))
+
+        def step_fn(ids, state):
+            outputs = [f(ids, s) for f, s in zip(step_fns, state["models"])]
+            log_probs = tf.stack([lp for lp, _ in outputs])  # [models, n, vocab]
+            new_states = tuple(s for _, s in outputs)
+            return (tf.reduce_logsumexp(log_probs, axis=0) - log_m,
+                    {"models": new_states, "alignments": _mean_alignments(new_states)})
+
+        return step_fn, {"models": states, "alignments": _mean_alignments(states)}
+
+    # The search dispatch (greedy or beam, penalties) is Seq2Seq's, over our search_inputs.
+    translate = Seq2Seq.translate
+
+    def logits(self, src, src_len, tgt_in, training=False):
+        """Teacher-forced log of the mean probabilities `[batch, tgt_time, vocab]` (a valid
+        logits tensor: softmax of it is the ensemble's distribution)."""
+        log_probs = [tf.nn.log_softmax(m.logits(src, src_len, tgt_in, training)) for m in self.models]
+        return tf.reduce_logsumexp(tf.stack(log_probs), axis=0) - math.log(len(self.models))
+
+    def alignments(self, src, src_len, tgt_in):
+        """Mean attention weights `[batch, tgt_time, src_time]`."""
+        return tf.add_n([m.alignments(src, src_len, tgt_in) for m in self.models]) / len(self.models)
+
+
+def _mean_alignments(states):
+    return tf.add_n([s["alignments"] for s in states]) / len(states)
+
+
+def load_ensemble(model_dirs, which="best"):
+    """Comma-separated model dirs -> (config of the first, model or Ensemble, src_vocab, tgt_vocab).
+
+    One dir gives its Seq2Seq; several must share the vocabularies (same
+    sentencepiece model bytes), else ModelDirError.
+    """
+    from nmt import model_dir as model_dir_lib
+    dirs = [d for d in model_dirs.split(",") if d]
+    vocabs = [model_dir_lib.load_vocabs(d, model_dir_lib.load_config(d)) for d in dirs]
+    for d, (src, tgt) in zip(dirs[1:], vocabs[1:]):
+        if _proto(src) != _proto(vocabs[0][0]) or _proto(tgt) != _proto(vocabs[0][1]):
+            raise model_dir_lib.ModelDirError(
+                f"{d}: its vocabularies differ from {dirs[0]}'s; ensembles need the same ones")
+    loaded = [model_dir_lib.load(d, which) for d in dirs]
+    config, model, src_vocab, tgt_vocab = loaded[0]
+    if len(loaded) == 1:
+        return config, model, src_vocab, tgt_vocab
+    return config, Ensemble([m for _, m, _, _ in loaded]), src_vocab, tgt_vocab
+
+
+def _proto(vocab):
+    with open(vocab.path, "rb") as f:
+        return f.read()

@@ -1,0 +1,86 @@
+"""Pictures of a run with matplotlib (the optional `plot` extra).
+
+learning_curves: train loss and dev loss (left axis) and dev BLEU (right axis)
+against steps, from the records of DIR/log.jsonl.
+attention_heatmap: one sentence's attention, source pieces on x, target pieces
+(then EOS) on y.
+"""
+import json
+import os
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'nmt[plot]'") from None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def read_log(run_dir):
+    """The records of DIR/log.jsonl, in order."""
+    path = os.path.join(run_dir, "log.jsonl")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no training log (train first)")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def learning_curves(records, output):
+    """Writes a PNG (or any matplotlib format, by extension) of loss and BLEU by step."""
+    plt = _pyplot()
+    train = [r for r in records if r.get("kind") == "train"]
+    dev = [r for r in records if r.get("kind") == "eval"]
+    fig, loss_axis = plt.subplots(figsize=(8, 4.5))
+    loss_axis.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    if dev:
+        loss_axis.plot([r["step"] for r in dev], [r["loss"] for r in dev], "o-", label="dev loss")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("loss (nats per target token)")
+    handles, labels = loss_axis.get_legend_handles_labels()
+    if dev:
+        bleu_axis = loss_axis.twinx()
+        bleu_axis.plot([r["step"] for r in dev], [r["bleu"] for r in dev], "s-", color="tab:green",
+                       label="dev BLEU")
+        bleu_axis.set_ylabel("BLEU")
+        more_handles, more_labels = bleu_axis.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    loss_axis.legend(handles, labels, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(output)
+    plt.close(fig)
+
+
+def attention_heatmap(weights, src_pieces, tgt_pieces, output):
+    """weights `[len(tgt_pieces), len(src_pieces)]` -> a heatmap file."""
+    plt = _pyplot()
+    size = (max(4.0, 0.4 * len(src_pieces) + 2), max(3.0, 0.4 * len(tgt_pieces) + 1.5))
+    fig, axis = plt.subplots(figsize=size)
+    image = axis.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_xticks(range(len(src_pieces)), src_pieces, rotation=90)
+    axis.set_yticks(range(len(tgt_pieces)), tgt_pieces)
+    axis.set_xlabel("source")
+    axis.set_ylabel("target")
+    fig.colorbar(image, ax=axis)
+    fig.tight_layout()
+    fig.savefig(output)
+    plt.close(fig)
+
+
+def plot_attention(model_dir, src, tgt, output, which="best"):
+    """Attention heatmap of one sentence pair (tgt None: the greedy translation of src)."""
+    from nmt import model_dir as model_dir_lib, summaries
+    from nmt.config import DecodeConfig
+    from nmt.translate import Translator
+    _, model, src_vocab, tgt_vocab = model_dir_lib.load(model_dir, which)
+    src_ids = src_vocab.encode([src])[0]
+    if tgt is None:
+        greedy = Translator(model, src_vocab, tgt_vocab, DecodeConfig(beam_size=1))
+        tgt_ids = greedy.translate([src])[0][0].ids
+    else:
+        tgt_ids = tgt_vocab.encode([tgt])[0]
+    weights = summaries.attention_weights(model, [src_ids], [tgt_ids])[0]
+    attention_heatmap(weights, src_vocab.pieces(src_ids), tgt_vocab.pieces(tgt_ids) + ["</s>"],
+                      output)

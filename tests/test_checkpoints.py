@@ -1,0 +1,56 @@
+"""Tests for nmt/checkpoints.py: averaged weights are the mean of the last k."""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import write_tiny_model_dir
+from nmt import checkpoints, model_dir as model_dir_lib
+from nmt.cli import translate as translate_cli
+from nmt.translate import Translator
+
+
+@pytest.fixture(scope="module")
+def three_checkpoints(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("three"))
+    write_tiny_model_dir(model_dir, seeds=(1, 2, 3))
+    return model_dir
+
+
+def weights(model):
+    return [v.numpy() for v in model.trainable_variables]
+
+
+def test_average_of_last_two_is_their_mean(three_checkpoints, tmp_path):
+    out_dir = str(tmp_path / "avg")
+    paths = checkpoints.last_checkpoints(three_checkpoints, 2)
+    assert [os.path.basename(p) for p in paths] == ["ckpt-2", "ckpt-3"]
+    checkpoints.average_checkpoints(three_checkpoints, 2, out_dir)
+    config, model, src_vocab, tgt_vocab = model_dir_lib.load(out_dir)  # usable as a model dir
+    assert os.path.exists(os.path.join(out_dir, "config.json"))
+    per_checkpoint = []
+    for path in paths:
+        model_dir_lib.restore_model(model, path)
+        per_checkpoint.append(weights(model))
+    _, averaged, _, _ = model_dir_lib.load(out_dir)
+    for got, a, b in zip(weights(averaged), *per_checkpoint):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(per_checkpoint[0][0], per_checkpoint[1][0])
+    output = str(tmp_path / "out.txt")
+    with open(str(tmp_path / "in.txt"), "w") as f:
+        f.write("A dog runs.\n\n")
+    translator = Translator(averaged, src_vocab, tgt_vocab, config.decode)
+    assert translate_cli.translate_file(translator, str(tmp_path / "in.txt"), output, 10) == 2
+
+
+def test_average_of_one_is_the_last_checkpoint(three_checkpoints, tmp_path):
+    checkpoints.average_checkpoints(three_checkpoints, 1, str(tmp_path / "one"))
+    _, last, _, _ = model_dir_lib.load(three_checkpoints, "last")
+    _, averaged, _, _ = model_dir_lib.load(str(tmp_path / "one"))
+    for got, expected in zip(weights(averaged), weights(last)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_too_many_checkpoints_is_an_error(three_checkpoints, tmp_path):
+    with pytest.raises(model_dir_lib.ModelDirError, match="last 4 of 3"):
+        checkpoints.average_checkpoints(three_checkpoints, 4, str(tmp_path / "x"))

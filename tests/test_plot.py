@@ -1,0 +1,38 @@
+"""Tests for nmt/plot.py and nmt-plot: valid PNG files."""
+import json
+import os
+
+import matplotlib.image
+import numpy as np
+
+from nmt import plot
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert np.std(image) > 0  # something is drawn
+
+
+def test_learning_curves_png(tmp_path):
+    records = ([{"kind": "train", "step": s, "loss": 5.0 / s, "ppl": 1.0} for s in range(1, 50)] +
+               [{"kind": "eval", "step": s, "loss": 4.0 / s, "perplexity": 2.0, "bleu": s / 2,
+                 "chrf": s} for s in (10, 20, 40)])
+    with open(tmp_path / "log.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    output = str(tmp_path / "curves.png")
+    plot.learning_curves(plot.read_log(str(tmp_path)), output)
+    assert_png(output)
+
+
+def test_attention_png_from_model_dir(tiny_model_dir, tmp_path):
+    model_dir, _, _ = tiny_model_dir
+    for tgt in (None, "Ein Hund rennt."):
+        output = str(tmp_path / f"att-{tgt is None}.png")
+        plot.plot_attention(model_dir, "A dog runs.", tgt, output, "last")
+        assert os.path.getsize(output) > 0
+        assert_png(output)
