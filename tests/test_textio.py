@@ -1,0 +1,103 @@
+"""Tests for nmt/textio.py: chunked reading that never loses or merges a line, atomic output."""
+import gzip
+import io
+import os
+import sys
+
+import pytest
+
+from nmt import textio
+
+AWKWARD = (b"plain\n"
+           b"\n"                              # empty
+           b"   \t \n"                        # whitespace only
+           b"windows\r\n"                     # CRLF ending
+           b"bad \xff\xfe bytes\n"            # invalid UTF-8
+           b"line\xe2\x80\xa8separator\n"     # U+2028 inside a line
+           b"form\x0cfeed \x1b[0m\n"          # control characters
+           + "emoji \U0001F600 漢字\n".encode()
+           + b"no final newline")
+EXPECTED = ["plain", "", "   \t ", "windows", "bad \ufffd\ufffd bytes", "line\u2028separator",
+            "form\x0cfeed \x1b[0m", "emoji \U0001F600 漢字", "no final newline"]
+
+
+def write(path, data, gz=False):
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_chunks_splits_on_newline_only(tmp_path, gz):
+    path = write(tmp_path / ("in.txt.gz" if gz else "in.txt"), AWKWARD, gz=gz)
+    chunks = list(textio.read_chunks(path, 4))
+    assert [len(c) for c in chunks] == [4, 4, 1]
+    assert [line for chunk in chunks for line in chunk] == EXPECTED
+
+
+def test_read_chunks_exact_multiple_and_empty_file(tmp_path):
+    path = write(tmp_path / "six.txt", b"".join(b"%d\n" % i for i in range(6)))
+    assert list(textio.read_chunks(path, 3)) == [["0", "1", "2"], ["3", "4", "5"]]
+    assert list(textio.read_chunks(path, 100)) == [[str(i) for i in range(6)]]
+    assert list(textio.read_chunks(write(tmp_path / "empty.txt", b""), 3)) == []
+
+
+def test_read_chunks_keeps_a_lone_carriage_return_inside_a_line(tmp_path):
+    path = write(tmp_path / "cr.txt", b"a\rb\n\r\n")
+    assert list(textio.read_chunks(path, 10)) == [["a\rb", ""]]
+
+
+def test_read_chunks_from_stdin(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(AWKWARD)))
+    assert [l for c in textio.read_chunks("-", 2) for l in c] == EXPECTED
+
+
+def test_atomic_output_writes_the_whole_file(tmp_path):
+    path = str(tmp_path / "out.txt")
+    with textio.atomic_output(path) as f:
+        f.write("eins\n")
+        assert not os.path.exists(path)  # nothing visible until the end
+        f.write("zwei\n")
+    with open(path, "rb") as f:
+        assert f.read() == b"eins\nzwei\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_output_leaves_no_file_when_the_writer_raises(tmp_path):
+    path = str(tmp_path / "out.txt")
+    with pytest.raises(RuntimeError, match="boom"):
+        with textio.atomic_output(path) as f:
+            f.write("half a translation\n")
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_output_keeps_the_old_file_when_the_writer_raises(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old\n")
+    with pytest.raises(KeyboardInterrupt):
+        with textio.atomic_output(str(path)) as f:
+            f.write("new\n")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_output_dash_is_stdout(capsys):
+    with textio.atomic_output("-") as f:
+        f.write("to stdout\n")
+    assert capsys.readouterr().out == "to stdout\n"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", ""),
+    ("ein Satz", "ein Satz"),
+    ("zwei\nZeilen", "zwei Zeilen"),
+    ("crlf\r\nund\rcr", "crlf und cr"),
+    ("u2028\u2028u2029\u2029nel\x85ende", "u2028 u2029 nel ende"),
+    ("trailing\n", "trailing"),
+])
+def test_one_line_never_returns_a_line_break(text, expected):
+    out = textio.one_line(text)
+    assert out == expected
+    assert len((out + "\n").splitlines()) == 1

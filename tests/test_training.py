@@ -1,0 +1,165 @@
+"""Tests for nmt/training.py: exact resume, skipped non-finite batches, SIGTERM."""
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nmt import training
+from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
+
+
+def tiny_config(multi30k_slice, **train):
+    return Config(
+        data=DataConfig(train_prefix=os.path.join(multi30k_slice.plain, "train"), vocab_size=400,
+                        max_src_len=60, max_tgt_len=60, batch_size=32, bucket_width=64),
+        model=ModelConfig(num_units=16, embedding_size=16, num_encoder_layers=1,
+                          num_decoder_layers=1, dropout=0.0),
+        train=TrainConfig(**{"steps_per_stats": 2, "steps_per_checkpoint": 2, "steps_per_eval": 0,
+                             "jit_compile": False, **train}),
+        decode=DecodeConfig(beam_size=1)).validate()
+
+
+def values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def assert_all_equal(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_resume_restores_step_weights_and_optimizer(multi30k_slice, tmp_path):
+    out = str(tmp_path / "run")
+    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=3), out)
+    first.run()
+    weights, slots = values(first.model.trainable_variables), values(first.optimizer.variables)
+    assert int(first.optimizer.iterations) == 3
+
+    path = tf.train.latest_checkpoint(os.path.join(out, "ckpt"))
+    assert path.endswith("ckpt-3")
+    reader = tf.train.load_checkpoint(path)
+    assert reader.get_tensor("progress/step/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    saved_iterations = [reader.get_tensor(k) for k, _ in reader.get_variable_to_shape_map().items()
+                        if k.startswith("optimizer/") and "iteration" in k]
+    assert saved_iterations == [3]
+
+    second = training.Trainer(tiny_config(multi30k_slice, num_train_steps=6), out)
+    fresh = values(second.model.trainable_variables)
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh, weights))  # training moved them
+    second.restore()
+    assert int(second.progress.step) == 3
+    assert int(second.optimizer.iterations) == 3
+    assert_all_equal(values(second.model.trainable_variables), weights)
+    assert_all_equal(values(second.optimizer.variables), slots)  # Adam moments too
+
+    second.run()
+    assert int(second.progress.step) == 6 and int(second.optimizer.iterations) == 6
+    assert tf.train.latest_checkpoint(os.path.join(out, "ckpt")).endswith("ckpt-6")
+
+    # 3 + 3 resumed steps land where 6 uninterrupted steps do (same data, same updates)
+    straight = training.Trainer(tiny_config(multi30k_slice, num_train_steps=6),
+                                str(tmp_path / "straight"))
+    straight.run()
+    assert (int(straight.progress.epoch), int(straight.progress.batch_in_epoch)) == \
+        (int(second.progress.epoch), int(second.progress.batch_in_epoch))
+    for a, b in zip(values(second.model.trainable_variables),
+                    values(straight.model.trainable_variables)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_nonfinite_batch_is_skipped_and_counted(multi30k_slice, tmp_path):
+    trainer = training.Trainer(tiny_config(multi30k_slice, num_train_steps=3), str(tmp_path))
+    real_step = trainer.train_step
+    table = trainer.model.src_embedding.table
+    seen = {}
+
+    def poisoned_second_step(batch):
+        if int(trainer.progress.step) != 1:
+            return real_step(batch)
+        good = table.numpy().copy()
+        before = values(trainer.model.trainable_variables) + values(trainer.optimizer.variables)
+        table.assign(tf.fill(table.shape, np.nan))  # every embedding NaN: loss is NaN
+        out, norm, applied = real_step(batch)
+        table.assign(good)
+        after = values(trainer.model.trainable_variables) + values(trainer.optimizer.variables)
+        seen.update(applied=bool(applied), loss=float(out.loss_sum), before=before, after=after)
+        return out, norm, applied
+
+    trainer.train_step = poisoned_second_step
+    trainer.run()
+    assert seen["applied"] is False and not np.isfinite(seen["loss"])
+    assert_all_equal(seen["after"], seen["before"])  # weights and Adam slots untouched
+    assert int(trainer.progress.step) == 3
+    assert int(trainer.progress.skipped_batches) == 1
+    assert int(trainer.optimizer.iterations) == 2  # only the two good batches were applied
+    assert all(np.isfinite(v).all() for v in values(trainer.model.trainable_variables))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "ckpt")))
+    assert reader.get_tensor("progress/skipped_batches/.ATTRIBUTES/VARIABLE_VALUE") == 1
+
+
+def test_good_batch_is_applied(multi30k_slice, tmp_path):
+    """The counterpart of the test above: without poison the step changes the weights."""
+    trainer = training.Trainer(tiny_config(multi30k_slice, num_train_steps=1), str(tmp_path))
+    before = values(trainer.model.trainable_variables)
+    trainer.run()
+    assert int(trainer.progress.skipped_batches) == 0 and int(trainer.optimizer.iterations) == 1
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(before, values(trainer.model.trainable_variables)))
+
+
+def _stream_lines(stream, lines):
+    for line in iter(stream.readline, ""):
+        lines.put(line)
+    lines.put(None)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_0(multi30k_slice, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "nmt.cli.train",
+               f"--train_prefix={os.path.join(multi30k_slice.plain, 'train')}",
+               f"--out_dir={out}", "--src=en", "--tgt=de", "--num_units=16",
+               "--embedding_size=16", "--num_layers=1", "--vocab_size=400", "--max_src_len=60",
+               "--max_tgt_len=60", "--batch_size=32", "--num_train_steps=100000",
+               "--steps_per_stats=1", "--steps_per_checkpoint=100000", "--steps_per_eval=0",
+               "--nojit_compile"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines, log = queue.Queue(), []
+    threading.Thread(target=_stream_lines, args=(proc.stderr, lines), daemon=True).start()
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                line = lines.get(timeout=deadline - time.time())
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            log.append(line)
+            if "step 1 epoch" in line:  # the first progress line: the handler is installed
+                break
+        assert any("step 1 epoch" in l for l in log), "".join(log)
+        proc.send_signal(signal.SIGTERM)
+        proc.stdout.read()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    while (line := lines.get(timeout=10)) is not None:
+        log.append(line)
+    text = "".join(log)
+    assert code == 0, text
+    assert "received SIGTERM" in text and "Traceback" not in text
+    path = tf.train.latest_checkpoint(str(out / "ckpt"))
+    assert path is not None, text
+    step = tf.train.load_checkpoint(path).get_tensor("progress/step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert 1 <= step < 100000
+    assert path.endswith(f"ckpt-{step}")
