@@ -243,7 +243,7 @@ def override(config: Config, overrides: dict) -> Config:
             if len(owners) != 1:
                 raise ConfigError(f"unknown or ambiguous config field {key!r}")
             section, name = owners[0], key
-        if name not in field_types(section):
+        if section not in SECTIONS or name not in field_types(section):
             raise ConfigError(f"unknown config field {section}.{name}")
         sections.setdefault(section, {})[name] = value
     return config.replace(**sections)

@@ -1,6 +1,8 @@
 """Small building blocks on tf.Module: a dense projection and an embedding table."""
 import tensorflow as tf
 
+from nmt.cells import glorot_uniform
+
 
 class Dense(tf.Module):
     """y = activation(x @ kernel + bias); x `[..., input_size]` -> `[..., units]`."""
@@ -8,7 +10,9 @@ class Dense(tf.Module):
     def __init__(self, input_size, units, use_bias=True, activation=None,
                  initializer="glorot_uniform", name=None):
         super().__init__(name=name)
-        init = tf.keras.initializers.get(initializer)
+        # Keras 3 initializers ignore tf.random.set_seed; the default draws from TF's RNG.
+        init = (glorot_uniform if initializer == "glorot_uniform"
+                else tf.keras.initializers.get(initializer))
         with self.name_scope:
             self.kernel = tf.Variable(init([input_size, units]), name="kernel")
             self.bias = tf.Variable(tf.zeros([units]), name="bias") if use_bias else None

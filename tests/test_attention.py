@@ -1,0 +1,104 @@
+"""Attention: every score function against its formula in NumPy, with the module's own weights."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nmt import attention as attention_lib
+from nmt.config import ATTENTIONS
+
+BATCH, SRC_TIME = 3, 6
+LENGTHS = np.array([6, 4, 1], np.int32)
+
+
+def _softmax_valid(scores, lengths):
+    """Row-wise softmax over the first `length` entries, zeros after. `[batch, src_time]`."""
+    weights = np.zeros_like(scores)
+    for b, n in enumerate(lengths):
+        e = np.exp(scores[b, :n] - scores[b, :n].max())
+        weights[b, :n] = e / e.sum()
+    return weights
+
+
+def _reference_scores(att, query, values):
+    """The paper's score of each (query, annotation) pair, float64 `[batch, src_time]`."""
+    if isinstance(att, attention_lib.LuongAttention):
+        keys = values if att.memory_layer is None else values @ att.memory_layer.kernel.numpy()
+        scores = np.einsum("btm,bm->bt", keys, query)  # q . h_s or q . (W_a h_s)
+        return scores * (1.0 if att.scale is None else float(att.scale.numpy()))
+    w = att.memory_layer.kernel.numpy().astype(np.float64)
+    u = att.query_layer.kernel.numpy().astype(np.float64)
+    v = att.v.numpy().astype(np.float64)
+    hidden = values @ w + (query @ u)[:, None, :]  # [batch, src_time, units]
+    if att.g is not None:
+        hidden = hidden + att.b.numpy()
+        v = float(att.g.numpy()) * v / np.linalg.norm(v)
+    return np.tanh(hidden) @ v
+
+
+def _make(kind, query_size, memory_size):
+    tf.random.set_seed(1)
+    att = attention_lib.build_attention(kind, query_size, memory_size)
+    # Move the extra parameters off their initial values so a missing term would show.
+    if getattr(att, "scale", None) is not None:
+        att.scale.assign(1.7)
+    if getattr(att, "g", None) is not None:
+        att.g.assign(2.3)
+        att.b.assign(tf.random.uniform(att.b.shape, -1.0, 1.0))
+    return att
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_attention_matches_numpy_reference(kind):
+    query_size, memory_size = (8, 8) if kind == "dot" else (5, 7)
+    att = _make(kind, query_size, memory_size)
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(BATCH, SRC_TIME, memory_size)).astype(np.float32)
+    query = rng.normal(size=(BATCH, query_size)).astype(np.float32)
+    memory = att.prepare(tf.constant(values), tf.constant(LENGTHS))
+    context, weights = att(tf.constant(query), memory)
+
+    expected_weights = _softmax_valid(
+        _reference_scores(att, query.astype(np.float64), values.astype(np.float64)), LENGTHS)
+    np.testing.assert_allclose(weights.numpy(), expected_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(context.numpy(), np.einsum("bt,btm->bm", expected_weights, values),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_pads_get_zero_weight_and_rows_sum_to_one(kind):
+    att = _make(kind, 4, 4)
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(BATCH, SRC_TIME, 4)).astype(np.float32)
+    query = rng.normal(size=(BATCH, 4)).astype(np.float32)
+    memory = att.prepare(tf.constant(values), tf.constant(LENGTHS))
+    context, weights = att(tf.constant(query), memory)
+    weights = weights.numpy()
+    for b, n in enumerate(LENGTHS):
+        assert np.all(weights[b, n:] == 0.0), "pad positions must get exactly zero weight"
+        assert np.all(weights[b, :n] > 0.0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(context.numpy(), np.einsum("bt,btm->bm", weights, values),
+                               rtol=1e-5, atol=1e-5)
+
+    # Whatever sits in the pad positions does not reach the context.
+    garbage = values.copy()
+    for b, n in enumerate(LENGTHS):
+        garbage[b, n:] = rng.normal(size=garbage[b, n:].shape) * 100.0
+    context2, weights2 = att(tf.constant(query), att.prepare(tf.constant(garbage), tf.constant(LENGTHS)))
+    np.testing.assert_allclose(weights2.numpy(), weights, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(context2.numpy(), context.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_masked_softmax_is_exact_on_masked_positions():
+    scores = tf.constant([[3.0, -1.0, 50.0], [0.0, 0.0, 0.0]])
+    mask = tf.constant([[True, True, False], [True, False, False]])
+    weights = attention_lib.masked_softmax(scores, mask).numpy()
+    np.testing.assert_allclose(weights[0, :2], np.exp([3.0, -1.0]) / np.exp([3.0, -1.0]).sum(), rtol=1e-6)
+    assert weights[0, 2] == 0.0 and weights[1, 0] == 1.0 and np.all(weights[1, 1:] == 0.0)
+
+
+def test_dot_needs_equal_sizes_and_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="query size == memory size"):
+        attention_lib.build_attention("dot", 4, 6)
+    with pytest.raises(ValueError, match="unknown attention 'cosine'"):
+        attention_lib.build_attention("cosine", 4, 4)

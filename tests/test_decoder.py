@@ -1,0 +1,168 @@
+"""Bridge and attention decoder: teacher forcing equals stepping, architectures, tying."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nmt import cells as cells_lib
+from nmt.config import ModelConfig
+from nmt.model import build_model
+from nmt.vocab import BOS_ID
+
+SRC_VOCAB, TGT_VOCAB, UNITS = 19, 23, 8
+SRC_LEN, TGT_LEN = [5, 3, 1], [4, 6, 2]
+
+
+def _model(seed=0, **fields):
+    defaults = dict(num_encoder_layers=2, num_decoder_layers=2, num_units=UNITS,
+                    embedding_size=UNITS, dropout=0.0)
+    tf.random.set_seed(seed)
+    return build_model(ModelConfig(**{**defaults, **fields}), SRC_VOCAB, TGT_VOCAB)
+
+
+def _inputs(seed=0):
+    """src `[3, 6]`, src_len, tgt_in `[3, 6]` (BOS first); pads hold random ids."""
+    rng = np.random.default_rng(seed)
+    src = rng.integers(4, SRC_VOCAB, size=(3, 6)).astype(np.int32)
+    tgt_in = rng.integers(4, TGT_VOCAB, size=(3, max(TGT_LEN))).astype(np.int32)
+    tgt_in[:, 0] = BOS_ID
+    return tf.constant(src), tf.constant(SRC_LEN, tf.int32), tf.constant(tgt_in)
+
+
+def _teacher_forced_equals_steps(model):
+    src, src_len, tgt_in = _inputs()
+    logits = model.logits(src, src_len, tgt_in)  # [batch, tgt_time, vocab]
+    expected = tf.nn.log_softmax(logits).numpy()
+    memory, state = model.decoder.initial_state(model.encode(src, src_len))
+    for t in range(tgt_in.shape[1]):
+        log_probs, state = model.decoder.step(tgt_in[:, t], state, memory)
+        np.testing.assert_allclose(log_probs.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fields", [
+    dict(),
+    dict(attention="bahdanau", input_feeding=False, bridge="copy"),
+    dict(attention_architecture="gnmt", num_decoder_layers=3, residual=True, bridge="zero"),
+    dict(unit_type="gru", encoder_type="gnmt", attention="normed_bahdanau", residual=True),
+    dict(tie_output_embeddings=True, attention="scaled_luong"),
+], ids=["standard", "no_input_feeding", "gnmt", "gru", "tied"])
+def test_teacher_forced_equals_step_by_step(fields):
+    _teacher_forced_equals_steps(_model(**fields))
+
+
+def test_search_inputs_step_fn_is_the_decoder_step():
+    model = _model()
+    src, src_len, tgt_in = _inputs()
+    expected = tf.nn.log_softmax(model.logits(src, src_len, tgt_in)).numpy()
+    step_fn, state = model.search_inputs(src, src_len)
+    for t in range(tgt_in.shape[1]):
+        log_probs, state = step_fn(tgt_in[:, t], state)
+        np.testing.assert_allclose(log_probs.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("unit_type", ["lstm", "gru"])
+@pytest.mark.parametrize("bridge", ["dense", "copy", "zero"])
+def test_bridge_gives_the_decoder_state_structure(bridge, unit_type):
+    model = _model(bridge=bridge, unit_type=unit_type)
+    src, src_len, _ = _inputs()
+    encoded = model.encode(src, src_len)
+    _, state = model.decoder.initial_state(encoded)
+    cell_state = state["cell"]
+    tf.nest.assert_same_structure(cell_state, model.decoder.cell.state_size)
+    for leaf, size in zip(tf.nest.flatten(cell_state), tf.nest.flatten(model.decoder.cell.state_size)):
+        assert leaf.shape == (3, size)
+    flat = [t.numpy() for t in tf.nest.flatten(cell_state)]
+    encoder_flat = [t.numpy() for t in tf.nest.flatten(encoded.thought_vector)]
+    if bridge == "copy":
+        for got, want in zip(flat, encoder_flat):
+            np.testing.assert_array_equal(got, want)
+    elif bridge == "zero":
+        assert all(np.all(leaf == 0.0) for leaf in flat)
+    else:
+        dense = model.decoder.bridge.dense
+        want = np.tanh(np.concatenate(encoder_flat, -1) @ dense.kernel.numpy() + dense.bias.numpy())
+        np.testing.assert_allclose(np.concatenate(flat, -1), want, rtol=1e-5, atol=1e-6)
+
+
+def test_copy_bridge_hands_over_lstm_state_tuples():
+    model = _model(bridge="copy", encoder_type="bi")
+    src, src_len, _ = _inputs()
+    _, state = model.decoder.initial_state(model.encode(src, src_len))
+    assert all(isinstance(s, cells_lib.LSTMStateTuple) for s in state["cell"])
+
+
+def _first_alignments_and_log_probs(model):
+    src, src_len, tgt_in = _inputs()
+    memory, state = model.decoder.initial_state(model.encode(src, src_len))
+    log_probs, state = model.decoder.step(tgt_in[:, 0], state, memory)
+    return state["alignments"].numpy(), log_probs.numpy()
+
+
+@pytest.mark.parametrize("architecture", ["standard", "gnmt"])
+def test_gnmt_attention_is_queried_by_the_bottom_layer(architecture):
+    """GNMT: the top layer does not change the attention weights; standard: it does."""
+    model = _model(attention_architecture=architecture, bridge="dense")
+    weights, log_probs = _first_alignments_and_log_probs(model)
+    top = model.decoder.layers[-1]
+    for v in top.trainable_variables:
+        v.assign(v + tf.random.uniform(v.shape, -0.5, 0.5, seed=3))
+    new_weights, new_log_probs = _first_alignments_and_log_probs(model)
+    assert not np.allclose(new_log_probs, log_probs, atol=1e-4)
+    if architecture == "gnmt":
+        np.testing.assert_allclose(new_weights, weights, rtol=1e-6, atol=1e-7)
+    else:
+        assert not np.allclose(new_weights, weights, atol=1e-5)
+
+
+def test_gnmt_architecture_differs_from_standard_and_trains():
+    standard, gnmt = _model(), _model(attention_architecture="gnmt")
+    assert gnmt.decoder.attention_layer is None and standard.decoder.attention_layer is not None
+    # Layers above the bottom read [output; context]: twice as wide.
+    assert gnmt.decoder.layers[1].input_kernel.shape[0] == 2 * UNITS
+    assert standard.decoder.layers[1].input_kernel.shape[0] == UNITS
+    src, src_len, tgt_in = _inputs()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(gnmt.logits(src, src_len, tgt_in) ** 2)
+    grads = tape.gradient(loss, gnmt.trainable_variables)
+    missing = [v.name for v, g in zip(gnmt.trainable_variables, grads) if g is None]
+    assert not missing, f"no gradient for {missing}"
+
+
+@pytest.mark.parametrize("input_feeding", [True, False])
+def test_input_feeding_reads_the_previous_attentional_vector(input_feeding):
+    model = _model(input_feeding=input_feeding)
+    src, src_len, tgt_in = _inputs()
+    memory, state = model.decoder.initial_state(model.encode(src, src_len))
+    log_probs, _ = model.decoder.step(tgt_in[:, 0], state, memory)
+    state["attention"] = tf.random.uniform(state["attention"].shape, -1.0, 1.0, seed=1)
+    changed, _ = model.decoder.step(tgt_in[:, 0], state, memory)
+    assert np.allclose(changed.numpy(), log_probs.numpy()) != input_feeding
+
+
+def test_tied_output_embeddings_use_the_target_table():
+    model = _model(tie_output_embeddings=True)
+    decoder = model.decoder
+    assert decoder.output_layer is None
+    decoder.output_bias.assign(tf.random.uniform([TGT_VOCAB], -1.0, 1.0, seed=2))
+    outputs = tf.random.normal([3, 4, UNITS], seed=1)
+    want = outputs.numpy() @ model.tgt_embedding.table.numpy().T + decoder.output_bias.numpy()
+    np.testing.assert_allclose(decoder.logits(outputs).numpy(), want, rtol=1e-5, atol=1e-5)
+
+    # Target ids that are never decoder inputs get a gradient only through the softmax.
+    src, src_len, tgt_in = _inputs()
+    used = set(tgt_in.numpy().ravel())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.nn.log_softmax(model.logits(src, src_len, tgt_in))[..., 5])
+    grad = tf.convert_to_tensor(tape.gradient(loss, model.tgt_embedding.table)).numpy()
+    unused = [i for i in range(TGT_VOCAB) if i not in used]
+    assert unused and np.all(np.abs(grad[unused]).sum(-1) > 0.0)
+
+
+def test_untied_output_layer_is_separate():
+    model = _model()
+    src, src_len, tgt_in = _inputs()
+    used = set(tgt_in.numpy().ravel())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model.logits(src, src_len, tgt_in))
+    grad = tf.convert_to_tensor(tape.gradient(loss, model.tgt_embedding.table)).numpy()
+    unused = [i for i in range(TGT_VOCAB) if i not in used]
+    assert np.all(grad[unused] == 0.0)
