@@ -48,13 +48,15 @@ class DataConfig:
     sample_alpha: float = 0.0       # >0: subword regularisation while training (Kudo 2018)
     max_src_len: int = 50           # pieces; longer training pairs are dropped and counted
     max_tgt_len: int = 50           # pieces, EOS not counted
+    max_line_chars: int = 1000      # characters; longer training lines are skipped and reported
     batch_size: int = 64            # sentences per batch, used when batch_tokens is 0
     batch_tokens: int = 0           # >0: batch by a padded-token budget instead
     bucket_width: int = 8           # time dims are padded to a multiple of this
 
     def validate(self):
         _check_choice("sp_model_type", self.sp_model_type, SP_MODEL_TYPES)
-        for name in ("vocab_size", "max_src_len", "max_tgt_len", "batch_size", "bucket_width"):
+        for name in ("vocab_size", "max_src_len", "max_tgt_len", "max_line_chars", "batch_size",
+                     "bucket_width"):
             _check_positive(name, getattr(self, name))
         _check_positive("batch_tokens", self.batch_tokens, allow_zero=True)
         longest = -(-max(self.max_src_len, self.max_tgt_len + 1) // self.bucket_width) * self.bucket_width
@@ -133,7 +135,10 @@ class TrainConfig:
     seed: int = 1234
     precision: str = "fp32"             # fp32 | bf16 | fp16 (Keras mixed precision)
     jit_compile: bool = True            # XLA-compile the training step
-    strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute)
+    strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute; docs/distributed.md)
+    num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)
+    base_gpu: int = 0                   # first device of the round-robin layer placement
+    num_cpu_devices: int = 0            # >0: split the CPU into this many logical devices at start-up
 
     def validate(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -149,6 +154,11 @@ class TrainConfig:
             raise ConfigError("decay=exponential needs decay_steps > 0")
         for name in ("steps_per_stats", "steps_per_checkpoint", "keep_checkpoints"):
             _check_positive(name, getattr(self, name))
+        for name in ("num_gpus", "base_gpu", "num_cpu_devices"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        if self.strategy == "multi_worker" and self.num_gpus:
+            raise ConfigError("strategy=multi_worker uses every local GPU of each worker "
+                              f"(or its CPU); leave num_gpus at 0 (got {self.num_gpus})")
 
 
 @dataclasses.dataclass(frozen=True)

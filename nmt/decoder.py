@@ -12,6 +12,7 @@ top layer's output feeds the softmax.
 import tensorflow as tf
 
 from nmt import cells as cells_lib
+from nmt import devices as devices_lib
 from nmt.attention import build_attention
 from nmt.encoder import make_cell
 from nmt.layers import Dense
@@ -49,8 +50,12 @@ class AttentionDecoder(tf.Module):
     """Teacher-forced decoding over a whole target, and a single inference step."""
 
     def __init__(self, config, embedding, vocab_size, encoder_state_width, devices=None,
-                 seed=0, name="decoder"):
+                 attention_device=None, softmax_device=None, seed=0, name="decoder"):
+        """devices[i]: layer i's device; attention_device: the attention and attentional
+        layer's; softmax_device: the output projection's (None: unplaced; nmt.devices)."""
         super().__init__(name=name)
+        self.attention_device = attention_device
+        self.softmax_device = softmax_device
         units = config.num_units
         self.embedding = embedding
         self.units = units
@@ -72,23 +77,26 @@ class AttentionDecoder(tf.Module):
                                         residual=residual, device=devices[i], seed=seed + 1 + i))
             self.layers = layers
             self.cell = cells_lib.MultiRNNCell(layers)
-            self.attention = build_attention(config.attention, units, units)
-            self.attention_layer = (None if self.gnmt else
-                                    Dense(2 * units, units, use_bias=False, activation=tf.tanh,
-                                          name="attention_layer"))
+            with devices_lib.scope(attention_device):
+                self.attention = build_attention(config.attention, units, units)
+                self.attention_layer = (None if self.gnmt else
+                                        Dense(2 * units, units, use_bias=False,
+                                              activation=tf.tanh, name="attention_layer"))
             self.rng = tf.random.Generator.from_seed(seed)  # output dropout, checkpointed
             self.bridge = Bridge(config.bridge, self.cell, encoder_state_width)
-            if config.tie_output_embeddings:
-                self.output_bias = tf.Variable(tf.zeros([vocab_size]), name="output_bias")
-                self.output_layer = None
-            else:
-                self.output_layer = Dense(units, vocab_size, name="output_layer")
+            with devices_lib.scope(softmax_device):
+                if config.tie_output_embeddings:
+                    self.output_bias = tf.Variable(tf.zeros([vocab_size]), name="output_bias")
+                    self.output_layer = None
+                else:
+                    self.output_layer = Dense(units, vocab_size, name="output_layer")
 
     def initial_state(self, encoder_output):
         """EncoderOutput -> (memory, state dict with cell, attention and alignments)."""
         annotations = encoder_output.annotations
         batch_size = tf.shape(annotations)[0]
-        memory = self.attention.prepare(annotations, encoder_output.lengths)
+        with devices_lib.scope(self.attention_device):
+            memory = self.attention.prepare(annotations, encoder_output.lengths)
         state = {
             "cell": self.bridge(encoder_output.thought_vector, batch_size, annotations.dtype),
             "attention": tf.zeros([batch_size, self.units], annotations.dtype),
@@ -103,13 +111,15 @@ class AttentionDecoder(tf.Module):
         if self.gnmt:
             return self._gnmt_step(inputs, state, memory, training)
         top, cell_state = self.cell(inputs, state["cell"], training=training)
-        context, weights = self.attention(top, memory)
-        attentional = self.attention_layer(tf.concat([context, top], -1))  # [batch, units]
+        with devices_lib.scope(self.attention_device):
+            context, weights = self.attention(top, memory)
+            attentional = self.attention_layer(tf.concat([context, top], -1))  # [batch, units]
         return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
 
     def _gnmt_step(self, inputs, state, memory, training):
         bottom, bottom_state = self.layers[0](inputs, state["cell"][0], training=training)
-        context, weights = self.attention(bottom, memory)
+        with devices_lib.scope(self.attention_device):
+            context, weights = self.attention(bottom, memory)
         new_states, output = [bottom_state], bottom
         for i, layer in enumerate(self.layers[1:], start=1):
             layer_out, layer_state = layer(tf.concat([output, context], -1), state["cell"][i],
@@ -120,6 +130,10 @@ class AttentionDecoder(tf.Module):
 
     def logits(self, outputs, training=False):
         """Decoder outputs `[..., units]` -> logits `[..., vocab]` (dropout before projection)."""
+        with devices_lib.scope(self.softmax_device):
+            return self._logits(outputs, training)
+
+    def _logits(self, outputs, training):
         if training and self.dropout > 0.0:
             keep = self.rng.uniform(tf.shape(outputs)) >= self.dropout
             outputs = tf.where(keep, outputs / (1.0 - self.dropout), tf.zeros_like(outputs))

@@ -15,6 +15,7 @@ import collections
 import tensorflow as tf
 
 from nmt import cells as cells_lib
+from nmt import devices as devices_lib
 from nmt import rnn
 
 EncoderOutput = collections.namedtuple("EncoderOutput", ["annotations", "thought_vector", "lengths"])
@@ -25,11 +26,13 @@ EncoderOutput = collections.namedtuple("EncoderOutput", ["annotations", "thought
 
 def make_cell(unit_type, num_units, input_size, dropout, variational, forget_bias,
               residual=False, device=None, seed=None):
-    """One recurrent layer's cell with its wrappers: Dropout(inputs) -> Residual -> Device."""
-    if unit_type == "lstm":
-        cell = cells_lib.LSTMCell(num_units, forget_bias=forget_bias, input_size=input_size)
-    else:
-        cell = cells_lib.GRUCell(num_units, input_size=input_size)
+    """One recurrent layer's cell with its wrappers: Dropout(inputs) -> Residual -> Device.
+    The cell's variables are created on `device` (None: unplaced)."""
+    with devices_lib.scope(device):  # the cell is built here, eagerly from input_size
+        if unit_type == "lstm":
+            cell = cells_lib.LSTMCell(num_units, forget_bias=forget_bias, input_size=input_size)
+        else:
+            cell = cells_lib.GRUCell(num_units, input_size=input_size)
     if dropout > 0.0:
         cell = cells_lib.DropoutWrapper(cell, input_keep_prob=1.0 - dropout,
                                         variational_recurrent=variational, seed=seed)
@@ -50,11 +53,15 @@ def concat_states(fw, bw):
 class Encoder(tf.Module):
     """ids `[batch, src_time]`, lengths `[batch]` -> EncoderOutput."""
 
-    def __init__(self, config, embedding, devices=None, seed=0, name="encoder"):
+    def __init__(self, config, embedding, devices=None, backward_devices=None, seed=0,
+                 name="encoder"):
+        """devices[i]: layer i's device (its forward cell's, if bidirectional);
+        backward_devices[i]: the backward cell's (default: devices[i]). See nmt.devices."""
         super().__init__(name=name)
         self.embedding = embedding
         num_layers = config.num_encoder_layers
         devices = devices or [None] * num_layers
+        backward_devices = backward_devices or devices
         self.bidirectional = [config.encoder_type == "bi" or (config.encoder_type == "gnmt" and i == 0)
                               for i in range(num_layers)]
         self.layers = []
@@ -69,8 +76,9 @@ class Encoder(tf.Module):
                 if self.bidirectional[i]:
                     half = config.num_units // 2
                     # Residual on a bi layer wraps the pair: added after concatenation.
+                    backward = dict(kwargs, device=backward_devices[i])
                     self.layers.append((make_cell(num_units=half, seed=seeds[0], **kwargs),
-                                        make_cell(num_units=half, seed=seeds[1], **kwargs),
+                                        make_cell(num_units=half, seed=seeds[1], **backward),
                                         residual))
                 else:
                     self.layers.append((make_cell(num_units=config.num_units, residual=residual,

@@ -1,6 +1,7 @@
 """Small building blocks on tf.Module: a dense projection and an embedding table."""
 import tensorflow as tf
 
+from nmt import devices
 from nmt.cells import glorot_uniform
 
 
@@ -31,15 +32,18 @@ class Dense(tf.Module):
 
 
 class Embedding(tf.Module):
-    """ids `[...]` int32 -> vectors `[..., size]`; the table doubles as a tied softmax."""
+    """ids `[...]` int32 -> vectors `[..., size]`; the table doubles as a tied softmax.
+    With `device`, the table and the lookups live there (nmt.devices)."""
 
-    def __init__(self, vocab_size, size, name=None):
+    def __init__(self, vocab_size, size, device=None, name=None):
         super().__init__(name=name)
-        with self.name_scope:
+        self.device = device
+        with self.name_scope, devices.scope(device):
             self.table = tf.Variable(
                 tf.random.uniform([vocab_size, size], -0.1, 0.1), name="table")
         self.vocab_size = vocab_size
         self.size = size
 
     def __call__(self, ids):
-        return tf.nn.embedding_lookup(self.table, ids)
+        with devices.scope(self.device):
+            return tf.nn.embedding_lookup(self.table, ids)

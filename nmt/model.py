@@ -7,6 +7,7 @@ import collections
 
 import tensorflow as tf
 
+from nmt import devices
 from nmt import search
 from nmt.decoder import AttentionDecoder
 from nmt.encoder import Encoder
@@ -37,7 +38,12 @@ def smoothed_cross_entropy(logits, labels, label_smoothing):
 
 
 class Seq2Seq(tf.Module):
-    """Attention encoder-decoder built from a ModelConfig."""
+    """Attention encoder-decoder built from a ModelConfig.
+
+    placement (optional, nmt.devices.model_placement builds it): {"encoder": [device per
+    layer], "encoder_backward": [...], "decoder": [...], "embedding", "attention",
+    "softmax": device}; a missing key or None leaves that part unplaced.
+    """
 
     def __init__(self, config, src_vocab_size, tgt_vocab_size, placement=None, seed=0,
                  name="seq2seq"):
@@ -45,15 +51,20 @@ class Seq2Seq(tf.Module):
         self.config = config
         placement = placement or {}
         with self.name_scope:
-            self.src_embedding = Embedding(src_vocab_size, config.embedding_size, name="src_embedding")
+            embedding_device = placement.get("embedding")
+            self.src_embedding = Embedding(src_vocab_size, config.embedding_size,
+                                           device=embedding_device, name="src_embedding")
             self.tgt_embedding = (self.src_embedding if config.share_embeddings else
-                                  Embedding(tgt_vocab_size, config.embedding_size, name="tgt_embedding"))
+                                  Embedding(tgt_vocab_size, config.embedding_size,
+                                            device=embedding_device, name="tgt_embedding"))
             self.encoder = Encoder(config, self.src_embedding, devices=placement.get("encoder"),
-                                   seed=seed)
+                                   backward_devices=placement.get("encoder_backward"), seed=seed)
             per_layer = 2 * config.num_units if config.unit_type == "lstm" else config.num_units
             self.decoder = AttentionDecoder(config, self.tgt_embedding, tgt_vocab_size,
                                             encoder_state_width=per_layer * config.num_encoder_layers,
                                             devices=placement.get("decoder"),
+                                            attention_device=placement.get("attention"),
+                                            softmax_device=placement.get("softmax"),
                                             seed=seed + 2 * config.num_encoder_layers)
 
     def encode(self, src, src_len, training=False):
@@ -69,10 +80,11 @@ class Seq2Seq(tf.Module):
     def loss(self, batch, label_smoothing=0.0, training=False):
         """A data.Batch -> LossOutput summed over its valid target tokens."""
         logits = self.logits(batch.src, batch.src_len, batch.tgt_in, training)
-        mask = tf.sequence_mask(batch.tgt_len, tf.shape(batch.tgt_out)[1], dtype=tf.float32)
-        smoothed, nll = smoothed_cross_entropy(logits, batch.tgt_out, label_smoothing)
-        return LossOutput(tf.reduce_sum(smoothed * mask), tf.reduce_sum(nll * mask),
-                          tf.reduce_sum(mask))
+        with devices.scope(self.decoder.softmax_device):  # next to the logits
+            mask = tf.sequence_mask(batch.tgt_len, tf.shape(batch.tgt_out)[1], dtype=tf.float32)
+            smoothed, nll = smoothed_cross_entropy(logits, batch.tgt_out, label_smoothing)
+            return LossOutput(tf.reduce_sum(smoothed * mask), tf.reduce_sum(nll * mask),
+                              tf.reduce_sum(mask))
 
     def alignments(self, src, src_len, tgt_in):
         """Attention weights `[batch, tgt_time, src_time]` for given target prefixes."""

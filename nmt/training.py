@@ -5,6 +5,7 @@ out_dir resumes from the last checkpoint: weights, optimizer slots, step,
 schedule state, dropout RNG and the data position (epoch, batch in epoch).
 """
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -16,10 +17,13 @@ from absl import logging
 
 from nmt import corpus as corpus_lib
 from nmt import data as data_lib
+from nmt import devices
+from nmt import distribute
 from nmt import evaluation
 from nmt import model_dir as model_dir_lib
 from nmt import schedule
 from nmt import summaries as summaries_lib
+from nmt import validation
 from nmt import vocab as vocab_lib
 from nmt.model import build_model
 from nmt.translate import Translator
@@ -96,13 +100,14 @@ class Trainer:
 
     def __init__(self, config, out_dir):
         self.config = config.validate()
+        self.strategy = distribute.make_strategy(config.train)  # first: it sets up collectives
+        self.restore_dir = os.path.join(out_dir, model_dir_lib.CKPT_DIR)  # the chief's
+        out_dir = distribute.worker_dir(out_dir, self.strategy)  # non-chief: a temp dir
         self.out_dir = out_dir
         os.makedirs(out_dir, exist_ok=True)
         model_dir_lib.save_config(out_dir, config)
         d = config.data
-        self.train_corpus = corpus_lib.read_parallel(
-            corpus_lib.find_corpus_file(d.train_prefix, d.src),
-            corpus_lib.find_corpus_file(d.train_prefix, d.tgt))
+        self.train_corpus = validation.load_training_corpus(d)  # logs a report; fatal: raises
         self.dev = self._read_eval_set(d.dev_prefix)
         self.src_vocab, self.tgt_vocab = vocab_lib.ensure_vocabs(
             out_dir, self.train_corpus.src, self.train_corpus.tgt, d.vocab_size,
@@ -113,9 +118,13 @@ class Trainer:
                      "%d skipped with an empty side", stats.kept, stats.dropped_too_long,
                      d.max_src_len, d.max_tgt_len, self.train_corpus.skipped_empty)
         tf.random.set_seed(config.train.seed)
-        self.model = build_model(config.model, self.src_vocab.size, self.tgt_vocab.size,
-                                 seed=config.train.seed)
-        self.optimizer = make_optimizer(config.train)
+        placement = devices.training_placement(config.model, config.train)
+        with distribute.scope(self.strategy):
+            self.model = build_model(config.model, self.src_vocab.size, self.tgt_vocab.size,
+                                     placement=placement, seed=config.train.seed)
+            self.optimizer = make_optimizer(config.train)
+            if self.strategy is not None:
+                self.model_variables_built()  # slots are created in the scope
         self.progress = Progress()
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               progress=self.progress)
@@ -125,10 +134,20 @@ class Trainer:
         self.best_manager = tf.train.CheckpointManager(
             tf.train.Checkpoint(model=self.model, progress=self.progress),
             os.path.join(out_dir, model_dir_lib.BEST_DIR), max_to_keep=1)
-        self.train_step = make_train_step(self.model, self.optimizer, config.train)
+        self.train_step = self._make_train_step(placement)
         self.eval_step = make_eval_step(self.model)
         self.stop_signal = None
         self.summaries = summaries_lib.Summaries(out_dir)
+
+    def _make_train_step(self, placement):
+        t = self.config.train
+        if self.strategy is not None:
+            return distribute.make_train_step(self.strategy, self.model, self.optimizer, t)
+        if placement and t.jit_compile and t.num_gpus > 1:
+            logging.info("jit_compile off: XLA compiles for one device, the model is placed "
+                         "on %d", t.num_gpus)
+            t = dataclasses.replace(t, jit_compile=False)
+        return make_train_step(self.model, self.optimizer, t)
 
     def _read_eval_set(self, prefix):
         if not prefix:
@@ -139,7 +158,7 @@ class Trainer:
 
     def restore(self):
         """Resumes from the latest checkpoint if there is one; says which."""
-        path = self.manager.latest_checkpoint
+        path = tf.train.latest_checkpoint(self.restore_dir)  # every worker: the chief's
         if not path:
             logging.info("starting a new run in %s", self.out_dir)
             return
@@ -185,7 +204,8 @@ class Trainer:
         last_eval = None
         while not self._finished():
             epoch = int(p.epoch)
-            dataset = self.epoch_dataset(epoch).skip(int(p.batch_in_epoch))
+            dataset = distribute.distribute_dataset(
+                self.strategy, self.epoch_dataset(epoch).skip(int(p.batch_in_epoch)))
             for batch in dataset:
                 self._set_learning_rate()
                 out, norm, applied = self.train_step(data_lib.Batch(*batch))
@@ -193,7 +213,7 @@ class Trainer:
                 p.batch_in_epoch.assign_add(1)
                 if not bool(applied):
                     self._on_nonfinite(int(p.step))
-                meter.add(out, norm, int(tf.reduce_sum(batch.tgt_len)))
+                meter.add(out, norm, int(out.num_tokens))  # target tokens, EOS counted
                 step = int(p.step)
                 if step % t.steps_per_stats == 0:
                     meter.report()
@@ -213,6 +233,10 @@ class Trainer:
         return last_eval
 
     def _finished(self):
+        """Whether to stop; under multi_worker, every worker stops when any would."""
+        return distribute.any_worker(self.strategy, self._finished_here())
+
+    def _finished_here(self):
         t, p = self.config.train, self.progress
         if self.stop_signal is not None:
             return True
@@ -345,7 +369,7 @@ class ThroughputMeter:
         record = {
             "kind": "train", "step": step, "epoch": int(p.epoch) + 1,
             "loss": self.loss / max(self.tokens, 1), "ppl": math.exp(min(self.nll / max(self.tokens, 1), 50)),
-            "lr": float(self.trainer.optimizer.learning_rate), "grad_norm": self.norm / max(self.steps, 1),
+            "lr": float(tf.convert_to_tensor(self.trainer.optimizer.learning_rate)), "grad_norm": self.norm / max(self.steps, 1),
             "tokens_per_s": self.target_tokens / max(elapsed, 1e-9),
             "elapsed_s": float(p.train_seconds)}
         logging.info("step %d epoch %d: loss %.3f, ppl %.2f, lr %.2e, |g| %.2f, %.0f tgt tokens/s, "

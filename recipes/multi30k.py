@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from nmt import evaluation, model_dir as model_dir_lib, training
+from nmt import devices, evaluation, model_dir as model_dir_lib, training
 from nmt.cli import common
 from nmt.cli.flags import define_config_flags, overrides_from_flags
 from nmt.corpus import find_corpus_file, read_lines
@@ -95,6 +95,7 @@ def main(argv):
 
     def run():
         config = recipe_config()
+        devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
         out_dir = FLAGS.out_dir or os.path.join(
             "runs", f"multi30k-{FLAGS.preset}-{config.data.src}-{config.data.tgt}")
         start = time.time()

@@ -1,0 +1,165 @@
+"""Placement: the round-robin rule, the placement dict, and a placed model on the
+three logical CPUs of conftest computing what the unplaced model computes."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nmt import config as config_lib
+from nmt import devices
+from nmt.data import Batch
+from nmt.model import build_model
+
+VOCAB = 20
+CPU = "/device:CPU:{}".format
+
+
+def test_round_robin_with_base_offset():
+    assert [devices.device_for_layer(i, 3) for i in range(5)] == [
+        "/device:GPU:0", "/device:GPU:1", "/device:GPU:2", "/device:GPU:0", "/device:GPU:1"]
+    assert [devices.device_for_layer(i, 4, base_gpu=2, device_type="CPU") for i in range(3)] == [
+        CPU(2), CPU(3), CPU(0)]
+    assert devices.device_for_layer(0, 1, base_gpu=5) == "/device:GPU:0"
+
+
+def test_no_devices_means_no_placement():
+    assert devices.device_for_layer(3, 0) is None
+    assert devices.model_placement(config_lib.ModelConfig(), 0) is None
+    assert devices.training_placement(config_lib.ModelConfig(),
+                                      config_lib.TrainConfig(num_train_steps=1)) is None
+
+
+def test_negative_arguments_are_rejected():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        devices.device_for_layer(0, -1)
+    with pytest.raises(config_lib.ConfigError, match="num_gpus must be >= 0"):
+        config_lib.TrainConfig(num_train_steps=1, num_gpus=-1).validate()
+
+
+def test_too_many_devices_is_a_one_line_error_with_the_count():
+    with pytest.raises(devices.DeviceError, match="asked for 3 devices but this machine has 2 GPUs"):
+        devices.device_type_for(3, num_gpus_present=2, num_cpus_present=8)
+    with pytest.raises(devices.DeviceError, match="no GPU and 3 logical CPUs"):
+        devices.device_type_for(4)  # conftest: 3 logical CPUs, no GPU
+    train = config_lib.TrainConfig(num_train_steps=1, num_gpus=5)
+    with pytest.raises(devices.DeviceError, match="--num_cpu_devices=5") as error:
+        devices.training_placement(config_lib.ModelConfig(), train)
+    assert "\n" not in str(error.value)
+
+
+def test_device_type_prefers_gpus_and_falls_back_to_logical_cpus():
+    assert devices.device_type_for(2, num_gpus_present=2, num_cpus_present=1) == "GPU"
+    assert devices.device_type_for(3) == "CPU"
+    assert [d.split("/device:")[-1] for d in devices.replica_devices(2)] == ["CPU:0", "CPU:1"]
+    assert len(devices.replica_devices(0)) == 3  # 0: all of them
+
+
+def test_split_cpu_too_late_accepts_the_same_split_and_refuses_another():
+    devices.split_cpu(0)
+    devices.split_cpu(3)  # conftest already made 3
+    with pytest.raises(devices.DeviceError, match="already started with 3"):
+        devices.split_cpu(2)
+
+
+def test_placement_dict_documents_every_part():
+    config = config_lib.ModelConfig(num_encoder_layers=2, num_decoder_layers=2)
+    placement = devices.model_placement(config, num_gpus=3, base_gpu=1)
+    gpu = "/device:GPU:{}".format
+    assert placement == {
+        "encoder": [gpu(1), gpu(2)], "encoder_backward": [gpu(2), gpu(0)],
+        "decoder": [gpu(1), gpu(2)], "embedding": gpu(1),
+        "attention": gpu(2),  # the top decoder layer queries it
+        "softmax": gpu(0),  # the next device after the 2 decoder layers
+    }
+    gnmt = config_lib.ModelConfig(num_decoder_layers=3, attention_architecture="gnmt",
+                                  encoder_type="gnmt")
+    placement = devices.model_placement(gnmt, num_gpus=2)
+    assert placement["attention"] == gpu(0)  # the bottom layer queries it
+    assert placement["softmax"] == gpu(0)  # no free device: the top layer's ((2 + 0) % 2)
+
+
+def tiny_config(**overrides):
+    return config_lib.ModelConfig(**{
+        "num_units": 16, "embedding_size": 8, "num_encoder_layers": 2, "num_decoder_layers": 2,
+        "encoder_type": "bi", "dropout": 0.0, **overrides})
+
+
+def random_batch(rng, batch=4, src_time=7, tgt_time=6):
+    src_len = rng.integers(1, src_time + 1, batch).astype(np.int32)
+    tgt_len = rng.integers(1, tgt_time + 1, batch).astype(np.int32)
+
+    def ids(lengths, time):
+        return np.where(np.arange(time) < lengths[:, None],
+                        rng.integers(3, VOCAB, (batch, time)), 0).astype(np.int32)
+
+    return Batch(*map(tf.constant, (ids(src_len, src_time), src_len, ids(tgt_len, tgt_time),
+                                    ids(tgt_len, tgt_time), tgt_len)))
+
+
+def on(tensor_or_variable, device):
+    return tensor_or_variable.device.endswith(device[len("/device"):])
+
+
+@pytest.fixture(scope="module")
+def placed_and_plain():
+    config = tiny_config()
+    placement = devices.model_placement(config, num_gpus=3, device_type="CPU")
+    placed = build_model(config, VOCAB, VOCAB, placement=placement)
+    plain = build_model(config, VOCAB, VOCAB)
+    for target, source in zip(placed.variables, plain.variables):
+        assert target.shape == source.shape
+        target.assign(source)
+    return placement, placed, plain
+
+
+def test_each_layer_and_part_lives_on_its_device(placed_and_plain):
+    placement, model, _ = placed_and_plain
+    assert placement["encoder"] == [CPU(0), CPU(1)]
+    assert placement["encoder_backward"] == [CPU(1), CPU(2)]
+    assert placement["softmax"] == CPU(2)
+    parts = []
+    for i, (fw, bw, _) in enumerate(model.encoder.layers):
+        parts += [(fw, placement["encoder"][i]), (bw, placement["encoder_backward"][i])]
+    parts += list(zip(model.decoder.layers, placement["decoder"]))
+    parts += [(model.src_embedding, placement["embedding"]),
+              (model.decoder.attention, placement["attention"]),
+              (model.decoder.attention_layer, placement["attention"]),
+              (model.decoder.output_layer, placement["softmax"])]
+    for part, device in parts:
+        assert part.trainable_variables
+        assert all(on(v, device) for v in part.trainable_variables), (part.name, device)
+    for cell, device in parts[:-4]:  # a step of each recurrent layer runs on its device
+        kernel = next(v for v in cell.trainable_variables if "input_kernel" in v.name)
+        x = tf.zeros([2, kernel.shape[0]])  # [batch, input_size]
+        output, _ = cell(x, cell.zero_state(2))
+        assert on(output, device)
+
+
+def _graph_devices(concrete):
+    """Devices of every op of a traced function, loop bodies included."""
+    graph_def = concrete.graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return {n.device for n in nodes if n.device}
+
+
+def test_traced_loss_runs_on_every_placed_device(placed_and_plain):
+    placement, model, _ = placed_and_plain
+    batch = random_batch(np.random.default_rng(0))
+    concrete = tf.function(lambda b: model.loss(b, training=True).loss_sum).get_concrete_function(batch)
+    used = {d.split("/device:")[-1] for d in _graph_devices(concrete)}
+    assert used == {"CPU:0", "CPU:1", "CPU:2"}
+
+
+def test_placed_loss_and_gradients_equal_the_unplaced_ones(placed_and_plain):
+    _, placed, plain = placed_and_plain
+    batch = random_batch(np.random.default_rng(1))
+    results = []
+    for model in (placed, plain):
+        with tf.GradientTape() as tape:
+            out = model.loss(batch, label_smoothing=0.1, training=True)
+        results.append((out, tape.gradient(out.loss_sum, model.trainable_variables)))
+    (out_a, grads_a), (out_b, grads_b) = results
+    np.testing.assert_allclose(out_a.loss_sum, out_b.loss_sum, rtol=1e-6)
+    np.testing.assert_allclose(out_a.nll_sum, out_b.nll_sum, rtol=1e-6)
+    for a, b in zip(grads_a, grads_b):
+        np.testing.assert_allclose(tf.convert_to_tensor(a), tf.convert_to_tensor(b),
+                                   rtol=1e-5, atol=1e-6)

@@ -1,0 +1,203 @@
+"""Data parallelism: MirroredStrategy on two of conftest's logical CPUs computes the
+single-device update; MultiWorkerMirroredStrategy with two local worker processes
+keeps both workers' weights identical and resumes from the chief's checkpoint."""
+import glob
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from nmt import config as config_lib
+from nmt import distribute, training
+from nmt.data import Batch
+from nmt.model import build_model
+
+VOCAB = 20
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+TWO_CPUS = ["/device:CPU:0", "/device:CPU:1"]  # as devices.replica_devices(2) names them
+WORKER_TIMEOUT_S = 300  # per multi-worker run (about 30 s on an idle machine); then killed
+
+
+def random_batch(rng, batch=5, src_time=7, tgt_time=6):
+    src_len = rng.integers(1, src_time + 1, batch).astype(np.int32)
+    tgt_len = rng.integers(1, tgt_time + 1, batch).astype(np.int32)
+
+    def ids(lengths, time):
+        return np.where(np.arange(time) < lengths[:, None],
+                        rng.integers(3, VOCAB, (batch, time)), 0).astype(np.int32)
+
+    return Batch(*map(tf.constant, (ids(src_len, src_time), src_len, ids(tgt_len, tgt_time),
+                                    ids(tgt_len, tgt_time), tgt_len)))
+
+
+def test_shards_cover_the_batch_once_in_order():
+    batch = random_batch(np.random.default_rng(0), batch=5)
+    for count in (1, 2, 3, 7):
+        shards = [distribute.shard_batch(batch, i, count) for i in range(count)]
+        for field, whole in zip(Batch._fields, batch):
+            joined = tf.concat([getattr(s, field) for s in shards], 0)
+            np.testing.assert_array_equal(joined, whole)
+
+
+def test_distributed_dataset_gives_each_replica_its_slice():
+    strategy = distribute.mirrored_strategy(TWO_CPUS)
+    batches = [random_batch(np.random.default_rng(i), batch=5) for i in range(2)]
+    dataset = tf.data.Dataset.from_tensors(batches[0]).concatenate(
+        tf.data.Dataset.from_tensors(batches[1]))
+    seen = list(distribute.distribute_dataset(strategy, dataset))
+    assert len(seen) == 2
+    for global_batch, per_replica in zip(batches, seen):
+        parts = strategy.experimental_local_results(per_replica.src)
+        assert [p.shape[0] for p in parts] == [2, 3]
+        np.testing.assert_array_equal(tf.concat(parts, 0), global_batch.src)
+
+
+def test_mirrored_step_equals_the_single_device_step():
+    model_config = config_lib.ModelConfig(num_units=16, embedding_size=8, num_encoder_layers=1,
+                                          num_decoder_layers=1, dropout=0.0)
+    train_config = config_lib.TrainConfig(num_train_steps=1, optimizer="sgd",
+                                          learning_rate=0.5, label_smoothing=0.1,
+                                          max_gradient_norm=0.1, jit_compile=False)
+    batch = random_batch(np.random.default_rng(1), batch=5)  # 2 + 3 rows: uneven split
+    single = build_model(model_config, VOCAB, VOCAB)
+    initial = [v.numpy() for v in single.variables]
+    out, norm, applied = training.make_train_step(
+        single, training.make_optimizer(train_config), train_config)(batch)
+
+    strategy = distribute.mirrored_strategy(TWO_CPUS)
+    with strategy.scope():
+        mirrored = build_model(model_config, VOCAB, VOCAB)
+        optim = training.make_optimizer(train_config)
+        optim.build(mirrored.trainable_variables)
+    for variable, value in zip(mirrored.variables, initial):
+        variable.assign(value)
+    step = distribute.make_train_step(strategy, mirrored, optim, train_config)
+    [replica_batches] = list(distribute.distribute_dataset(
+        strategy, tf.data.Dataset.from_tensors(batch)))
+    out_m, norm_m, applied_m = step(replica_batches)
+
+    assert bool(applied) and bool(applied_m)
+    for a, b in zip(out, out_m):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    np.testing.assert_allclose(norm, norm_m, rtol=1e-5)
+    assert float(norm) > train_config.max_gradient_norm  # clipping was exercised
+    for a, b in zip(single.trainable_variables, mirrored.trainable_variables):
+        for replica_value in strategy.experimental_local_results(b):
+            np.testing.assert_allclose(a, replica_value, rtol=1e-5, atol=1e-6)
+
+
+def write_tiny_corpus(directory, num_lines=200):
+    """The first num_lines Multi30k en-de training pairs as DIR/train.{en,de}."""
+    for lang in ("en", "de"):
+        with gzip.open(os.path.join(REPO, "data", "multi30k", f"train.{lang}.gz"), "rt",
+                       encoding="utf-8") as f:
+            lines = [next(f) for _ in range(num_lines)]
+        with open(os.path.join(directory, f"train.{lang}"), "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    return os.path.join(directory, "train")
+
+
+TINY = {"model.num_units": 16, "model.embedding_size": 16, "model.num_encoder_layers": 1,
+        "model.num_decoder_layers": 1, "model.dropout": 0.1, "data.vocab_size": 300,
+        "data.batch_size": 16, "train.steps_per_eval": 0, "train.steps_per_stats": 2,
+        "train.steps_per_checkpoint": 2, "train.jit_compile": False}
+
+
+def test_trainer_trains_and_resumes_under_mirrored(tmp_path):
+    prefix = write_tiny_corpus(str(tmp_path))
+    config = config_lib.override(config_lib.Config(), {
+        **TINY, "data.train_prefix": prefix, "train.num_train_steps": 3,
+        "train.strategy": "mirrored", "train.num_gpus": 2})
+    out_dir = str(tmp_path / "run")
+    trainer = training.Trainer(config, out_dir)
+    assert trainer.strategy.num_replicas_in_sync == 2
+    trainer.run()
+    assert tf.train.latest_checkpoint(os.path.join(out_dir, "ckpt")).endswith("ckpt-3")
+    resumed = training.Trainer(config.replace(train={"num_train_steps": 4}), out_dir)
+    resumed.restore()
+    assert int(resumed.progress.step) == 3
+    for a, b in zip(trainer.model.trainable_variables, resumed.model.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# ---------------------------------------------------------------------------
+# Two worker processes on 127.0.0.1 running nmt-train with strategy=multi_worker.
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_workers(tmp_path, prefix, out_dir, steps):
+    """Runs both workers to the end (or kills them at the timeout); -> their stderr."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    flags = [f"--train_prefix={prefix}", f"--out_dir={out_dir}", "--strategy=multi_worker",
+             f"--num_train_steps={steps}", "--logtostderr"]
+    flags += [f"--{key.split('.')[1]}={value}" for key, value in TINY.items()
+              if not isinstance(value, bool)] + ["--nojit_compile"]
+    procs = []
+    for index in range(2):
+        scratch = tmp_path / f"tmp{index}"
+        scratch.mkdir(exist_ok=True)
+        env = dict(os.environ, TMPDIR=str(scratch), CUDA_VISIBLE_DEVICES="",
+                   TF_CONFIG=json.dumps({"cluster": cluster,
+                                         "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen([sys.executable, "-m", "nmt.cli.train", *flags], env=env,
+                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    logs = []
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=WORKER_TIMEOUT_S)
+            logs.append(err)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, err in zip(procs, logs):
+        assert proc.returncode == 0, err[-3000:]
+    return logs
+
+
+def model_weights(checkpoint_dir):
+    """Weights and optimizer slots of the latest checkpoint; not the progress counters
+    (wall time) nor the dropout RNG states (each worker draws its replicas' own masks)."""
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(checkpoint_dir))
+    skip = ("generator/", "rng/", "progress/", "_CHECKPOINTABLE_OBJECT_GRAPH")
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not any(part in name for part in skip)}
+
+
+def test_two_workers_stay_in_sync_and_resume_from_the_chief(tmp_path):
+    prefix = write_tiny_corpus(str(tmp_path))
+    out_dir = str(tmp_path / "run")
+    run_workers(tmp_path, prefix, out_dir, steps=2)
+    chief_dir = os.path.join(out_dir, "ckpt")
+    [worker_dir] = glob.glob(str(tmp_path / "tmp1" / "nmt-worker1-*" / "ckpt"))
+    assert tf.train.latest_checkpoint(chief_dir).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(worker_dir).endswith("ckpt-2")
+    chief, worker = model_weights(chief_dir), model_weights(worker_dir)
+    assert chief.keys() == worker.keys() and len(chief) > 5
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], worker[name], err_msg=name)
+
+    logs = run_workers(tmp_path, prefix, out_dir, steps=3)
+    for err in logs:
+        assert "resuming from" in err and "at step 2" in err
+    chief = model_weights(chief_dir)
+    [worker_dir] = [d for d in glob.glob(str(tmp_path / "tmp1" / "nmt-worker1-*" / "ckpt"))
+                    if tf.train.latest_checkpoint(d).endswith("ckpt-3")]
+    worker = model_weights(worker_dir)
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], worker[name], err_msg=name)

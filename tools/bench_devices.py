@@ -1,0 +1,98 @@
+"""Training throughput on 1, 2 and 4 devices, under model placement and MirroredStrategy.
+
+    python tools/bench_devices.py                      # logical CPUs (or GPUs if present)
+    python tools/bench_devices.py --devices=1,2 --steps=5 --num_units=64   # a smoke run
+
+Each (mode, device count) runs in a fresh process (the CPU split must happen before
+TensorFlow starts) on synthetic batches of --batch_size sentences of --length pieces,
+and reports target tokens/s after --warmup steps, and the scaling efficiency
+tokens/s(k devices) / (k * tokens/s(1 device)). On one physical CPU, logical devices
+share the same cores: expect efficiency <= 1/k there; the numbers mean something on
+GPUs or many-core machines.
+"""
+import json
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("devices", ["1", "2", "4"], "Device counts to measure.")
+flags.DEFINE_list("modes", ["placement", "mirrored"], "placement | mirrored.")
+flags.DEFINE_integer("steps", 20, "Timed steps per run.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing).")
+flags.DEFINE_integer("batch_size", 64, "Global batch, sentences.")
+flags.DEFINE_integer("length", 24, "Source and target length, pieces.")
+flags.DEFINE_integer("vocab", 8000, "Vocabulary size.")
+flags.DEFINE_integer("num_units", 256, "Model width (embedding too).")
+flags.DEFINE_integer("num_layers", 2, "Encoder and decoder layers.")
+flags.DEFINE_string("worker", None, "Internal: run one measurement, 'mode:devices'.")
+
+
+def measure(mode, num_devices):
+    """One run in this process -> target tokens/s."""
+    import numpy as np
+    import tensorflow as tf
+
+    from nmt import config as config_lib, devices, distribute, training
+    from nmt.data import Batch
+    from nmt.model import build_model
+
+    devices.split_cpu(num_devices if not tf.config.list_physical_devices("GPU") else 0)
+    model_config = config_lib.ModelConfig(
+        num_units=FLAGS.num_units, embedding_size=FLAGS.num_units, dropout=0.0,
+        num_encoder_layers=FLAGS.num_layers, num_decoder_layers=FLAGS.num_layers)
+    train_config = config_lib.TrainConfig(
+        num_train_steps=1, jit_compile=False, num_gpus=num_devices,
+        strategy="mirrored" if mode == "mirrored" else "none")
+    strategy = distribute.make_strategy(train_config)
+    with distribute.scope(strategy):
+        model = build_model(model_config, FLAGS.vocab, FLAGS.vocab,
+                            placement=devices.training_placement(model_config, train_config))
+        optimizer = training.make_optimizer(train_config)
+        optimizer.build(model.trainable_variables)
+    step = (distribute.make_train_step(strategy, model, optimizer, train_config) if strategy
+            else training.make_train_step(model, optimizer, train_config))
+    rng = np.random.default_rng(0)
+    shape = (FLAGS.batch_size, FLAGS.length)
+    lengths = np.full([FLAGS.batch_size], FLAGS.length, np.int32)
+    batch = Batch(*(tf.constant(x) for x in (
+        rng.integers(3, FLAGS.vocab, shape, np.int32), lengths,
+        rng.integers(3, FLAGS.vocab, shape, np.int32),
+        rng.integers(3, FLAGS.vocab, shape, np.int32), lengths)))
+    dataset = tf.data.Dataset.from_tensors(batch).repeat(FLAGS.warmup + FLAGS.steps)
+    batches = iter(distribute.distribute_dataset(strategy, dataset))
+    for _ in range(FLAGS.warmup):
+        float(step(next(batches))[1])
+    start = time.perf_counter()
+    for _ in range(FLAGS.steps):
+        out, norm, _ = step(next(batches))
+    float(norm)
+    return FLAGS.steps * FLAGS.batch_size * FLAGS.length / (time.perf_counter() - start)
+
+
+def main(argv):
+    del argv
+    if FLAGS.worker:
+        mode, count = FLAGS.worker.split(":")
+        print(json.dumps({"tokens_per_s": measure(mode, int(count))}))
+        return
+    passthrough = [a for a in sys.argv[1:] if not a.startswith(("--devices", "--modes"))]
+    print("| mode | devices | target tokens/s | scaling efficiency |\n| --- | --- | --- | --- |")
+    for mode in FLAGS.modes:
+        base = None
+        for count in map(int, FLAGS.devices):
+            run = subprocess.run([sys.executable, __file__, f"--worker={mode}:{count}",
+                                  *passthrough], capture_output=True, text=True)
+            if run.returncode:
+                print(f"| {mode} | {count} | failed: {run.stderr.strip().splitlines()[-1]} | |")
+                continue
+            rate = json.loads(run.stdout.strip().splitlines()[-1])["tokens_per_s"]
+            base = base or (rate if count == 1 else None)
+            efficiency = f"{rate / (count * base):.2f}" if base else "n/a"
+            print(f"| {mode} | {count} | {rate:.0f} | {efficiency} |", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
