@@ -48,13 +48,15 @@ class DataConfig:
     sample_alpha: float = 0.0       # >0: subword regularisation while training (Kudo 2018)
     max_src_len: int = 50           # pieces; longer training pairs are dropped and counted
     max_tgt_len: int = 50           # pieces, EOS not counted
+    max_line_chars: int = 1000      # characters; longer training lines are skipped and reported
     batch_size: int = 64            # sentences per batch, used when batch_tokens is 0
     batch_tokens: int = 0           # >0: batch by a padded-token budget instead
     bucket_width: int = 8           # time dims are padded to a multiple of this
 
     def validate(self):
         _check_choice("sp_model_type", self.sp_model_type, SP_MODEL_TYPES)
-        for name in ("vocab_size", "max_src_len", "max_tgt_len", "batch_size", "bucket_width"):
+        for name in ("vocab_size", "max_src_len", "max_tgt_len", "max_line_chars", "batch_size",
+                     "bucket_width"):
             _check_positive(name, getattr(self, name))
         _check_positive("batch_tokens", self.batch_tokens, allow_zero=True)
         longest = -(-max(self.max_src_len, self.max_tgt_len + 1) // self.bucket_width) * self.bucket_width

@@ -75,16 +75,22 @@ def _split_lines(data: bytes) -> List[bytes]:
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
+def read_raw_lines(path: str) -> List[bytes]:
+    """All lines of `path` (plain or .gz) as undecoded bytes, split as described
+    above (a leading UTF-8 BOM dropped)."""
+    try:
+        with open_text(path) as f:
+            return _split_lines(f.read())
+    except (OSError, EOFError) as e:  # e.g. a truncated gzip file
+        raise CorpusError(f"{path}: cannot read ({e})") from e
+
+
 def read_text(path: str, on_bad_utf8: str = ERROR) -> TextFile:
     """Reads all lines of `path` (plain or .gz) without their line endings."""
     if on_bad_utf8 not in _BAD_UTF8_MODES:
         raise ValueError(
             f"on_bad_utf8 must be one of {_BAD_UTF8_MODES} (got {on_bad_utf8!r})")
-    try:
-        with open_text(path) as f:
-            raw = _split_lines(f.read())
-    except (OSError, EOFError) as e:  # e.g. a truncated gzip file
-        raise CorpusError(f"{path}: cannot read ({e})") from e
+    raw = read_raw_lines(path)
     try:  # fast path: the whole file is valid UTF-8
         return TextFile([line.decode("utf-8") for line in raw], 0)
     except UnicodeDecodeError:

@@ -8,7 +8,12 @@
     DIR/run.json          command, versions and scores of the finished run
 
 Loading reads JSON and TensorFlow checkpoints only: no pickle, no code.
+Before restoring, `load` checks the checkpoint named by DIR/best/checkpoint (or
+DIR/ckpt/checkpoint): its .index and .data files exist and are not shorter than
+the index says, and its embedding tables fit the vocabularies in DIR; each
+problem is a one-line ModelDirError saying what is wrong.
 """
+import glob
 import json
 import os
 import sys
@@ -24,6 +29,10 @@ CKPT_DIR = "ckpt"
 BEST_DIR = "best"
 LOG_FILE = "log.jsonl"
 RUN_FILE = "run.json"
+STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's pointer to the newest checkpoint
+# Checkpoint keys of the embedding tables: their rows are the vocabulary sizes.
+EMBEDDING_KEYS = (("source", "model/src_embedding/table/.ATTRIBUTES/VARIABLE_VALUE"),
+                  ("target", "model/tgt_embedding/table/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
 class ModelDirError(ValueError):
@@ -79,13 +88,66 @@ def load_vocabs(model_dir, config):
 
 
 def checkpoint_path(model_dir, which="best"):
-    """The checkpoint prefix to load: "best" falls back to the latest one."""
+    """The checkpoint prefix to load: "best" falls back to the latest one if DIR/best
+    has none. The prefix is the one the state file names, whether its files exist
+    or not (`check_checkpoint` says what is missing)."""
     order = [BEST_DIR, CKPT_DIR] if which == "best" else [CKPT_DIR]
     for sub in order:
-        path = tf.train.latest_checkpoint(os.path.join(model_dir, sub))
-        if path:
-            return path
+        directory = os.path.join(model_dir, sub)
+        if not os.path.exists(os.path.join(directory, STATE_FILE)):
+            continue
+        state = tf.train.get_checkpoint_state(directory)
+        if not state or not state.model_checkpoint_path:
+            raise ModelDirError(f"{os.path.join(directory, STATE_FILE)}: unreadable "
+                                f"checkpoint state file")
+        return state.model_checkpoint_path
     raise ModelDirError(f"{model_dir}: no checkpoint found (train first)")
+
+
+def check_checkpoint(path, src_vocab=None, tgt_vocab=None):
+    """One-line ModelDirError if the checkpoint at prefix `path` has a missing or
+    truncated .index or .data file, or (given vocabs) embeddings of other sizes."""
+    index = path + ".index"
+    if not os.path.isfile(index):
+        raise ModelDirError(f"{index}: checkpoint index file missing")
+    shards = sorted(glob.glob(glob.escape(path) + ".data-?????-of-?????"))
+    if not shards:
+        raise ModelDirError(f"{path}.data-00000-of-00001: checkpoint data file missing")
+    expected = [f"{path}.data-{i:05d}-of-{shards[0][-5:]}" for i in range(int(shards[0][-5:]))]
+    missing = sorted(set(expected) - set(shards))
+    if missing:
+        raise ModelDirError(f"{missing[0]}: checkpoint data file missing")
+    try:
+        reader = tf.train.load_checkpoint(path)
+        shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    except (tf.errors.OpError, ValueError) as e:
+        raise ModelDirError(f"{index}: checkpoint index file truncated or corrupt "
+                            f"({_first_line(e)})") from None
+    # The data files hold every tensor's bytes (strings add more): a shorter one was cut.
+    least = sum(_num_elements(shapes[k]) * dtypes[k].size for k in shapes
+                if dtypes[k] != tf.string)
+    size = sum(os.path.getsize(s) for s in expected)
+    if size < least:
+        raise ModelDirError(f"{expected[0] if len(expected) == 1 else path + '.data-*'}: "
+                            f"checkpoint data truncated ({size} bytes, the index lists at "
+                            f"least {least})")
+    for (side, key), vocab in zip(EMBEDDING_KEYS, (src_vocab, tgt_vocab)):
+        if vocab is not None and key in shapes and shapes[key][0] != vocab.size:
+            raise ModelDirError(f"{path}: made for other vocabularies: its {side} embedding "
+                                f"has {shapes[key][0]} rows, {vocab.path} has {vocab.size} "
+                                f"pieces")
+
+
+def _num_elements(shape):
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def restore_model(model, path):
@@ -93,17 +155,21 @@ def restore_model(model, path):
     try:
         status = tf.train.Checkpoint(model=model).read(path)
         status.expect_partial().assert_existing_objects_matched()
+    except tf.errors.DataLossError as e:  # e.g. a checksum mismatch
+        raise ModelDirError(f"{path}: checkpoint data corrupt ({_first_line(e)})") from None
     except (tf.errors.OpError, ValueError, AssertionError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelDirError(f"{path}: checkpoint does not fit this model ({first})") from None
+        raise ModelDirError(f"{path}: checkpoint does not fit this model "
+                            f"({_first_line(e)})") from None
 
 
 def load(model_dir, which="best"):
     """-> (config, model, src_vocab, tgt_vocab) with weights restored."""
     config = load_config(model_dir)
     src_vocab, tgt_vocab = load_vocabs(model_dir, config)
+    path = checkpoint_path(model_dir, which)
+    check_checkpoint(path, src_vocab, tgt_vocab)
     model = build_model(config.model, src_vocab.size, tgt_vocab.size)
-    restore_model(model, checkpoint_path(model_dir, which))
+    restore_model(model, path)
     return config, model, src_vocab, tgt_vocab
 
 

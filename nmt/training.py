@@ -23,6 +23,7 @@ from nmt import evaluation
 from nmt import model_dir as model_dir_lib
 from nmt import schedule
 from nmt import summaries as summaries_lib
+from nmt import validation
 from nmt import vocab as vocab_lib
 from nmt.model import build_model
 from nmt.translate import Translator
@@ -106,9 +107,7 @@ class Trainer:
         os.makedirs(out_dir, exist_ok=True)
         model_dir_lib.save_config(out_dir, config)
         d = config.data
-        self.train_corpus = corpus_lib.read_parallel(
-            corpus_lib.find_corpus_file(d.train_prefix, d.src),
-            corpus_lib.find_corpus_file(d.train_prefix, d.tgt))
+        self.train_corpus = validation.load_training_corpus(d)  # logs a report; fatal: raises
         self.dev = self._read_eval_set(d.dev_prefix)
         self.src_vocab, self.tgt_vocab = vocab_lib.ensure_vocabs(
             out_dir, self.train_corpus.src, self.train_corpus.tgt, d.vocab_size,

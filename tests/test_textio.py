@@ -101,3 +101,51 @@ def test_one_line_never_returns_a_line_break(text, expected):
     out = textio.one_line(text)
     assert out == expected
     assert len((out + "\n").splitlines()) == 1
+
+
+# --- resumable output (nmt-translate --resume) ---
+
+def test_read_chunks_can_skip_lines(tmp_path):
+    path = write(tmp_path / "six.txt.gz", b"".join(b"%d\n" % i for i in range(6)), gz=True)
+    assert list(textio.read_chunks(path, 2, skip=3)) == [["3", "4"], ["5"]]
+    assert list(textio.read_chunks(path, 2, skip=9)) == []
+
+
+def test_resumable_output_writes_partial_then_renames(tmp_path):
+    path = str(tmp_path / "out.txt")
+    with textio.resumable_output(path) as f:
+        f.write("eins\n")
+        textio.sync(f)
+        assert not os.path.exists(path)
+        with open(path + ".partial", "rb") as partial:  # durable before the end
+            assert partial.read() == b"eins\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_resumable_output_keeps_the_partial_on_error_and_resumes_after_n_lines(tmp_path):
+    path = str(tmp_path / "out.txt")
+    with pytest.raises(KeyboardInterrupt):
+        with textio.resumable_output(path) as f:
+            f.write("eins\nzwei\ndrei\nhal")
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == ["out.txt.partial"]
+    assert textio.count_complete_lines(path + ".partial") == 3
+    with textio.resumable_output(path, keep_lines=2) as f:  # "drei" and "hal" are cut off
+        f.write("DREI\n")
+    with open(path, "rb") as f:
+        assert f.read() == b"eins\nzwei\nDREI\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+@pytest.mark.parametrize("block", [1, 3, 1 << 20])
+def test_truncate_lines_across_read_blocks(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(textio, "_BLOCK", block)
+    data = b"a\nbb\n\nccc\nhalf"
+    for n in range(5):
+        path = write(tmp_path / f"t{n}.txt", data)
+        textio.truncate_lines(path, n)
+        with open(path, "rb") as f:
+            assert f.read() == b"".join(data.splitlines(keepends=True)[:n])
+    with pytest.raises(ValueError, match="fewer than 5 lines"):
+        textio.truncate_lines(write(tmp_path / "t.txt", data), 5)
+    assert textio.count_complete_lines(str(tmp_path / "missing")) == 0

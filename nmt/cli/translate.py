@@ -16,6 +16,15 @@ e.g. "0 1 1 3" for a translation of 4 pieces (EOS not included; empty for an
 empty translation). Pieces are those of the model's sentencepiece vocabularies
 (`spm_encode --output_format=piece` shows them). The weights come from
 teacher-forcing the produced translation (nmt/scoring.py).
+
+A file --output is written as OUTPUT.partial, one chunk (--chunk_lines input
+lines) at a time, each flushed and fsynced, and renamed to OUTPUT at the end
+(atomic). If a run dies, OUTPUT.partial stays; re-running the same command with
+--resume keeps the complete chunks in it (cutting off a half-written line or
+chunk), skips as many input lines and appends, so the final OUTPUT is identical
+to that of an uninterrupted run. Resume with the same --input, --model_dir,
+--chunk_lines and decoding flags (the input must have at least as many lines).
+Without --resume an existing OUTPUT.partial is overwritten.
 """
 import contextlib
 import gzip
@@ -24,6 +33,7 @@ import time
 from absl import app, flags, logging
 
 from nmt import textio
+from nmt.corpus import CorpusError
 from nmt.cli import common
 from nmt.cli.progress import ProgressBar
 from nmt.cli.flags import define_config_flags, overrides_from_flags
@@ -34,10 +44,16 @@ from nmt.translate import Translator
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A model dir written by nmt-train (A,B,...: an ensemble).")
 flags.DEFINE_string("input", "-", "Source text: a file, a .gz file, or - for stdin.")
-flags.DEFINE_string("output", "-", "Translations: a file (written whole at the end) or - for stdout.")
+flags.DEFINE_string("output", "-", "Translations: a file (written as OUTPUT.partial, renamed "
+                    "at the end) or - for stdout.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "best dev BLEU, or the last saved.")
 flags.DEFINE_integer("chunk_lines", 10000, "Lines read, translated and written at a time.")
 flags.DEFINE_boolean("alignments", False, "Also write OUTPUT.align (needs a file --output).")
+flags.DEFINE_boolean("resume", False,
+                     "Continue an interrupted run: keep the complete chunks in OUTPUT.partial "
+                     "(and OUTPUT.align.partial), skip as many input lines, append; the result "
+                     "equals an uninterrupted run's. Needs a file --output and the same input "
+                     "and flags.")
 DECODE_FLAGS = define_config_flags(["decode"])
 flags.mark_flag_as_required("model_dir")
 
@@ -50,18 +66,40 @@ def count_lines(path):
         return sum(1 for _ in f)
 
 
-def translate_file(translator, input_path, output_path, chunk_lines, aligner=None):
+def resume_point(paths, lines_per_input, chunk_lines):
+    """Input lines done in every PATH.partial: complete lines only, rounded down to
+    whole chunks (the resumed run batches exactly like an uninterrupted one)."""
+    complete = min(textio.count_complete_lines(p + textio.PARTIAL_SUFFIX) for p in paths)
+    done = complete // lines_per_input
+    return done - done % chunk_lines
+
+
+def translate_file(translator, input_path, output_path, chunk_lines, aligner=None,
+                   resume=False):
     """Streams input to output in chunks; returns the number of lines.
 
     aligner: a ForcedDecoder; then OUTPUT.align gets one line per output line.
+    resume: continue OUTPUT.partial (see the module docstring).
     """
-    count, start = 0, time.time()
     n_best = translator.config.num_hypotheses > 1
-    bar = ProgressBar(total=count_lines(input_path) if ProgressBar().enabled else None)
-    with textio.atomic_output(output_path) as out, \
-            (textio.atomic_output(f"{output_path}.align") if aligner
+    per_input = translator.config.num_hypotheses  # output lines per input line
+    outputs = [output_path] + ([f"{output_path}.align"] if aligner else [])
+    done = resume_point(outputs, per_input, chunk_lines) if resume else 0
+    if done:
+        total = count_lines(input_path)
+        if total is not None and total < done:
+            raise CorpusError(f"{output_path}{textio.PARTIAL_SUFFIX} holds {done} translated "
+                              f"lines but {input_path} has {total}: another input? Run "
+                              f"without --resume")
+        logging.info("resuming after %d lines already in %s%s", done, output_path,
+                     textio.PARTIAL_SUFFIX)
+    count, start = done, time.time()
+    total = count_lines(input_path) if ProgressBar().enabled else None
+    bar = ProgressBar(total=total - done if total is not None else None)
+    with textio.resumable_output(output_path, done * per_input) as out, \
+            (textio.resumable_output(outputs[-1], done * per_input) if aligner
              else contextlib.nullcontext()) as align_out:
-        for chunk in textio.read_chunks(input_path, chunk_lines):
+        for chunk in textio.read_chunks(input_path, chunk_lines, skip=done):
             results = translator.translate(chunk, progress=bar.update)
             for i, hyps in enumerate(results, start=count):
                 if n_best:
@@ -77,9 +115,12 @@ def translate_file(translator, input_path, output_path, chunk_lines, aligner=Non
                 tgt_ids = [h.ids for hyps in shown for h in hyps]
                 align_out.writelines(format_alignment(a) + "\n"
                                      for a in aligner.alignment_ids(src_ids, tgt_ids))
+                textio.sync(align_out)
+            textio.sync(out)
             count += len(chunk)
             if not bar.enabled:
-                logging.info("%d lines, %.1f sentences/s", count, count / (time.time() - start))
+                logging.info("%d lines, %.1f sentences/s", count,
+                             (count - done) / (time.time() - start))
     bar.close()
     return count
 
@@ -91,11 +132,14 @@ def main(argv):
     def run():
         if FLAGS.alignments and FLAGS.output == "-":
             raise app.UsageError("--alignments writes OUTPUT.align: give a file --output")
+        if FLAGS.resume and FLAGS.output == "-":
+            raise app.UsageError("--resume continues OUTPUT.partial: give a file --output")
         config, model, src_vocab, tgt_vocab = load_ensemble(FLAGS.model_dir, FLAGS.checkpoint)
         config = common.build_config(overrides_from_flags(DECODE_FLAGS), base=config)
         translator = Translator(model, src_vocab, tgt_vocab, config.decode)
         aligner = ForcedDecoder(model, config.decode.batch_size) if FLAGS.alignments else None
-        count = translate_file(translator, FLAGS.input, FLAGS.output, FLAGS.chunk_lines, aligner)
+        count = translate_file(translator, FLAGS.input, FLAGS.output, FLAGS.chunk_lines, aligner,
+                               resume=FLAGS.resume)
         if translator.num_truncated:
             logging.warning("%d inputs longer than %d pieces were truncated",
                             translator.num_truncated, config.decode.max_input_len)
