@@ -1,0 +1,115 @@
+"""tools/benchmark.py and tools/bench_peers.py: the FLOPs formula, the peer harness parsing."""
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+
+import bench_peers  # noqa: E402
+import benchmark  # noqa: E402
+from nmt import config as config_lib  # noqa: E402
+from nmt.model import build_model  # noqa: E402
+
+
+def flops_from_kernels(model_config, src_vocab, tgt_vocab, mean_src, mean_tgt):
+    """An independent count: every weight matrix is one multiply-add per entry per use."""
+    model = build_model(model_config, src_vocab, tgt_vocab)
+    per_source = per_step = once = 0
+    for v in model.trainable_variables:
+        if "kernel" not in v.name:
+            continue
+        size = int(v.shape.num_elements())
+        if "/encoder/" in v.name or "memory_layer" in v.name:
+            per_source += size
+        elif "/bridge/" in v.name:
+            once += size
+        else:
+            per_step += size
+    H = model_config.num_units
+    forward = (2 * (per_source * mean_src + per_step * (mean_tgt + 1) + once)
+               + 4 * H * mean_src * (mean_tgt + 1))  # attention scores and context
+    return 3 * forward / mean_tgt
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(encoder_type="bi", num_encoder_layers=1, num_decoder_layers=1),
+    dict(encoder_type="uni", num_encoder_layers=2, num_decoder_layers=2, attention="dot"),
+    dict(encoder_type="gnmt", num_encoder_layers=3, num_decoder_layers=2, bridge="zero"),
+    dict(encoder_type="bi", num_encoder_layers=2, num_decoder_layers=1, input_feeding=False),
+])
+def test_flops_formula_counts_every_weight_matrix(overrides):
+    model_config = config_lib.ModelConfig(num_units=32, embedding_size=16, **overrides)
+    expected = flops_from_kernels(model_config, 90, 120, mean_src=11.0, mean_tgt=13.0)
+    got = benchmark.training_flops_per_target_token(model_config, 120, 11.0, 13.0)
+    assert got == pytest.approx(expected)
+
+
+def test_flops_formula_declines_models_it_does_not_cover():
+    gru = config_lib.ModelConfig(unit_type="gru")
+    assert math.isnan(benchmark.training_flops_per_target_token(gru, 100, 10.0, 10.0))
+
+
+TRAIN_OUT = "onmt: steps 310->1020 in 201 s: 3.532 steps/s, 226 sentences/s, 3436 target pieces/s\n"
+TRANSLATE_OUT = (
+    "onmt beam5: 20 lines, 1.609531 s after loading (12.4 sentences/s), whole command 0:30.14, "
+    "peak RSS 558 MiB, BLEU 0.3\n"
+    "onmt greedy: 20 lines, 1.395066 s after loading (14.3 sentences/s), whole command 1:02:03, "
+    "peak RSS 530 MiB, BLEU 0.2\n")
+
+
+def test_parse_train():
+    figures = bench_peers.parse_train("noise\n" + TRAIN_OUT)
+    assert figures == {"train_steps_per_s": 3.532, "train_sentences_per_s": 226.0,
+                       "train_tokens_per_s": 3436.0}
+
+
+def test_parse_translate_reads_both_modes():
+    figures = bench_peers.parse_translate(TRANSLATE_OUT)
+    assert figures["beam5_s"] == pytest.approx(1.609531)
+    assert figures["beam5_sentences_per_s"] == pytest.approx(12.4)
+    assert figures["beam5_command_s"] == pytest.approx(30.14)
+    assert figures["greedy_command_s"] == pytest.approx(3723.0)
+    assert figures["greedy_command_rss_mb"] == 530.0
+    assert figures["beam5_bleu"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("parse", [bench_peers.parse_train, bench_peers.parse_translate])
+def test_parse_failures_say_what_was_printed(parse):
+    with pytest.raises(bench_peers.PeerError, match="too few progress lines"):
+        parse("onmt: too few progress lines in run/train.log")
+
+
+def test_run_peer_on_a_fake_harness(tmp_path, monkeypatch):
+    harness, peers = tmp_path / "harness", tmp_path / "peers"
+    (peers / "run-onmt").mkdir(parents=True)
+    harness.mkdir()
+    (harness / "train.sh").write_text(f"printf '%s' '{TRAIN_OUT}'\n")
+    (harness / "translate.sh").write_text(
+        f"printf 'a b c\\nd\\n' > {peers}/run-onmt/test.beam5.sp\n"
+        f"printf '%s' '{TRANSLATE_OUT}'\n")
+    monkeypatch.setattr(bench_peers, "HARNESS", str(harness))
+    monkeypatch.setattr(bench_peers, "PEERS_DIR", str(peers))
+    figures = bench_peers.run_peer("onmt", 1)
+    assert figures["train_tokens_per_s"] == 3436.0
+    assert figures["beam5_tokens_per_s"] == pytest.approx(4 / 1.609531)
+    assert "greedy_tokens_per_s" not in figures  # no hypothesis file
+    assert "onmt greedy" in figures["raw"]
+
+
+def test_failing_harness_raises(tmp_path, monkeypatch):
+    (tmp_path / "train.sh").write_text("echo boom >&2; exit 3\n")
+    monkeypatch.setattr(bench_peers, "HARNESS", str(tmp_path))
+    with pytest.raises(bench_peers.PeerError, match="boom"):
+        bench_peers.run_peer("joey", 1)
+
+
+def test_table_has_ratio_columns_for_each_peer():
+    results = {"train_tokens_per_s": 2000.0, "beam5_sentences_per_s": 50.0,
+               "peers": {"onmt": {"train_tokens_per_s": 4000.0}, "joey": {"error": "x"}},
+               "ratios": {"onmt": {"train_tokens_per_s": 0.5}}}
+    lines = benchmark.main_table(results)
+    assert lines[0] == "| figure | nmt | onmt | nmt/onmt |"
+    assert any("| 2,000 | 4,000 | 0.500 |" in line for line in lines)
+    assert any("| 50 | n/a | n/a |" in line for line in lines)
