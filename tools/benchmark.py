@@ -71,6 +71,7 @@ def define_flags():
     flags.DEFINE_boolean("peers", False, "Also run the peer harness (OpenNMT-tf, JoeyNMT).")
     flags.DEFINE_integer("peer_seconds", 180, "Training time per peer, s (train.sh SECONDS).")
     flags.DEFINE_boolean("json", False, "Print one JSON object instead of Markdown.")
+    flags.DEFINE_string("save_json", None, "Also write the JSON object to this file.")
 
 
 TrainSpeed = collections.namedtuple("TrainSpeed", [
@@ -486,7 +487,8 @@ def markdown(results):
     lines += ["", "; ".join(notes)] if notes else []
     lines += scaling_tables(results)
     lines += ["", f"preset {results['preset']}, translations from {results.get('translate_model_dir')}"
-              f", {results['machine']}"]
+              f", {results['machine']}, load average at start "
+              f"{' '.join(f'{x:.2f}' for x in results['load_average_at_start'])}"]
     return "\n".join(lines)
 
 
@@ -499,7 +501,8 @@ def machine():
 def measure(parts, work_dir):
     """Runs the chosen parts -> results dict."""
     results = {"command": " ".join(sys.argv), "preset": FLAGS.preset, "machine": machine(),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "load_average_at_start": os.getloadavg()}
     if "matmul" in parts:
         for dtype in ("fp32", "bf16"):
             results[f"matmul_{dtype}_flops_per_s"] = matmul_flops_per_s(
@@ -538,6 +541,9 @@ def main(argv):
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="nmt-bench-")
     logging.info("work dir %s", work_dir)
     results = measure(set(FLAGS.parts), work_dir)
+    results["load_average_at_end"] = os.getloadavg()
+    if FLAGS.save_json:
+        model_dir_lib.write_json_atomic(FLAGS.save_json, results)
     print(json.dumps(results, indent=1) if FLAGS.json else markdown(results), flush=True)
 
 
