@@ -173,6 +173,28 @@ def load(model_dir, which="best"):
     return config, model, src_vocab, tgt_vocab
 
 
+def trim_log(model_dir, last_step):
+    """Drops log.jsonl records of steps after last_step: a run killed after its last
+    checkpoint logged steps that the resumed run does again. A torn line goes too."""
+    path = os.path.join(model_dir, LOG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= last_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines):
+        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(f"{path}.tmp", path)
+
+
 def write_run_record(model_dir, train_seconds, scores=None):
     """DIR/run.json: the command (sys.argv), versions of nmt, TensorFlow, sentencepiece
     and sacreBLEU, the training time, and `scores` (each with its sacreBLEU signature)."""

@@ -171,6 +171,7 @@ class Trainer:
         p = self.progress
         logging.info("resuming from %s at step %d (epoch %d, batch %d)", path,
                      int(p.step), int(p.epoch) + 1, int(p.batch_in_epoch))
+        model_dir_lib.trim_log(self.out_dir, int(p.step))  # records of steps to be redone
 
     def model_variables_built(self):
         """Creates the optimizer slots so a checkpoint restores them eagerly."""

@@ -3,6 +3,7 @@ nmt-translate --resume ends with the same output as an uninterrupted run, traini
 survives kill -9, and translation streams in bounded memory."""
 import dataclasses
 import gzip
+import json
 import os
 import queue
 import shutil
@@ -336,11 +337,24 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(multi30k_
     for key in sorted(names - {"save_counter/.ATTRIBUTES/VARIABLE_VALUE"}):
         np.testing.assert_array_equal(restored.get_tensor(key), saved[key], err_msg=key)
 
-    # The same command again resumes there and finishes.
+    # The same command again resumes there and finishes; the log has each step once.
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert f"resuming from {path} at step {step} " in result.stderr, result.stderr
     assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-40")
+    with open(out / "log.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 41))
+
+
+def test_trim_log_drops_records_after_the_restored_step(tmp_path):
+    lines = [json.dumps({"kind": "train", "step": s}) + "\n" for s in range(1, 8)]
+    (tmp_path / "log.jsonl").write_text("".join(lines) + '{"kind": "tra', encoding="utf-8")
+    model_dir_lib.trim_log(str(tmp_path), 4)
+    assert (tmp_path / "log.jsonl").read_text(encoding="utf-8") == "".join(lines[:4])
+    model_dir_lib.trim_log(str(tmp_path), 0)
+    assert (tmp_path / "log.jsonl").read_text(encoding="utf-8") == ""
+    assert os.listdir(tmp_path) == ["log.jsonl"]
 
 
 # --- streaming: memory does not grow with the input ---
