@@ -169,18 +169,20 @@ def measure_training(trainer, seconds, warmup_steps, mean_tgt):
     """Runs trainer.train_step for warmup_steps, then for `seconds` -> TrainSpeed."""
     batches = endless_batches(trainer)
     for _ in range(warmup_steps):
+        trainer._set_learning_rate()
         float(trainer.train_step(next(batches))[1])  # waits for the step
-    steps = sentences = pieces = eos_pieces = padded = 0
+    steps = sentences = eos_pieces = padded = 0
     traces = trainer.train_step.experimental_get_tracing_count()
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    while time.perf_counter() - start < seconds:  # the loop of Trainer.run, minus logging
         batch = next(batches)
-        out, norm, _ = trainer.train_step(batch)
-        float(norm)
+        trainer._set_learning_rate()
+        float(trainer.train_step(batch)[1])
         steps += 1
-        sentences += int(batch.tgt_len.shape[0])
-        eos_pieces += int(tf.reduce_sum(batch.tgt_len))
-        padded += int(tf.size(batch.tgt_out))
+        tgt_len = batch.tgt_len.numpy()  # [batch], EOS counted
+        sentences += len(tgt_len)
+        eos_pieces += int(tgt_len.sum())
+        padded += int(np.prod(batch.tgt_out.shape))
     elapsed = time.perf_counter() - start
     if trainer.train_step.experimental_get_tracing_count() > traces:
         logging.warning("the train step was traced again while timed: raise --untimed_steps")
