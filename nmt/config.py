@@ -134,7 +134,7 @@ class TrainConfig:
     average_last_checkpoints: int = 0   # >0: average the last k checkpoints at the end
     seed: int = 1234
     precision: str = "fp32"             # fp32 | bf16 | fp16 (Keras mixed precision)
-    jit_compile: bool = True            # XLA-compile the training step
+    jit_compile: bool = False           # XLA-compile the training step (one compile per batch shape)
     strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute; docs/distributed.md)
     num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)
     base_gpu: int = 0                   # first device of the round-robin layer placement

@@ -33,13 +33,13 @@ PRESETS = {
               "model.num_decoder_layers": 1, "model.encoder_type": "bi", "model.attention": "luong",
               "model.bridge": "dense", "model.dropout": 0.3, "train.label_smoothing": 0.0,
               "data.batch_size": 64, "train.num_train_steps": 0, "train.max_time_minutes": 20,
-              "train.steps_per_eval": 0, "decode.length_penalty": 0.0, "train.jit_compile": False},
+              "train.steps_per_eval": 0, "decode.length_penalty": 0.0},
     # The default recipe: >= 30 cased BLEU on test_2016_flickr en->de within 60 minutes.
     "default": {"model.num_units": 256, "model.embedding_size": 256, "model.num_encoder_layers": 1,
                 "model.num_decoder_layers": 1, "model.dropout": 0.3, "data.batch_size": 64,
                 "train.label_smoothing": 0.1, "train.num_train_steps": 0,
                 "train.max_time_minutes": 50, "train.steps_per_eval": 1500,
-                "train.steps_per_checkpoint": 1500, "train.jit_compile": False},
+                "train.steps_per_checkpoint": 1500},
 }
 
 FLAGS = flags.FLAGS
