@@ -12,9 +12,22 @@ and a fast path used by `nmt.rnn.dynamic_rnn` and the decoders:
     output, next_state = cell.step(prepared_t, state, training)  # prepared_t: time axis removed
 
 `prepare_inputs` runs once per sequence, outside the recurrent loop: the built-in cells
-do their input matmul there for the whole sequence, and wrappers sample every dropout
-mask there, so `step` is deterministic given its arguments. `cell(x, s)` is literally
+do their input matmul there for the whole sequence, and wrappers put every dropout mask
+there, so `step` is deterministic given its arguments. `cell(x, s)` is literally
 `step` on the one-step `prepare_inputs` of `x`, so both paths agree.
+
+Randomness is separate from input preparation, so a caller that can only feed one step at
+a time (a stacked cell's upper layers, an attention decoder) still gets one mask per
+sequence where the cell asks for it (variational dropout, Gal & Ghahramani 2016):
+
+    noise = cell.sample_noise(batch_size, num_steps, input_size, training)  # once per sequence
+    prepared = cell.prepare_inputs(inputs, training, noise=noise)              # whole sequence, or
+    output, next_state = cell(x_t, state, training, noise=noise_at(noise, t))  # one step
+
+Noise is a nest of [batch, time, ...] tensors whose time axis is num_steps, or a static 1
+for noise that is the same at every step; `noise_at` slices either. A cell without
+randomness returns () (the default), and so does every cell when training=False.
+`prepare_inputs` without `noise` samples its own for the sequence it is given.
 
 Variables are created in `build(input_size)`, either eagerly when the constructor gets
 `input_size=`, or on the first `prepare_inputs` / call from the static last dimension of
@@ -39,6 +52,35 @@ def glorot_uniform(shape, dtype=tf.float32):
 def _first_step(structure):
     """[batch, 1, ...] leaves -> [batch, ...] leaves."""
     return tf.nest.map_structure(lambda t: t[:, 0], structure)
+
+
+def noise_at(noise, t):
+    """Step t of a `sample_noise` nest: leaves [batch, time, ...] -> [batch, ...]; leaves
+    with a static time of 1 are the same at every step."""
+    return tf.nest.map_structure(lambda n: n[:, 0] if n.shape[1] == 1 else n[:, t], noise)
+
+
+def _input_size(inputs):
+    """Nested depths of [batch, time, depth] inputs (static where known)."""
+    return tf.nest.map_structure(
+        lambda x: x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1], inputs)
+
+
+def _prepare(cell, inputs, training, noise):
+    """cell.prepare_inputs with `noise` (None: the cell samples its own). Empty noise is
+    left out for user cells whose prepare_inputs takes no `noise` argument."""
+    if noise is None or (not tf.nest.flatten(noise) and not _accepts_noise(cell)):
+        return cell.prepare_inputs(inputs, training=training)
+    return cell.prepare_inputs(inputs, training=training, noise=noise)
+
+
+def _accepts_noise(cell):
+    takes = cell.__dict__.get("_takes_noise")
+    if takes is None:
+        params = inspect.signature(cell.prepare_inputs).parameters.values()
+        takes = any(p.name == "noise" or p.kind == p.VAR_KEYWORD for p in params)
+        cell.__dict__["_takes_noise"] = takes
+    return takes
 
 
 def _static_depth(inputs):
@@ -88,7 +130,11 @@ class RNNCell(tf.Module):
         return tf.nest.map_structure(
             lambda size: tf.zeros([batch_size, size], dtype), self.state_size)
 
-    def prepare_inputs(self, inputs, training=False):
+    def sample_noise(self, batch_size, num_steps, input_size, training=False):
+        """The randomness of one sequence (see the module doc). Default: none, ()."""
+        return ()
+
+    def prepare_inputs(self, inputs, training=False, noise=None):
         """[batch, time, depth] -> per-sequence precomputation. Default: identity."""
         self._maybe_build(_static_depth(inputs))
         return inputs
@@ -99,10 +145,14 @@ class RNNCell(tf.Module):
             return self.call(prepared_t, state, training=training)
         return self.call(prepared_t, state)
 
-    def __call__(self, inputs, state, training=False):
-        """inputs [batch, depth], state -> (output [batch, output_size], next_state)."""
-        inputs_seq = tf.nest.map_structure(lambda t: tf.expand_dims(t, 1), inputs)
-        prepared = self.prepare_inputs(inputs_seq, training=training)
+    def __call__(self, inputs, state, training=False, noise=None):
+        """inputs [batch, depth], state -> (output [batch, output_size], next_state).
+        noise: one step of `sample_noise` (`noise_at`); None draws fresh noise."""
+        expand = lambda t: tf.expand_dims(t, 1)  # [batch, ...] -> [batch, 1, ...]
+        inputs_seq = tf.nest.map_structure(expand, inputs)
+        if noise is not None:
+            noise = tf.nest.map_structure(expand, noise)
+        prepared = _prepare(self, inputs_seq, training, noise)
         return self.step(_first_step(prepared), state, training=training)
 
     def _call_takes_training(self):
@@ -144,7 +194,7 @@ class BasicRNNCell(RNNCell):
         self.recurrent_kernel = tf.Variable(glorot_uniform([n, n]), name="recurrent_kernel")
         self.bias = tf.Variable(tf.zeros([n]), name="bias")
 
-    def prepare_inputs(self, inputs, training=False):
+    def prepare_inputs(self, inputs, training=False, noise=None):
         self._maybe_build(_static_depth(inputs))
         return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, n]
 
@@ -182,7 +232,7 @@ class GRUCell(RNNCell):
         self.candidate_kernel = tf.Variable(init([n, n], tf.float32), name="candidate_kernel")
         self.bias = tf.Variable(tf.concat([tf.ones([2 * n]), tf.zeros([n])], 0), name="bias")
 
-    def prepare_inputs(self, inputs, training=False):
+    def prepare_inputs(self, inputs, training=False, noise=None):
         self._maybe_build(_static_depth(inputs))
         return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, 3n]
 
@@ -239,7 +289,7 @@ class LSTMCell(RNNCell):
         if self.num_proj:
             self.proj_kernel = tf.Variable(init([n, self.num_proj], f32), name="proj_kernel")
 
-    def prepare_inputs(self, inputs, training=False):
+    def prepare_inputs(self, inputs, training=False, noise=None):
         self._maybe_build(_static_depth(inputs))
         return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, 4n]
 
@@ -263,10 +313,14 @@ class LSTMCell(RNNCell):
         return h, LSTMStateTuple(c, h)
 
 
+_MultiPrepared = collections.namedtuple("_MultiPrepared", ("first", "upper_noise"))
+
+
 class MultiRNNCell(RNNCell):
     """Stacked cells: layer k feeds layer k+1. State: tuple of the layers' states.
-    `prepare_inputs` prepares layer 0 only; upper layers run their own one-step
-    `__call__` inside `step`, so any randomness of theirs is drawn per step."""
+    Noise: tuple of the layers' noise. `prepare_inputs` prepares layer 0 and carries the
+    upper layers' noise, drawn once per sequence; upper layers run their own one-step
+    `__call__` inside `step` on their slice of that noise."""
 
     def __init__(self, cells, name=None):
         if not cells:
@@ -285,14 +339,25 @@ class MultiRNNCell(RNNCell):
     def zero_state(self, batch_size, dtype=tf.float32):
         return tuple(cell.zero_state(batch_size, dtype) for cell in self.cells)
 
-    def prepare_inputs(self, inputs, training=False):
-        return self.cells[0].prepare_inputs(inputs, training=training)
+    def sample_noise(self, batch_size, num_steps, input_size, training=False):
+        sizes = [input_size] + [cell.output_size for cell in self.cells[:-1]]
+        return tuple(cell.sample_noise(batch_size, num_steps, size, training)
+                     for cell, size in zip(self.cells, sizes))
+
+    def prepare_inputs(self, inputs, training=False, noise=None):
+        if noise is None and training:
+            first = tf.nest.flatten(inputs)[0]
+            noise = self.sample_noise(tf.shape(first)[0], tf.shape(first)[1],
+                                      _input_size(inputs), training=True)
+        noise = noise or ((),) * len(self.cells)
+        return _MultiPrepared(_prepare(self.cells[0], inputs, training, noise[0]),
+                              tuple(noise[1:]))
 
     def step(self, prepared_t, state, training=False):
-        output, first = self.cells[0].step(prepared_t, state[0], training=training)
+        output, first = self.cells[0].step(prepared_t.first, state[0], training=training)
         next_states = [first]
-        for cell, layer_state in zip(self.cells[1:], state[1:]):
-            output, layer_next = cell(output, layer_state, training=training)
+        for cell, layer_state, noise in zip(self.cells[1:], state[1:], prepared_t.upper_noise):
+            output, layer_next = cell(output, layer_state, training=training, noise=noise)
             next_states.append(layer_next)
         return output, tuple(next_states)
 
@@ -315,7 +380,11 @@ class _Wrapper(RNNCell):
     def zero_state(self, batch_size, dtype=tf.float32):
         return self.cell.zero_state(batch_size, dtype)
 
+    def sample_noise(self, batch_size, num_steps, input_size, training=False):
+        return self.cell.sample_noise(batch_size, num_steps, input_size, training)
 
+
+_DropoutNoise = collections.namedtuple("_DropoutNoise", ("inputs", "output", "state", "inner"))
 _DropoutPrepared = collections.namedtuple(
     "_DropoutPrepared", ("inner", "output_mask", "state_masks"))
 
@@ -337,9 +406,10 @@ class DropoutWrapper(_Wrapper):
     when training=True. State dropout hits the new state returned by each step, except the
     memory c of LSTM states (only h is dropped). With `variational_recurrent=True` one mask
     per sequence is reused at every time step (Gal & Ghahramani 2016); otherwise masks are
-    drawn independently per step. All masks are drawn in `prepare_inputs` from a
-    `tf.random.Generator` (seeded by `seed` if given), so `step` is deterministic.
-    Caveat: inside MultiRNNCell, layers above the first draw their masks per step."""
+    drawn independently per step. All masks are drawn by `sample_noise` from a
+    `tf.random.Generator` (seeded by `seed` if given), once per sequence: by
+    `prepare_inputs` unless it is given them, so `step` is deterministic. Variational
+    masks are [batch, 1, depth], so one mask serves every step of `noise_at`."""
 
     def __init__(self, cell, input_keep_prob=1.0, output_keep_prob=1.0, state_keep_prob=1.0,
                  variational_recurrent=False, seed=None, name=None):
@@ -357,39 +427,49 @@ class DropoutWrapper(_Wrapper):
                               else tf.random.Generator.from_non_deterministic_state())
         super().__init__(cell, name=name)
 
-    def _mask(self, batch, steps, depth, keep, dtype):
-        """A [batch, steps, depth] mask of 0 and 1/keep; constant over time if variational."""
+    def _mask(self, batch, steps, depth, keep):
+        """A [batch, steps, depth] mask of 0 and 1/keep; [batch, 1, depth] if variational."""
         shape = [batch, 1 if self.variational_recurrent else steps, depth]
-        mask = tf.cast(self.generator.uniform(shape, dtype=dtype) < keep, dtype) / keep
-        return tf.broadcast_to(mask, [batch, steps, depth]) if self.variational_recurrent else mask
+        return tf.cast(self.generator.uniform(shape) < keep, tf.float32) / keep
 
-    def prepare_inputs(self, inputs, training=False):
+    def sample_noise(self, batch_size, num_steps, input_size, training=False):
+        """_DropoutNoise(inputs, output, state masks, inner cell's noise); () if not training."""
         if not training:
-            return _DropoutPrepared(self.cell.prepare_inputs(inputs, training=False), (), ())
-        first = tf.nest.flatten(inputs)[0]
-        batch, steps, dtype = tf.shape(first)[0], tf.shape(first)[1], first.dtype
+            return ()
+        mask = lambda keep: lambda size: self._mask(batch_size, num_steps, size, keep)
+        inputs = output = state = ()
         if self.input_keep_prob < 1.0:
-            inputs = tf.nest.map_structure(lambda x: x * self._mask(
-                batch, steps, tf.shape(x)[2], self.input_keep_prob, x.dtype), inputs)
-        inner = self.cell.prepare_inputs(inputs, training=True)
-        output_mask = ()
+            inputs = tf.nest.map_structure(mask(self.input_keep_prob), input_size)
         if self.output_keep_prob < 1.0:
-            output_mask = tf.nest.map_structure(lambda size: self._mask(
-                batch, steps, size, self.output_keep_prob, dtype), self.output_size)
-        state_masks = ()
+            output = tf.nest.map_structure(mask(self.output_keep_prob), self.output_size)
         if self.state_keep_prob < 1.0:
             sizes = tf.nest.flatten(self.state_size)
-            state_masks = tuple(
-                self._mask(batch, steps, size, self.state_keep_prob, dtype) if drop else ()
-                for size, drop in zip(sizes, _state_dropout_filter(self.state_size)))
-        return _DropoutPrepared(inner, output_mask, state_masks)
+            state = tuple(mask(self.state_keep_prob)(size) if drop else ()
+                          for size, drop in zip(sizes, _state_dropout_filter(self.state_size)))
+        inner = self.cell.sample_noise(batch_size, num_steps, input_size, training)
+        return _DropoutNoise(inputs, output, state, inner)
+
+    def prepare_inputs(self, inputs, training=False, noise=None):
+        if not training:
+            return _DropoutPrepared(self.cell.prepare_inputs(inputs, training=False), (), ())
+        if noise is None:
+            first = tf.nest.flatten(inputs)[0]
+            noise = self.sample_noise(tf.shape(first)[0], tf.shape(first)[1],
+                                      _input_size(inputs), training=True)
+        noise = noise or _DropoutNoise((), (), (), ())  # given (): no masks
+        if tf.nest.flatten(noise.inputs):
+            inputs = tf.nest.map_structure(
+                lambda x, m: x * tf.cast(m, x.dtype), inputs, noise.inputs)
+        inner = _prepare(self.cell, inputs, True, noise.inner)
+        return _DropoutPrepared(inner, noise.output, noise.state)
 
     def step(self, prepared_t, state, training=False):
         output, next_state = self.cell.step(prepared_t.inner, state, training=training)
         if tf.nest.flatten(prepared_t.output_mask):
-            output = tf.nest.map_structure(tf.multiply, output, prepared_t.output_mask)
+            output = tf.nest.map_structure(
+                lambda o, m: o * tf.cast(m, o.dtype), output, prepared_t.output_mask)
         if tf.nest.flatten(prepared_t.state_masks):
-            flat = [s if isinstance(m, tuple) else s * m
+            flat = [s if isinstance(m, tuple) else s * tf.cast(m, s.dtype)
                     for s, m in zip(tf.nest.flatten(next_state), prepared_t.state_masks)]
             next_state = tf.nest.pack_sequence_as(next_state, flat)
         return output, next_state
@@ -399,12 +479,12 @@ class ResidualWrapper(_Wrapper):
     """output = cell output + inputs (He et al. 2016; Wu et al. 2016 §3 for stacked NMT).
     Needs input depth == cell.output_size."""
 
-    def prepare_inputs(self, inputs, training=False):
+    def prepare_inputs(self, inputs, training=False, noise=None):
         depth = tf.nest.flatten(inputs)[0].shape[-1]
         if depth != self.cell.output_size:
             raise ValueError("ResidualWrapper needs input size == output size "
                              f"(got {depth} and {self.cell.output_size})")
-        return (self.cell.prepare_inputs(inputs, training=training), inputs)
+        return (_prepare(self.cell, inputs, training, noise), inputs)
 
     def step(self, prepared_t, state, training=False):
         inner, inputs = prepared_t  # inputs: [batch, depth], the raw residual
@@ -424,9 +504,13 @@ class DeviceWrapper(_Wrapper):
         with tf.device(self.device):
             return self.cell.zero_state(batch_size, dtype)
 
-    def prepare_inputs(self, inputs, training=False):
+    def sample_noise(self, batch_size, num_steps, input_size, training=False):
         with tf.device(self.device):
-            return self.cell.prepare_inputs(inputs, training=training)
+            return self.cell.sample_noise(batch_size, num_steps, input_size, training)
+
+    def prepare_inputs(self, inputs, training=False, noise=None):
+        with tf.device(self.device):
+            return _prepare(self.cell, inputs, training, noise)
 
     def step(self, prepared_t, state, training=False):
         with tf.device(self.device):

@@ -64,6 +64,7 @@ class AttentionDecoder(tf.Module):
         self.gnmt_residual = config.residual  # GNMT: residual from layer 3 up, added around the concat
         self.dropout = config.dropout
         devices = devices or [None] * config.num_decoder_layers
+        self.layer_input_sizes = []  # layer i's input depth, for its dropout masks
         with self.name_scope:
             layers = []
             for i in range(config.num_decoder_layers):
@@ -71,6 +72,7 @@ class AttentionDecoder(tf.Module):
                     input_size = embedding.size + (units if self.input_feeding else 0)
                 else:
                     input_size = units * (2 if self.gnmt else 1)
+                self.layer_input_sizes.append(input_size)
                 residual = config.residual and i >= 1 and not self.gnmt
                 layers.append(make_cell(config.unit_type, units, input_size, config.dropout,
                                         config.variational_dropout, config.forget_bias,
@@ -104,26 +106,35 @@ class AttentionDecoder(tf.Module):
         }
         return memory, state
 
-    def _step(self, inputs, state, memory, training):
-        """One decoder step on embedded inputs `[batch, embedding_size]` -> (output, state)."""
+    def _noise(self, batch_size, num_steps, training):
+        """Each layer's dropout masks for a whole target: one per sequence if variational
+        (Gal & Ghahramani 2016), one per step otherwise; empty when not training."""
+        return tuple(layer.sample_noise(batch_size, num_steps, size, training)
+                     for layer, size in zip(self.layers, self.layer_input_sizes))
+
+    def _step(self, inputs, state, memory, training, noise=None):
+        """One decoder step on embedded inputs `[batch, embedding_size]` -> (output, state).
+        noise: this step's slice of `_noise` (None: each layer draws its own)."""
         if self.input_feeding:
             inputs = tf.concat([inputs, state["attention"]], -1)
         if self.gnmt:
-            return self._gnmt_step(inputs, state, memory, training)
-        top, cell_state = self.cell(inputs, state["cell"], training=training)
+            return self._gnmt_step(inputs, state, memory, training, noise)
+        top, cell_state = self.cell(inputs, state["cell"], training=training, noise=noise)
         with devices_lib.scope(self.attention_device):
             context, weights = self.attention(top, memory)
             attentional = self.attention_layer(tf.concat([context, top], -1))  # [batch, units]
         return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
 
-    def _gnmt_step(self, inputs, state, memory, training):
-        bottom, bottom_state = self.layers[0](inputs, state["cell"][0], training=training)
+    def _gnmt_step(self, inputs, state, memory, training, noise):
+        noise = noise or (None,) * len(self.layers)
+        bottom, bottom_state = self.layers[0](inputs, state["cell"][0], training=training,
+                                              noise=noise[0])
         with devices_lib.scope(self.attention_device):
             context, weights = self.attention(bottom, memory)
         new_states, output = [bottom_state], bottom
         for i, layer in enumerate(self.layers[1:], start=1):
             layer_out, layer_state = layer(tf.concat([output, context], -1), state["cell"][i],
-                                           training=training)
+                                           training=training, noise=noise[i])
             output = layer_out + output if i >= 2 and self.gnmt_residual else layer_out
             new_states.append(layer_state)
         return output, {"cell": tuple(new_states), "attention": context, "alignments": weights}
@@ -148,15 +159,18 @@ class AttentionDecoder(tf.Module):
         memory, state = self.initial_state(encoder_output)
         inputs = tf.transpose(self.embedding(tgt_in), [1, 0, 2])  # [tgt_time, batch, emb]
         num_steps = tf.shape(tgt_in)[1]
+        noise = self._noise(tf.shape(tgt_in)[0], num_steps, training)  # once per target
         outputs = tf.TensorArray(inputs.dtype, size=num_steps)
         if not return_alignments:
             for t in tf.range(num_steps):
-                output, state = self._step(inputs[t], state, memory, training)
+                output, state = self._step(inputs[t], state, memory, training,
+                                           cells_lib.noise_at(noise, t))
                 outputs = outputs.write(t, output)
             return tf.transpose(outputs.stack(), [1, 0, 2])
         alignments = tf.TensorArray(inputs.dtype, size=num_steps)
         for t in tf.range(num_steps):
-            output, state = self._step(inputs[t], state, memory, training)
+            output, state = self._step(inputs[t], state, memory, training,
+                                       cells_lib.noise_at(noise, t))
             outputs = outputs.write(t, output)
             alignments = alignments.write(t, state["alignments"])
         return (tf.transpose(outputs.stack(), [1, 0, 2]),

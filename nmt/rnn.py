@@ -4,7 +4,8 @@ Past a sequence's length, outputs are zeros and the state is copied through, so 
 state is the state after the last valid step. The loop is a `tf.while_loop` over a dynamic
 number of steps: one trace serves every batch and time size, it compiles under XLA
 (`jit_compile=True`), and it is differentiable. `cell.prepare_inputs` runs once before the
-loop (the input matmuls of the whole sequence); each iteration only runs `cell.step`.
+loop (the input matmuls of the whole sequence, and the sequence's noise: dropout masks,
+see `nmt.cells`); each iteration only runs `cell.step` on its time slice.
 `training` must be a Python bool.
 """
 import tensorflow as tf
@@ -40,8 +41,10 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf
     batch_size, num_steps = tf.shape(first)[0], tf.shape(first)[1]
     state = cell.zero_state(batch_size, dtype) if initial_state is None else initial_state
     prepared = cell.prepare_inputs(inputs, training=training)  # leaves [batch, time, ...]
+    # Leaves with a static time of 1 (e.g. variational dropout masks) serve every step.
     prepared_arrays = tf.nest.map_structure(
-        lambda t: tf.TensorArray(t.dtype, size=num_steps).unstack(_swap_batch_time(t)),
+        lambda t: t[:, 0] if t.shape[1] == 1 else
+        tf.TensorArray(t.dtype, size=num_steps).unstack(_swap_batch_time(t)),
         prepared)  # each read: [batch, ...]
     out_dtype = tf.nest.flatten(state)[0].dtype
     outputs = tf.nest.map_structure(
@@ -54,7 +57,8 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf
             tf.transpose(valid)[:, :, None])  # each read: [batch, 1]
 
     def body(t, state, outputs):
-        prepared_t = tf.nest.map_structure(lambda ta: ta.read(t), prepared_arrays)
+        prepared_t = tf.nest.map_structure(
+            lambda ta: ta.read(t) if isinstance(ta, tf.TensorArray) else ta, prepared_arrays)
         output, next_state = cell.step(prepared_t, state, training=training)
         if valid is not None:
             valid_t = valid.read(t)

@@ -290,6 +290,45 @@ def test_variational_masks_repeat_over_time_and_differ_across_batch():
     assert not np.array_equal(outputs[:, 0], outputs[:, 1])
 
 
+def _dropout_on_layer_2(variational):
+    """[Identity, Dropout(Identity)]: on all-ones inputs the output is layer 2's input mask."""
+    return cells.MultiRNNCell([IdentityCell(DEPTH), cells.DropoutWrapper(
+        IdentityCell(DEPTH), input_keep_prob=0.5, variational_recurrent=variational, seed=8)])
+
+
+@pytest.mark.parametrize("time_spec", [10, None], ids=["eager", "any_length_trace"])
+def test_variational_masks_of_upper_stacked_layers_repeat_over_time(time_spec):
+    stack = _dropout_on_layer_2(variational=True)
+    run = tf.function(lambda x: dynamic_rnn(stack, x, training=True)[0],
+                      input_signature=[tf.TensorSpec([8, time_spec, DEPTH])])
+    masks = run(tf.ones([8, 10, DEPTH])).numpy()  # [batch, time, depth]
+    assert set(np.unique(masks)) == {0.0, 2.0}
+    np.testing.assert_array_equal(masks, np.broadcast_to(masks[:, :1], masks.shape))
+    assert len({row.tobytes() for row in masks[:, 0]}) > 1  # one mask per sequence
+    assert not np.array_equal(masks, run(tf.ones([8, 10, DEPTH])).numpy())  # fresh per call
+    plain = dynamic_rnn(_dropout_on_layer_2(variational=False), tf.ones([8, 10, DEPTH]),
+                        training=True)[0].numpy()
+    assert not np.array_equal(plain[:, 0], plain[:, 1])  # non-variational: per step
+    np.testing.assert_array_equal(dynamic_rnn(stack, tf.ones([8, 10, DEPTH]))[0], 1.0)
+
+
+@pytest.mark.parametrize("variational", [True, False])
+def test_one_step_calls_with_sampled_noise_follow_the_sequence_masks(variational):
+    """A decoder-style loop: noise sampled once, the cell called one step at a time."""
+    stack = _dropout_on_layer_2(variational)
+    num_steps, x = 6, tf.ones([8, DEPTH])
+    noise = stack.sample_noise(8, num_steps, DEPTH, training=True)
+    state = stack.zero_state(8)
+    masks = []
+    for t in range(num_steps):
+        out, state = stack(x, state, training=True, noise=cells.noise_at(noise, t))
+        masks.append(out.numpy())
+    same = all(np.array_equal(m, masks[0]) for m in masks)
+    assert same == variational and len({row.tobytes() for row in masks[0]}) > 1
+    assert stack.sample_noise(8, num_steps, DEPTH, training=False) == ((), ())
+    np.testing.assert_array_equal(stack(x, state, training=False)[0], 1.0)
+
+
 def test_dropout_seed_reproduces_masks_and_rejects_bad_keep():
     runs = [dynamic_rnn(cells.DropoutWrapper(IdentityCell(DEPTH), 0.5, seed=7),
                         tf.ones([4, 3, DEPTH]), training=True)[0] for _ in range(2)]

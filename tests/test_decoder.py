@@ -166,3 +166,55 @@ def test_untied_output_layer_is_separate():
     grad = tf.convert_to_tensor(tape.gradient(loss, model.tgt_embedding.table)).numpy()
     unused = [i for i in range(TGT_VOCAB) if i not in used]
     assert np.all(grad[unused] == 0.0)
+
+
+class _InputSpy(cells_lib.RNNCell):
+    """Wraps a cell and records the (dropped-out) inputs of each one-step call."""
+
+    def __init__(self, cell):
+        self.cell, self.seen = cell, []
+        super().__init__()
+
+    state_size = property(lambda self: self.cell.state_size)
+    output_size = property(lambda self: self.cell.output_size)
+
+    def prepare_inputs(self, inputs, training=False):
+        self.seen.append(inputs[:, 0].numpy())  # [batch, depth]
+        return self.cell.prepare_inputs(inputs, training=training)
+
+    def step(self, prepared_t, state, training=False):
+        return self.cell.step(prepared_t, state, training=training)
+
+
+def _spied_decoder_inputs(model, training):
+    """Per layer, the inputs [tgt_time, batch, depth] its cell saw in teacher forcing."""
+    spies = []
+    for layer in model.decoder.layers:
+        while not isinstance(layer, cells_lib.DropoutWrapper):
+            layer = layer.cell
+        layer.cell = _InputSpy(layer.cell)
+        spies.append(layer.cell)
+    src, src_len, tgt_in = _inputs()
+    model.decoder.teacher_forced(model.encode(src, src_len), tgt_in, training=training)
+    return [np.stack(spy.seen) for spy in spies]
+
+
+@pytest.mark.parametrize("architecture", ["standard", "gnmt"])
+def test_variational_dropout_keeps_each_layer_input_mask_over_decoder_steps(architecture):
+    model = _model(dropout=0.5, variational_dropout=True, num_decoder_layers=3,
+                   attention_architecture=architecture)
+    for seen in _spied_decoder_inputs(model, training=True):
+        dropped = seen[1:] == 0.0  # from step 1 on, every input unit is non-zero unless dropped
+        assert seen.shape[0] == max(TGT_LEN) and 0.3 < dropped.mean() < 0.7
+        np.testing.assert_array_equal(dropped, np.broadcast_to(dropped[:1], dropped.shape))
+        assert len({row.tobytes() for row in dropped[0]}) > 1  # one mask per sentence
+    for seen in _spied_decoder_inputs(_model(dropout=0.5, variational_dropout=True,
+                                             attention_architecture=architecture), False):
+        assert not (seen[1:] == 0.0).any()
+
+
+def test_plain_dropout_draws_decoder_masks_per_step():
+    model = _model(dropout=0.5, variational_dropout=False)
+    for seen in _spied_decoder_inputs(model, training=True):
+        dropped = seen[1:] == 0.0
+        assert 0.3 < dropped.mean() < 0.7 and not np.array_equal(dropped[0], dropped[1])
