@@ -16,7 +16,6 @@ ATTENTION_ARCHITECTURES = ("standard", "gnmt")
 BRIDGES = ("dense", "copy", "zero")
 OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("none", "rsqrt", "plateau", "exponential")
-PRECISIONS = ("fp32", "bf16", "fp16")
 SP_MODEL_TYPES = ("unigram", "bpe")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 
@@ -131,9 +130,7 @@ class TrainConfig:
     steps_per_eval: int = 2000          # dev loss and BLEU every this many steps (0: never)
     dev_bleu_max_sentences: int = 0     # >0: decode only this many dev lines for BLEU
     early_stopping_patience: int = 0    # >0: stop after this many evals without dev BLEU gain
-    average_last_checkpoints: int = 0   # >0: average the last k checkpoints at the end
     seed: int = 1234
-    precision: str = "fp32"             # fp32 | bf16 | fp16 (Keras mixed precision)
     jit_compile: bool = False           # XLA-compile the training step (one compile per batch shape)
     strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute; docs/distributed.md)
     num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)
@@ -143,7 +140,6 @@ class TrainConfig:
     def validate(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("decay", self.decay, DECAYS)
-        _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_positive("learning_rate", self.learning_rate)
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -16,7 +16,7 @@ CHOICES = {
     "unit_type": config_lib.UNIT_TYPES, "encoder_type": config_lib.ENCODER_TYPES,
     "attention": config_lib.ATTENTIONS, "attention_architecture": config_lib.ATTENTION_ARCHITECTURES,
     "bridge": config_lib.BRIDGES, "optimizer": config_lib.OPTIMIZERS, "decay": config_lib.DECAYS,
-    "precision": config_lib.PRECISIONS, "sp_model_type": config_lib.SP_MODEL_TYPES,
+    "sp_model_type": config_lib.SP_MODEL_TYPES,
     "strategy": config_lib.STRATEGIES,
 }
 
