@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from conftest import tiny_corpus
 from nmt import model_dir as model_dir_lib, vocab as vocab_lib
+from nmt.config import ConfigError
 from nmt.corpus import CorpusError
 from nmt.cli import translate as translate_cli
 from nmt.translate import Translator
@@ -193,6 +194,29 @@ def test_resume_continues_at_the_last_complete_chunk(loaded, tmp_path, num_hypot
     assert sorted(os.listdir(tmp_path)) == ["in.en", "out.de", "straight.de"]
 
 
+def test_resume_refuses_other_settings(loaded, tmp_path):
+    config, model, src_vocab, tgt_vocab = loaded
+    source = tmp_path / "in.en"
+    source.write_text("".join(l + "\n" for l in val_lines(60)), encoding="utf-8")
+    output = str(tmp_path / "out.de")
+    settings = {"input": str(source), "decode": {"beam_size": 2}}
+    crashing = Translator(model, src_vocab, tgt_vocab, config.decode)
+    counting(crashing, crash_after=1)
+    with pytest.raises(Crash):
+        translate_cli.translate_file(crashing, str(source), output, 20, settings=settings)
+    other = {"input": str(source), "decode": {"beam_size": 3}}
+    with pytest.raises(ConfigError, match=r"out\.de\.partial was written with other decode; "
+                                          r"run without --resume"):
+        translate_cli.translate_file(Translator(model, src_vocab, tgt_vocab, config.decode),
+                                     str(source), output, 20, resume=True, settings=other)
+    resumed = Translator(model, src_vocab, tgt_vocab, config.decode)
+    seen = counting(resumed)
+    translate_cli.translate_file(resumed, str(source), output, 20, resume=True,
+                                 settings=settings)
+    assert seen == [20, 20]
+    assert sorted(os.listdir(tmp_path)) == ["in.en", "out.de"]  # settings file removed
+
+
 def test_without_resume_a_stale_partial_is_overwritten(loaded, tmp_path):
     config, model, src_vocab, tgt_vocab = loaded
     source = tmp_path / "in.en"
@@ -265,7 +289,7 @@ def test_killed_translation_resumes_to_the_same_output(tiny_model_dir, tmp_path)
     assert result.returncode == 0, result.stderr
     assert output.read_bytes() == straight.read_bytes()
     assert output.read_bytes().count(b"\n") == len(lines)
-    assert not os.path.exists(partial)
+    assert sorted(os.listdir(tmp_path)) == ["in.en", "out.de", "straight.de"]
 
 
 # --- training checkpoints against kill -9 ---

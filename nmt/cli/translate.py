@@ -22,17 +22,23 @@ lines) at a time, each flushed and fsynced, and renamed to OUTPUT at the end
 (atomic). If a run dies, OUTPUT.partial stays; re-running the same command with
 --resume keeps the complete chunks in it (cutting off a half-written line or
 chunk), skips as many input lines and appends, so the final OUTPUT is identical
-to that of an uninterrupted run. Resume with the same --input, --model_dir,
---chunk_lines and decoding flags (the input must have at least as many lines).
-Without --resume an existing OUTPUT.partial is overwritten.
+to that of an uninterrupted run. OUTPUT.partial.json records --input, --model_dir,
+--checkpoint, --chunk_lines, --alignments and the decoding settings; --resume
+refuses to continue with other ones (one-line error), since the result would no
+longer be one translation. Without --resume an existing OUTPUT.partial is
+overwritten.
 """
 import contextlib
+import dataclasses
 import gzip
+import json
+import os
 import time
 
 from absl import app, flags, logging
 
 from nmt import textio
+from nmt.config import ConfigError
 from nmt.corpus import CorpusError
 from nmt.cli import common
 from nmt.cli.progress import ProgressBar
@@ -52,8 +58,8 @@ flags.DEFINE_boolean("alignments", False, "Also write OUTPUT.align (needs a file
 flags.DEFINE_boolean("resume", False,
                      "Continue an interrupted run: keep the complete chunks in OUTPUT.partial "
                      "(and OUTPUT.align.partial), skip as many input lines, append; the result "
-                     "equals an uninterrupted run's. Needs a file --output and the same input "
-                     "and flags.")
+                     "equals an uninterrupted run's. Needs a file --output; other input, model "
+                     "or decoding flags than the interrupted run's are refused.")
 DECODE_FLAGS = define_config_flags(["decode"])
 flags.mark_flag_as_required("model_dir")
 
@@ -74,13 +80,35 @@ def resume_point(paths, lines_per_input, chunk_lines):
     return done - done % chunk_lines
 
 
+def record_settings(output_path, settings, resume):
+    """Writes OUTPUT.partial.json = settings; with resume, the one there must be equal.
+    -> its path."""
+    path = output_path + textio.PARTIAL_SUFFIX + ".json"
+    if resume and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if changed:
+            raise ConfigError(f"{path}: {output_path}{textio.PARTIAL_SUFFIX} was written with "
+                              f"other {', '.join(changed)}; run without --resume to start over")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(settings, f, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
 def translate_file(translator, input_path, output_path, chunk_lines, aligner=None,
-                   resume=False):
+                   resume=False, settings=None):
     """Streams input to output in chunks; returns the number of lines.
 
     aligner: a ForcedDecoder; then OUTPUT.align gets one line per output line.
     resume: continue OUTPUT.partial (see the module docstring).
+    settings: a JSON-able dict; --resume refuses an OUTPUT.partial written with others.
     """
+    settings_path = None
+    if settings is not None and output_path != "-":
+        settings_path = record_settings(output_path, settings, resume)
     n_best = translator.config.num_hypotheses > 1
     per_input = translator.config.num_hypotheses  # output lines per input line
     outputs = [output_path] + ([f"{output_path}.align"] if aligner else [])
@@ -122,6 +150,8 @@ def translate_file(translator, input_path, output_path, chunk_lines, aligner=Non
                 logging.info("%d lines, %.1f sentences/s", count,
                              (count - done) / (time.time() - start))
     bar.close()
+    if settings_path:
+        os.remove(settings_path)
     return count
 
 
@@ -138,8 +168,12 @@ def main(argv):
         config = common.build_config(overrides_from_flags(DECODE_FLAGS), base=config)
         translator = Translator(model, src_vocab, tgt_vocab, config.decode)
         aligner = ForcedDecoder(model, config.decode.batch_size) if FLAGS.alignments else None
+        settings = {"input": FLAGS.input if FLAGS.input == "-" else os.path.abspath(FLAGS.input),
+                    "model_dir": [os.path.abspath(d) for d in FLAGS.model_dir.split(",") if d],
+                    "checkpoint": FLAGS.checkpoint, "chunk_lines": FLAGS.chunk_lines,
+                    "alignments": FLAGS.alignments, "decode": dataclasses.asdict(config.decode)}
         count = translate_file(translator, FLAGS.input, FLAGS.output, FLAGS.chunk_lines, aligner,
-                               resume=FLAGS.resume)
+                               resume=FLAGS.resume, settings=settings)
         if translator.num_truncated:
             logging.warning("%d inputs longer than %d pieces were truncated",
                             translator.num_truncated, config.decode.max_input_len)
