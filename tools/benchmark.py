@@ -500,11 +500,8 @@ def machine():
     return f"{os.cpu_count()} CPUs ({model}), TensorFlow {tf.__version__}"
 
 
-def measure(parts, work_dir):
-    """Runs the chosen parts -> results dict."""
-    results = {"command": " ".join(sys.argv), "preset": FLAGS.preset, "machine": machine(),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "load_average_at_start": os.getloadavg()}
+def measure(parts, work_dir, results):
+    """Runs the chosen parts, adding to `results` as they finish."""
     if "matmul" in parts:
         for dtype in ("fp32", "bf16"):
             results[f"matmul_{dtype}_flops_per_s"] = matmul_flops_per_s(
@@ -529,7 +526,6 @@ def measure(parts, work_dir):
         results["translate_model_dir"] = model_dir
     if FLAGS.peers:
         run_peers(results)
-    return results
 
 
 def main(argv):
@@ -542,7 +538,14 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="nmt-bench-")
     logging.info("work dir %s", work_dir)
-    results = measure(set(FLAGS.parts), work_dir)
+    results = {"command": " ".join(sys.argv), "preset": FLAGS.preset, "machine": machine(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "load_average_at_start": os.getloadavg()}
+    try:
+        measure(set(FLAGS.parts), work_dir, results)
+    except Exception as e:  # report what was measured before the failure
+        logging.exception("measurement failed")
+        results["error"] = f"{type(e).__name__}: {e}"
     results["load_average_at_end"] = os.getloadavg()
     if FLAGS.save_json:
         model_dir_lib.write_json_atomic(FLAGS.save_json, results)
