@@ -37,6 +37,7 @@ from nmt import devices
 from nmt.config import ConfigError
 from nmt.data import Batch
 from nmt.model import LossOutput
+from nmt.updates import apply_clipped_gradients
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -158,16 +159,8 @@ def make_train_step(strategy, model, optimizer, config):
         out = LossOutput(*out)
         tokens = tf.maximum(out.num_tokens, 1.0)
         grads = [g / tokens for g in grads]  # = gradients of the token-mean loss
-        norm = tf.linalg.global_norm(grads)
-        if config.max_gradient_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, config.max_gradient_norm, use_norm=norm)
-        finite = tf.math.is_finite(out.loss_sum) & tf.math.is_finite(norm)
-
-        def apply():
-            optimizer.apply_gradients(zip(grads, variables))
-            return tf.constant(True)
-
-        applied = tf.cond(finite, apply, lambda: tf.constant(False))
+        norm, applied = apply_clipped_gradients(optimizer, grads, variables,
+                                                config.max_gradient_norm, out.loss_sum)
         return out, norm, applied
 
     return train_step

@@ -27,6 +27,7 @@ from nmt import validation
 from nmt import vocab as vocab_lib
 from nmt.model import build_model
 from nmt.translate import Translator
+from nmt.updates import apply_clipped_gradients
 
 EvalResult = collections.namedtuple("EvalResult", ["loss", "perplexity", "bleu", "chrf"])
 
@@ -72,16 +73,8 @@ def make_train_step(model, optimizer, config):
             loss = out.loss_sum / tf.maximum(out.num_tokens, 1.0)
         grads = tape.gradient(loss, variables)
         grads = [tf.convert_to_tensor(g) for g in grads]  # dense embedding grads
-        norm = tf.linalg.global_norm(grads)
-        if config.max_gradient_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, config.max_gradient_norm, use_norm=norm)
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
-
-        def apply():
-            optimizer.apply_gradients(zip(grads, variables))
-            return tf.constant(True)
-
-        applied = tf.cond(finite, apply, lambda: tf.constant(False))
+        norm, applied = apply_clipped_gradients(optimizer, grads, variables,
+                                                config.max_gradient_norm, loss)
         return out, norm, applied
 
     return train_step
