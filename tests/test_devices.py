@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from nmt import config as config_lib
 from nmt import devices
-from nmt.data import Batch
 from nmt.model import build_model
+from batches import random_batch
 
 VOCAB = 20
 CPU = "/device:CPU:{}".format
@@ -81,18 +81,6 @@ def tiny_config(**overrides):
     return config_lib.ModelConfig(**{
         "num_units": 16, "embedding_size": 8, "num_encoder_layers": 2, "num_decoder_layers": 2,
         "encoder_type": "bi", "dropout": 0.0, **overrides})
-
-
-def random_batch(rng, batch=4, src_time=7, tgt_time=6):
-    src_len = rng.integers(1, src_time + 1, batch).astype(np.int32)
-    tgt_len = rng.integers(1, tgt_time + 1, batch).astype(np.int32)
-
-    def ids(lengths, time):
-        return np.where(np.arange(time) < lengths[:, None],
-                        rng.integers(3, VOCAB, (batch, time)), 0).astype(np.int32)
-
-    return Batch(*map(tf.constant, (ids(src_len, src_time), src_len, ids(tgt_len, tgt_time),
-                                    ids(tgt_len, tgt_time), tgt_len)))
 
 
 def on(tensor_or_variable, device):

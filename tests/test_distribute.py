@@ -16,23 +16,12 @@ from nmt import config as config_lib
 from nmt import distribute, training
 from nmt.data import Batch
 from nmt.model import build_model
+from batches import random_batch
 
 VOCAB = 20
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TWO_CPUS = ["/device:CPU:0", "/device:CPU:1"]  # as devices.replica_devices(2) names them
 WORKER_TIMEOUT_S = 300  # per multi-worker run (about 30 s on an idle machine); then killed
-
-
-def random_batch(rng, batch=5, src_time=7, tgt_time=6):
-    src_len = rng.integers(1, src_time + 1, batch).astype(np.int32)
-    tgt_len = rng.integers(1, tgt_time + 1, batch).astype(np.int32)
-
-    def ids(lengths, time):
-        return np.where(np.arange(time) < lengths[:, None],
-                        rng.integers(3, VOCAB, (batch, time)), 0).astype(np.int32)
-
-    return Batch(*map(tf.constant, (ids(src_len, src_time), src_len, ids(tgt_len, tgt_time),
-                                    ids(tgt_len, tgt_time), tgt_len)))
 
 
 def test_shards_cover_the_batch_once_in_order():
