@@ -19,7 +19,10 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("devices", ["1", "2", "4"], "Device counts to measure.")
-flags.DEFINE_list("modes", ["placement", "mirrored"], "placement | mirrored.")
+flags.DEFINE_list("modes", ["placement", "placement_gnmt", "mirrored"],
+                  "placement (layer i on device i mod N, standard attention from the top "
+                  "layer) | placement_gnmt (the same with GNMT attention from the bottom layer, "
+                  "so upper layers need not wait for the top) | mirrored (data parallelism).")
 flags.DEFINE_integer("steps", 20, "Timed steps per run.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing).")
 flags.DEFINE_integer("batch_size", 64, "Global batch, sentences.")
@@ -42,10 +45,13 @@ def measure(mode, num_devices):
     devices.split_cpu(num_devices if not tf.config.list_physical_devices("GPU") else 0)
     model_config = config_lib.ModelConfig(
         num_units=FLAGS.num_units, embedding_size=FLAGS.num_units, dropout=0.0,
-        num_encoder_layers=FLAGS.num_layers, num_decoder_layers=FLAGS.num_layers)
+        num_encoder_layers=FLAGS.num_layers, num_decoder_layers=FLAGS.num_layers,
+        attention_architecture="gnmt" if mode == "placement_gnmt" else "standard")
     train_config = config_lib.TrainConfig(
         num_train_steps=1, jit_compile=False, num_gpus=num_devices,
         strategy="mirrored" if mode == "mirrored" else "none")
+    if mode not in ("placement", "placement_gnmt", "mirrored"):
+        raise ValueError(f"unknown mode {mode!r}")
     strategy = distribute.make_strategy(train_config)
     with distribute.scope(strategy):
         model = build_model(model_config, FLAGS.vocab, FLAGS.vocab,
