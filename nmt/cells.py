@@ -5,6 +5,10 @@ Every cell, built-in or user-defined, keeps one contract:
     output, next_state = cell(inputs, state, training=False)
     cell.state_size, cell.output_size      # ints or nested tuples of ints
     cell.zero_state(batch_size, dtype)
+    cell.state_dtype(dtype)                # state leaf dtypes when computing in dtype
+
+Mixed precision (nmt.precision): a cell computes in the dtype of its inputs and reads its
+float32 variables in that dtype; LSTMCell keeps its memory c in float32.
 
 and a fast path used by `nmt.rnn.dynamic_rnn` and the decoders:
 

@@ -67,13 +67,12 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     in config.precision's dtype; loss_scale: a precision.DynamicLossScale (fp16).
     """
     variables = model.trainable_variables
-    compute_dtype = precision.compute_dtype(config.precision)
 
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
     def train_step(batch):
         with tf.GradientTape() as tape:
             out = model.loss(batch, config.label_smoothing, training=True,
-                             compute_dtype=compute_dtype)
+                             compute_dtype=precision.compute_dtype(config.precision))
             loss = out.loss_sum / tf.maximum(out.num_tokens, 1.0)
             scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
