@@ -9,15 +9,18 @@ import collections
 import tensorflow as tf
 
 from nmt.layers import Dense
+from nmt.precision import read
 
 Memory = collections.namedtuple("Memory", ["values", "keys", "mask"])
 # values [batch, src_time, value_size]; keys [batch, src_time, key_size]; mask [batch, src_time] bool
 
 
 def masked_softmax(scores, mask):
-    """Softmax over the last axis with masked-out positions exactly 0. `[batch, src_time]`."""
-    scores = tf.where(mask, scores, tf.cast(-1e9, scores.dtype))
-    return tf.nn.softmax(scores, axis=-1) * tf.cast(mask, scores.dtype)
+    """Softmax over the last axis with masked-out positions exactly 0. `[batch, src_time]`.
+    Computed in float32 (fp16 cannot hold -1e9), returned in the scores' dtype."""
+    scores32 = tf.where(mask, tf.cast(scores, tf.float32), -1e9)
+    weights = tf.nn.softmax(scores32, axis=-1) * tf.cast(mask, tf.float32)
+    return tf.cast(weights, scores.dtype)
 
 
 def _weighted_sum(weights, values):
@@ -53,7 +56,7 @@ class LuongAttention(tf.Module):
         """query `[batch, query_size]` -> context `[batch, memory_size]`, weights `[batch, src_time]`."""
         scores = tf.squeeze(tf.matmul(memory.keys, query[:, :, None]), 2)  # [batch, src_time]
         if self.scale is not None:
-            scores = scores * tf.cast(self.scale, scores.dtype)
+            scores = scores * read(self.scale, scores)
         weights = masked_softmax(scores, memory.mask)
         return _weighted_sum(weights, memory.values), weights
 
@@ -80,10 +83,10 @@ class BahdanauAttention(tf.Module):
 
     def __call__(self, query, memory):
         hidden = memory.keys + self.query_layer(query)[:, None, :]  # [batch, src_time, units]
-        v = tf.cast(self.v, hidden.dtype)
+        v = read(self.v, hidden)
         if self.g is not None:
-            hidden = hidden + tf.cast(self.b, hidden.dtype)
-            v = tf.cast(self.g, hidden.dtype) * v / tf.norm(v)
+            hidden = hidden + read(self.b, hidden)
+            v = read(self.g * self.v / tf.norm(self.v), hidden)  # the norm in float32
         scores = tf.reduce_sum(tf.tanh(hidden) * v, axis=-1)  # [batch, src_time]
         weights = masked_softmax(scores, memory.mask)
         return _weighted_sum(weights, memory.values), weights

@@ -5,6 +5,10 @@ Every cell, built-in or user-defined, keeps one contract:
     output, next_state = cell(inputs, state, training=False)
     cell.state_size, cell.output_size      # ints or nested tuples of ints
     cell.zero_state(batch_size, dtype)
+    cell.state_dtype(dtype)                # state leaf dtypes when computing in dtype
+
+Mixed precision (nmt.precision): a cell computes in the dtype of its inputs and reads its
+float32 variables in that dtype; LSTMCell keeps its memory c in float32.
 
 and a fast path used by `nmt.rnn.dynamic_rnn` and the decoders:
 
@@ -37,6 +41,8 @@ import collections
 import inspect
 
 import tensorflow as tf
+
+from nmt.precision import read
 
 LSTMStateTuple = collections.namedtuple("LSTMStateTuple", ("c", "h"))
 LSTMStateTuple.__doc__ = "LSTM state: c [batch, num_units] (memory), h [batch, h_size] (output)."
@@ -125,10 +131,16 @@ class RNNCell(tf.Module):
             self.build(input_size)
         self.built = True
 
+    def state_dtype(self, dtype):
+        """The dtypes of the state, shaped like `state_size`, when computing in `dtype`.
+        Default: `dtype` everywhere (LSTMCell keeps its memory c in float32)."""
+        return tf.nest.map_structure(lambda _: dtype, self.state_size)
+
     def zero_state(self, batch_size, dtype=tf.float32):
-        """Zeros shaped like `state_size`, each leaf [batch_size, size]."""
+        """Zeros shaped like `state_size`, each leaf [batch_size, size] (`state_dtype`)."""
         return tf.nest.map_structure(
-            lambda size: tf.zeros([batch_size, size], dtype), self.state_size)
+            lambda size, leaf_dtype: tf.zeros([batch_size, size], leaf_dtype),
+            self.state_size, self.state_dtype(dtype))
 
     def sample_noise(self, batch_size, num_steps, input_size, training=False):
         """The randomness of one sequence (see the module doc). Default: none, ()."""
@@ -165,10 +177,11 @@ class RNNCell(tf.Module):
 
 
 def _sequence_matmul(inputs, kernel, bias):
-    """inputs [batch, time, depth] @ kernel [depth, n] + bias [n] -> [batch, time, n]."""
+    """inputs [batch, time, depth] @ kernel [depth, n] + bias [n] -> [batch, time, n],
+    in the dtype of the inputs."""
     batch_time = tf.shape(inputs)[:2]
     flat = tf.reshape(inputs, [-1, inputs.shape[-1]])  # [batch * time, depth]
-    out = tf.matmul(flat, kernel) + bias  # [batch * time, n]
+    out = tf.matmul(flat, read(kernel, flat)) + read(bias, flat)  # [batch * time, n]
     return tf.reshape(out, tf.concat([batch_time, [kernel.shape[-1]]], 0))
 
 
@@ -199,7 +212,7 @@ class BasicRNNCell(RNNCell):
         return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, n]
 
     def step(self, prepared_t, state, training=False):
-        h = self._activation(prepared_t + tf.matmul(state, self.recurrent_kernel))
+        h = self._activation(prepared_t + tf.matmul(state, read(self.recurrent_kernel, state)))
         return h, h
 
 
@@ -239,9 +252,9 @@ class GRUCell(RNNCell):
     def step(self, prepared_t, state, training=False):
         n = self.num_units
         x_gates, x_candidate = prepared_t[:, :2 * n], prepared_t[:, 2 * n:]
-        gates = tf.sigmoid(x_gates + tf.matmul(state, self.gate_kernel))  # [batch, 2n]
+        gates = tf.sigmoid(x_gates + tf.matmul(state, read(self.gate_kernel, state)))  # [batch, 2n]
         r, u = gates[:, :n], gates[:, n:]
-        c = self._activation(x_candidate + tf.matmul(r * state, self.candidate_kernel))
+        c = self._activation(x_candidate + tf.matmul(r * state, read(self.candidate_kernel, state)))
         h = u * state + (1.0 - u) * c
         return h, h
 
@@ -276,6 +289,10 @@ class LSTMCell(RNNCell):
     def output_size(self):
         return self.num_proj or self.num_units
 
+    def state_dtype(self, dtype):
+        """The memory c accumulates over time steps: float32 whatever the compute dtype."""
+        return LSTMStateTuple(tf.float32, dtype)
+
     def build(self, input_size):
         n, init, f32 = self.num_units, self._init, tf.float32
         self.input_kernel = tf.Variable(init([input_size, 4 * n], f32), name="input_kernel")
@@ -295,19 +312,20 @@ class LSTMCell(RNNCell):
 
     def step(self, prepared_t, state, training=False):
         c_prev, h_prev = state
-        gates = prepared_t + tf.matmul(h_prev, self.recurrent_kernel)  # [batch, 4n]
-        i, j, f, o = tf.split(gates, 4, axis=1)
+        gates = prepared_t + tf.matmul(h_prev, read(self.recurrent_kernel, h_prev))  # [batch, 4n]
+        # The gates' nonlinearities and the memory update run in c's dtype (float32).
+        i, j, f, o = tf.split(tf.cast(gates, c_prev.dtype), 4, axis=1)
         if self.use_peepholes:
-            i += self.w_i_diag * c_prev
-            f += self.w_f_diag * c_prev
+            i += read(self.w_i_diag, c_prev) * c_prev
+            f += read(self.w_f_diag, c_prev) * c_prev
         c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * self._activation(j)
         if self.cell_clip is not None:
             c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
         if self.use_peepholes:
-            o += self.w_o_diag * c
-        h = tf.sigmoid(o) * self._activation(c)  # [batch, num_units]
+            o += read(self.w_o_diag, c) * c
+        h = tf.cast(tf.sigmoid(o) * self._activation(c), h_prev.dtype)  # [batch, num_units]
         if self.num_proj:
-            h = tf.matmul(h, self.proj_kernel)  # [batch, num_proj]
+            h = tf.matmul(h, read(self.proj_kernel, h))  # [batch, num_proj]
             if self.proj_clip is not None:
                 h = tf.clip_by_value(h, -self.proj_clip, self.proj_clip)
         return h, LSTMStateTuple(c, h)
@@ -335,6 +353,9 @@ class MultiRNNCell(RNNCell):
     @property
     def output_size(self):
         return self.cells[-1].output_size
+
+    def state_dtype(self, dtype):
+        return tuple(cell.state_dtype(dtype) for cell in self.cells)
 
     def zero_state(self, batch_size, dtype=tf.float32):
         return tuple(cell.zero_state(batch_size, dtype) for cell in self.cells)
@@ -376,6 +397,9 @@ class _Wrapper(RNNCell):
     @property
     def output_size(self):
         return self.cell.output_size
+
+    def state_dtype(self, dtype):
+        return self.cell.state_dtype(dtype)
 
     def zero_state(self, batch_size, dtype=tf.float32):
         return self.cell.zero_state(batch_size, dtype)

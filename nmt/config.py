@@ -18,6 +18,7 @@ OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("none", "rsqrt", "plateau", "exponential")
 SP_MODEL_TYPES = ("unigram", "bpe")
 STRATEGIES = ("none", "mirrored", "multi_worker")
+PRECISIONS = ("fp32", "bf16", "fp16")  # nmt.precision
 
 
 class ConfigError(ValueError):
@@ -136,11 +137,13 @@ class TrainConfig:
     num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)
     base_gpu: int = 0                   # first device of the round-robin layer placement
     num_cpu_devices: int = 0            # >0: split the CPU into this many logical devices at start-up
+    precision: str = "fp32"             # fp32 | bf16 (AMX CPUs, Ampere+ GPUs) | fp16 (dynamic loss scaling): compute dtype; weights stay fp32
 
     def validate(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("decay", self.decay, DECAYS)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_positive("learning_rate", self.learning_rate)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1) (got {self.label_smoothing})")

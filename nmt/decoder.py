@@ -16,6 +16,7 @@ from nmt import devices as devices_lib
 from nmt.attention import build_attention
 from nmt.encoder import make_cell
 from nmt.layers import Dense
+from nmt.precision import read
 
 
 class Bridge(tf.Module):
@@ -40,9 +41,12 @@ class Bridge(tf.Module):
             return tuple(thought_vector)
         if self.kind == "zero":
             return self.cell.zero_state(batch_size, dtype)
-        flat = tf.concat(tf.nest.flatten(thought_vector), -1)  # [batch, encoder_state_width]
+        flat = tf.concat([tf.cast(s, dtype) for s in tf.nest.flatten(thought_vector)],
+                         -1)  # [batch, encoder_state_width]
         sizes = tf.nest.flatten(self.cell.state_size)
         parts = tf.split(self.dense(flat), sizes, axis=-1)
+        dtypes = tf.nest.flatten(self.cell.state_dtype(dtype))  # LSTM: c float32
+        parts = [tf.cast(p, d) for p, d in zip(parts, dtypes)]
         return tf.nest.pack_sequence_as(self.cell.state_size, parts)
 
 
@@ -150,14 +154,15 @@ class AttentionDecoder(tf.Module):
             outputs = tf.where(keep, outputs / (1.0 - self.dropout), tf.zeros_like(outputs))
         if self.output_layer is not None:
             return self.output_layer(outputs)
-        table = tf.cast(self.embedding.table, outputs.dtype)
-        return tf.tensordot(outputs, table, axes=[[-1], [1]]) + tf.cast(self.output_bias, outputs.dtype)
+        table = read(self.embedding.table, outputs)
+        return tf.tensordot(outputs, table, axes=[[-1], [1]]) + read(self.output_bias, outputs)
 
     def teacher_forced(self, encoder_output, tgt_in, training=False, return_alignments=False):
         """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, units]` (and alignments
         `[batch, tgt_time, src_time]` when asked)."""
         memory, state = self.initial_state(encoder_output)
-        inputs = tf.transpose(self.embedding(tgt_in), [1, 0, 2])  # [tgt_time, batch, emb]
+        dtype = encoder_output.annotations.dtype  # the compute dtype
+        inputs = tf.transpose(self.embedding(tgt_in, dtype), [1, 0, 2])  # [tgt_time, batch, emb]
         num_steps = tf.shape(tgt_in)[1]
         noise = self._noise(tf.shape(tgt_in)[0], num_steps, training)  # once per target
         outputs = tf.TensorArray(inputs.dtype, size=num_steps)
@@ -178,6 +183,7 @@ class AttentionDecoder(tf.Module):
 
     def step(self, ids, state, memory):
         """ids `[n]` int32 -> log_probs `[n, vocab]` float32, next state (inference)."""
-        output, state = self._step(self.embedding(ids), state, memory, training=False)
+        output, state = self._step(self.embedding(ids, memory.values.dtype), state, memory,
+                                   training=False)
         log_probs = tf.nn.log_softmax(tf.cast(self.logits(output), tf.float32))
         return log_probs, state

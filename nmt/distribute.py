@@ -34,6 +34,7 @@ import tensorflow as tf
 from absl import logging
 
 from nmt import devices
+from nmt import precision
 from nmt.config import ConfigError
 from nmt.data import Batch
 from nmt.model import LossOutput
@@ -138,15 +139,19 @@ def distribute_dataset(strategy, dataset):
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def make_train_step(strategy, model, optimizer, config):
+def make_train_step(strategy, model, optimizer, config, loss_scale=None):
     """The trainer's step under a strategy: distributed Batch -> (LossOutput summed over
-    all replicas, gradient norm, applied?), the same contract as training.make_train_step."""
+    all replicas, gradient norm, applied?), the same contract as training.make_train_step
+    (config.precision's compute dtype; loss_scale: a precision.DynamicLossScale for fp16)."""
     variables = model.trainable_variables
+    compute_dtype = precision.compute_dtype(config.precision)
 
     def replica_step(batch):
         with tf.GradientTape() as tape:
-            out = model.loss(batch, config.label_smoothing, training=True)
-        grads = tape.gradient(out.loss_sum, variables)  # sums over this replica's tokens
+            out = model.loss(batch, config.label_smoothing, training=True,
+                             compute_dtype=compute_dtype)
+            scaled = out.loss_sum if loss_scale is None else loss_scale.scale_loss(out.loss_sum)
+        grads = tape.gradient(scaled, variables)  # sums over this replica's tokens
         grads = [tf.convert_to_tensor(g) for g in grads]  # dense embedding grads
         # One batched all-reduce: every replica gets the global sums.
         return tf.distribute.get_replica_context().all_reduce(SUM, (out, grads))
@@ -160,7 +165,8 @@ def make_train_step(strategy, model, optimizer, config):
         tokens = tf.maximum(out.num_tokens, 1.0)
         grads = [g / tokens for g in grads]  # = gradients of the token-mean loss
         norm, applied = apply_clipped_gradients(optimizer, grads, variables,
-                                                config.max_gradient_norm, out.loss_sum)
+                                                config.max_gradient_norm, out.loss_sum,
+                                                loss_scale)
         return out, norm, applied
 
     return train_step

@@ -84,8 +84,9 @@ class Encoder(tf.Module):
                     self.layers.append((make_cell(num_units=config.num_units, residual=residual,
                                                   seed=seeds[0], **kwargs), None, False))
 
-    def __call__(self, ids, lengths, training=False):
-        inputs = self.embedding(ids)  # [batch, src_time, embedding_size]
+    def __call__(self, ids, lengths, training=False, dtype=tf.float32):
+        """dtype: the compute dtype of the layers (nmt.precision)."""
+        inputs = self.embedding(ids, dtype)  # [batch, src_time, embedding_size]
         states = []
         for cell_fw, cell_bw, residual in self.layers:
             if cell_bw is None:

@@ -3,10 +3,11 @@ import tensorflow as tf
 
 from nmt import devices
 from nmt.cells import glorot_uniform
+from nmt.precision import read
 
 
 class Dense(tf.Module):
-    """y = activation(x @ kernel + bias); x `[..., input_size]` -> `[..., units]`."""
+    """y = activation(x @ kernel + bias); x `[..., input_size]` -> `[..., units]`, in x's dtype."""
 
     def __init__(self, input_size, units, use_bias=True, activation=None,
                  initializer="glorot_uniform", name=None):
@@ -21,19 +22,20 @@ class Dense(tf.Module):
         self.activation = activation
 
     def __call__(self, x):
-        kernel = tf.cast(self.kernel, x.dtype)
+        kernel = read(self.kernel, x)
         if x.shape.rank == 2:
             y = tf.matmul(x, kernel)
         else:
             y = tf.tensordot(x, kernel, axes=1)
         if self.bias is not None:
-            y = y + tf.cast(self.bias, x.dtype)
+            y = y + read(self.bias, y)
         return self.activation(y) if self.activation else y
 
 
 class Embedding(tf.Module):
-    """ids `[...]` int32 -> vectors `[..., size]`; the table doubles as a tied softmax.
-    With `device`, the table and the lookups live there (nmt.devices)."""
+    """ids `[...]` int32 -> vectors `[..., size]` in the compute dtype `dtype` (the one
+    place it enters the model, see nmt.precision); the table (float32) doubles as a tied
+    softmax. With `device`, the table and the lookups live there (nmt.devices)."""
 
     def __init__(self, vocab_size, size, device=None, name=None):
         super().__init__(name=name)
@@ -44,6 +46,6 @@ class Embedding(tf.Module):
         self.vocab_size = vocab_size
         self.size = size
 
-    def __call__(self, ids):
+    def __call__(self, ids, dtype=tf.float32):
         with devices.scope(self.device):
-            return tf.nn.embedding_lookup(self.table, ids)
+            return tf.cast(tf.nn.embedding_lookup(self.table, ids), dtype)

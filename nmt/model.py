@@ -40,6 +40,10 @@ def smoothed_cross_entropy(logits, labels, label_smoothing):
 class Seq2Seq(tf.Module):
     """Attention encoder-decoder built from a ModelConfig.
 
+    compute_dtype (tf.float32, tf.bfloat16, tf.float16; see nmt.precision): the dtype
+    of the layers' activations and matmuls for one call; variables are float32 always,
+    and the logits, loss and search scores come out float32.
+
     placement (optional, nmt.devices.model_placement builds it): {"encoder": [device per
     layer], "encoder_backward": [...], "decoder": [...], "embedding", "attention",
     "softmax": device}; a missing key or None leaves that part unplaced.
@@ -67,23 +71,23 @@ class Seq2Seq(tf.Module):
                                             softmax_device=placement.get("softmax"),
                                             seed=seed + 2 * config.num_encoder_layers)
 
-    def encode(self, src, src_len, training=False):
+    def encode(self, src, src_len, training=False, compute_dtype=tf.float32):
         """src `[batch, src_time]` int32, src_len `[batch]` -> EncoderOutput."""
-        return self.encoder(src, src_len, training=training)
+        return self.encoder(src, src_len, training=training, dtype=compute_dtype)
 
-    def logits(self, src, src_len, tgt_in, training=False):
+    def logits(self, src, src_len, tgt_in, training=False, compute_dtype=tf.float32):
         """Teacher-forced logits `[batch, tgt_time, vocab]` float32."""
-        encoded = self.encode(src, src_len, training)
+        encoded = self.encode(src, src_len, training, compute_dtype)
         outputs = self.decoder.teacher_forced(encoded, tgt_in, training=training)
         return tf.cast(self.decoder.logits(outputs, training=training), tf.float32)
 
-    def loss(self, batch, label_smoothing=0.0, training=False):
-        """A data.Batch -> LossOutput summed over its valid target tokens.
+    def loss(self, batch, label_smoothing=0.0, training=False, compute_dtype=tf.float32):
+        """A data.Batch -> LossOutput summed over its valid target tokens (in float32).
 
         Only real target positions are projected onto the vocabulary: padding
         (about a fifth of a bucketed batch) costs no output-layer work.
         """
-        encoded = self.encode(batch.src, batch.src_len, training)
+        encoded = self.encode(batch.src, batch.src_len, training, compute_dtype)
         outputs = self.decoder.teacher_forced(encoded, batch.tgt_in, training=training)
         with devices.scope(self.decoder.softmax_device):  # next to the logits
             positions = tf.where(tf.sequence_mask(batch.tgt_len, tf.shape(batch.tgt_out)[1]))
@@ -100,13 +104,15 @@ class Seq2Seq(tf.Module):
         _, weights = self.decoder.teacher_forced(encoded, tgt_in, return_alignments=True)
         return weights
 
-    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None):
+    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None,
+                      compute_dtype=tf.float32):
         """-> (step_fn, initial_state) for nmt.search; memory tiled for beam_size.
 
         With max_length_ratio, a hypothesis must end (EOS is forced) after
         ratio * source length + 10 steps, so each sentence stops on its own.
         """
-        memory, state = self.decoder.initial_state(self.encode(src, src_len))
+        memory, state = self.decoder.initial_state(
+            self.encode(src, src_len, compute_dtype=compute_dtype))
         if max_length_ratio is not None:
             state["limit"] = tf.cast(max_length_ratio * tf.cast(src_len, tf.float32), tf.int32) + 9
             state["time"] = tf.zeros_like(src_len)
@@ -125,14 +131,16 @@ class Seq2Seq(tf.Module):
         return step_fn, state
 
     def translate(self, src, src_len, beam_size=1, length_penalty=0.0, coverage_penalty=0.0,
-                  num_hypotheses=1, max_length=200, max_length_ratio=None):
+                  num_hypotheses=1, max_length=200, max_length_ratio=None,
+                  compute_dtype=tf.float32):
         """src `[batch, src_time]` -> Translation.
 
         max_length (a Python int) bounds the search loop; max_length_ratio, if
         given, ends each hypothesis after ratio * its source length + 10 steps.
         """
         batch_size = tf.shape(src)[0]
-        step_fn, state = self.search_inputs(src, src_len, beam_size, max_length_ratio)
+        step_fn, state = self.search_inputs(src, src_len, beam_size, max_length_ratio,
+                                            compute_dtype)
         if beam_size == 1 and num_hypotheses == 1 and not coverage_penalty:
             result = search.greedy_search(step_fn, state, batch_size, BOS_ID, EOS_ID, max_length)
         else:

@@ -46,7 +46,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf
         lambda t: t[:, 0] if t.shape[1] == 1 else
         tf.TensorArray(t.dtype, size=num_steps).unstack(_swap_batch_time(t)),
         prepared)  # each read: [batch, ...]
-    out_dtype = tf.nest.flatten(state)[0].dtype
+    out_dtype = first.dtype  # the compute dtype; a state may hold float32 parts (LSTM c)
     outputs = tf.nest.map_structure(
         lambda size: _output_array(size, out_dtype, num_steps), cell.output_size)
     valid = None

@@ -21,6 +21,7 @@ from nmt import devices
 from nmt import distribute
 from nmt import evaluation
 from nmt import model_dir as model_dir_lib
+from nmt import precision
 from nmt import schedule
 from nmt import summaries as summaries_lib
 from nmt import validation
@@ -58,23 +59,26 @@ def make_optimizer(config):
     return tf.keras.optimizers.SGD(learning_rate=config.learning_rate)
 
 
-def make_train_step(model, optimizer, config):
+def make_train_step(model, optimizer, config, loss_scale=None):
     """-> tf.function(batch) -> (LossOutput, gradient norm, applied?).
 
     A batch whose loss or gradients are not finite is not applied: weights and
-    optimizer slots stay as they were, and the caller counts it.
+    optimizer slots stay as they were, and the caller counts it. The model computes
+    in config.precision's dtype; loss_scale: a precision.DynamicLossScale (fp16).
     """
     variables = model.trainable_variables
 
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
     def train_step(batch):
         with tf.GradientTape() as tape:
-            out = model.loss(batch, config.label_smoothing, training=True)
+            out = model.loss(batch, config.label_smoothing, training=True,
+                             compute_dtype=precision.compute_dtype(config.precision))
             loss = out.loss_sum / tf.maximum(out.num_tokens, 1.0)
-        grads = tape.gradient(loss, variables)
+            scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
         grads = [tf.convert_to_tensor(g) for g in grads]  # dense embedding grads
         norm, applied = apply_clipped_gradients(optimizer, grads, variables,
-                                                config.max_gradient_norm, loss)
+                                                config.max_gradient_norm, loss, loss_scale)
         return out, norm, applied
 
     return train_step
@@ -116,11 +120,13 @@ class Trainer:
             self.model = build_model(config.model, self.src_vocab.size, self.tgt_vocab.size,
                                      placement=placement, seed=config.train.seed)
             self.optimizer = make_optimizer(config.train)
+            self.loss_scale = (precision.DynamicLossScale() if config.train.precision == "fp16"
+                               else None)
             if self.strategy is not None:
                 self.model_variables_built()  # slots are created in the scope
         self.progress = Progress()
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              progress=self.progress)
+                                              progress=self.progress, **self._loss_scale_part())
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(out_dir, model_dir_lib.CKPT_DIR),
             max_to_keep=config.train.keep_checkpoints)
@@ -135,12 +141,26 @@ class Trainer:
     def _make_train_step(self, placement):
         t = self.config.train
         if self.strategy is not None:
-            return distribute.make_train_step(self.strategy, self.model, self.optimizer, t)
+            return distribute.make_train_step(self.strategy, self.model, self.optimizer, t,
+                                              self.loss_scale)
         if placement and t.jit_compile and t.num_gpus > 1:
             logging.info("jit_compile off: XLA compiles for one device, the model is placed "
                          "on %d", t.num_gpus)
             t = dataclasses.replace(t, jit_compile=False)
-        return make_train_step(self.model, self.optimizer, t)
+        return make_train_step(self.model, self.optimizer, t, self.loss_scale)
+
+    def _loss_scale_part(self, path=None):
+        """{"loss_scale": ...} for the training checkpoint under fp16, else {}; with `path`,
+        {} also when that checkpoint has none (written in another precision: the scale
+        starts afresh), so checkpoints stay interchangeable between precisions."""
+        if self.loss_scale is None:
+            return {}
+        if path and not any(name.startswith("loss_scale/") for name in
+                            tf.train.load_checkpoint(path).get_variable_to_shape_map()):
+            logging.info("%s has no loss scale: starting it at %g", path,
+                         self.loss_scale.current())
+            return {}
+        return {"loss_scale": self.loss_scale}
 
     def _read_eval_set(self, prefix):
         if not prefix:
@@ -156,8 +176,10 @@ class Trainer:
             logging.info("starting a new run in %s", self.out_dir)
             return
         self.model_variables_built()
+        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                         progress=self.progress, **self._loss_scale_part(path))
         try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
+            checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise model_dir_lib.ModelDirError(
                 f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0]})") from None
@@ -205,7 +227,7 @@ class Trainer:
                 out, norm, applied = self.train_step(data_lib.Batch(*batch))
                 p.step.assign_add(1)
                 p.batch_in_epoch.assign_add(1)
-                if not bool(applied):
+                if not bool(applied) and not self._loss_scale_overflow(out):
                     self._on_nonfinite(int(p.step))
                 meter.add(out, norm, int(out.num_tokens))  # target tokens, EOS counted
                 step = int(p.step)
@@ -250,6 +272,15 @@ class Trainer:
         rate = schedule.learning_rate(int(self.progress.step) + 1, self.config.train,
                                       float(self.progress.plateau_scale))
         self.optimizer.learning_rate.assign(rate)
+
+    def _loss_scale_overflow(self, out):
+        """fp16: a skipped step with a finite loss overflowed the scaled gradients, which
+        only lowered the loss scale (counted as a bad batch once the scale is down to 1)."""
+        if self.loss_scale is None or not math.isfinite(float(out.loss_sum)):
+            return False
+        logging.info("step %d: fp16 gradients overflowed; step skipped, loss scale now %g",
+                     int(self.progress.step), self.loss_scale.current())
+        return self.loss_scale.current() > 1.0
 
     def _on_nonfinite(self, step):
         self.progress.skipped_batches.assign_add(1)

@@ -36,7 +36,9 @@ def length_sorted_batches(lengths, batch_size, batch_tokens=0):
 class Translator:
     """A loaded model plus its vocabularies and a DecodeConfig."""
 
-    def __init__(self, model, src_vocab, tgt_vocab, decode_config):
+    def __init__(self, model, src_vocab, tgt_vocab, decode_config, compute_dtype=tf.float32):
+        """compute_dtype: the search's activations (nmt.precision); float32 by default,
+        whatever precision the model was trained in."""
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.config = decode_config
         self.num_truncated = 0
@@ -51,7 +53,8 @@ class Translator:
                                    coverage_penalty=c.coverage_penalty,
                                    num_hypotheses=c.num_hypotheses,
                                    max_length=int(c.max_length_ratio * c.max_input_len) + 10,
-                                   max_length_ratio=c.max_length_ratio)
+                                   max_length_ratio=c.max_length_ratio,
+                                   compute_dtype=compute_dtype)
 
         self._translate_batch = translate_batch
 

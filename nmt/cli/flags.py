@@ -17,7 +17,7 @@ CHOICES = {
     "attention": config_lib.ATTENTIONS, "attention_architecture": config_lib.ATTENTION_ARCHITECTURES,
     "bridge": config_lib.BRIDGES, "optimizer": config_lib.OPTIMIZERS, "decay": config_lib.DECAYS,
     "sp_model_type": config_lib.SP_MODEL_TYPES,
-    "strategy": config_lib.STRATEGIES,
+    "strategy": config_lib.STRATEGIES, "precision": config_lib.PRECISIONS,
 }
 
 

@@ -1,0 +1,73 @@
+"""Mixed precision (TrainConfig.precision): fp32 master weights, a lower compute dtype,
+and dynamic loss scaling for fp16 (Micikevicius et al. 2018).
+
+Variables are always float32, so checkpoints do not depend on the precision. The
+compute dtype enters once, where embeddings are looked up (`Embedding(ids, dtype)`);
+every layer then reads its variables in the dtype of the activations it meets
+(`read`), so matmuls run in that dtype while the weights and their gradients stay
+float32 (the gradient of a cast is cast back). What needs the range or the precision
+of float32 computes in float32: the attention softmax, the LSTM memory cell c, the
+logits from the output projection on (log-softmax, loss, label smoothing).
+
+    fp32   float32 compute
+    bf16   bfloat16 compute (float32's range: no loss scaling); AMX CPUs, Ampere+ GPUs
+    fp16   float16 compute with a DynamicLossScale; GPUs with fp16 tensor cores
+"""
+import tensorflow as tf
+
+from nmt.config import PRECISIONS
+_COMPUTE_DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
+
+
+def compute_dtype(precision):
+    """"fp32" | "bf16" | "fp16" -> the tf.DType activations and matmuls run in."""
+    if precision not in _COMPUTE_DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+    return _COMPUTE_DTYPES[precision]
+
+
+def read(variable, like):
+    """A float32 variable in the dtype of the tensor `like` (the activations it meets);
+    a no-op when they already agree, so float32 graphs carry no casts."""
+    return tf.cast(variable, like.dtype)
+
+
+class DynamicLossScale(tf.Module):
+    """Dynamic loss scaling: the loss is multiplied by `scale` before the gradients so
+    that small fp16 gradients do not flush to zero; the gradients are divided by it
+    before clipping and the update. A step whose scaled gradients are not finite is
+    skipped and halves the scale (never below 1); `growth_interval` finite steps in a
+    row double it (never above `max_scale`). Its two variables are checkpointed."""
+
+    def __init__(self, initial_scale=2.0 ** 15, growth_interval=2000, factor=2.0,
+                 max_scale=2.0 ** 24, name="loss_scale"):
+        super().__init__(name=name)
+        self.growth_interval = growth_interval
+        self.factor = factor
+        self.max_scale = max_scale
+        with self.name_scope:
+            self.scale = tf.Variable(float(initial_scale), trainable=False, name="scale")
+            self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
+
+    def current(self):
+        """The scale now, as a Python float (also for a mirrored variable)."""
+        return float(tf.convert_to_tensor(self.scale))
+
+    def scale_loss(self, loss):
+        return loss * tf.cast(self.scale, loss.dtype)
+
+    def unscale(self, grads):
+        """Gradients of the scaled loss -> gradients of the loss (float32)."""
+        inverse = 1.0 / self.scale
+        return [g * tf.cast(inverse, g.dtype) for g in grads]
+
+    def update(self, finite):
+        """After a step: `finite` (bool tensor) says whether its gradients were finite."""
+        good = tf.where(finite, self.good_steps + 1, tf.zeros([], tf.int64))
+        grow = good >= self.growth_interval
+        scale = tf.where(finite,
+                         tf.where(grow, tf.minimum(self.scale * self.factor, self.max_scale),
+                                  self.scale),
+                         tf.maximum(self.scale / self.factor, 1.0))
+        self.scale.assign(scale)
+        self.good_steps.assign(tf.where(grow, tf.zeros([], tf.int64), good))

@@ -1,0 +1,236 @@
+"""Mixed precision: float32 master weights, bf16/fp16 compute, dynamic loss scaling."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nmt import config as config_lib
+from nmt import distribute, precision, training
+from nmt.model import build_model
+from nmt.translate import Translator
+from batches import random_batch
+
+VOCAB = 20
+MODEL = config_lib.ModelConfig(num_units=16, embedding_size=8, num_encoder_layers=1,
+                               num_decoder_layers=1, dropout=0.0)
+TWO_CPUS = ["/device:CPU:0", "/device:CPU:1"]
+
+
+def train_config(**fields):
+    """SGD with rate 1: a step moves every variable by exactly minus its gradient."""
+    return config_lib.TrainConfig(**{"num_train_steps": 1, "optimizer": "sgd",
+                                     "learning_rate": 1.0, "label_smoothing": 0.1,
+                                     "max_gradient_norm": 0.0, "jit_compile": False, **fields})
+
+
+def values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def one_step(precision_name, batch, initial, loss_scale=None, **fields):
+    """A fresh model set to `initial`, one SGD step -> (model, out, norm, applied, deltas)."""
+    model = build_model(MODEL, VOCAB, VOCAB)
+    for variable, value in zip(model.variables, initial):
+        variable.assign(value)
+    config = train_config(precision=precision_name, **fields)
+    step = training.make_train_step(model, training.make_optimizer(config), config, loss_scale)
+    before = values(model.trainable_variables)
+    out, norm, applied = step(batch)
+    deltas = [b - a for b, a in zip(before, values(model.trainable_variables))]
+    return model, out, norm, applied, deltas
+
+
+def relative_error(a, b):
+    a, b = np.concatenate([x.ravel() for x in a]), np.concatenate([x.ravel() for x in b])
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def matmul_dtypes(function, *args):
+    """The dtypes of every MatMul in the traced graph, loop bodies included."""
+    graph_def = function.get_concrete_function(*args).graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return {tf.dtypes.as_dtype(n.attr["T"].type) for n in nodes if n.op == "MatMul"}
+
+
+def test_precision_is_validated_and_maps_to_a_compute_dtype():
+    assert precision.compute_dtype("fp32") == tf.float32
+    assert precision.compute_dtype("bf16") == tf.bfloat16
+    assert precision.compute_dtype("fp16") == tf.float16
+    with pytest.raises(config_lib.ConfigError, match="precision must be one of fp32, bf16, fp16"):
+        train_config(precision="fp8").validate()
+
+
+def test_bf16_loss_matches_fp32_to_bf16_tolerance_and_really_computes_in_bf16():
+    model = build_model(MODEL, VOCAB, VOCAB)
+    batch = random_batch(np.random.default_rng(0), vocab=VOCAB)
+    losses = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        loss = tf.function(lambda b, dtype=dtype: model.loss(b, 0.1, compute_dtype=dtype))
+        assert matmul_dtypes(loss, batch) == {dtype}  # every matmul, none left in float32
+        losses[dtype] = loss(batch)
+        assert losses[dtype].loss_sum.dtype == tf.float32
+    fp32, bf16 = float(losses[tf.float32].loss_sum), float(losses[tf.bfloat16].loss_sum)
+    assert bf16 != fp32  # bfloat16 rounding happened
+    np.testing.assert_allclose(bf16, fp32, rtol=1e-2)  # bf16 keeps ~3 significant digits
+
+    encoded = model.encode(batch.src, batch.src_len, compute_dtype=tf.bfloat16)
+    assert encoded.annotations.dtype == tf.bfloat16
+    assert encoded.thought_vector[0].c.dtype == tf.float32  # the LSTM memory stays float32
+    assert encoded.thought_vector[0].h.dtype == tf.bfloat16
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+def test_variables_stay_float32(name):
+    batch = random_batch(np.random.default_rng(1), vocab=VOCAB)
+    initial = values(build_model(MODEL, VOCAB, VOCAB).variables)
+    scale = precision.DynamicLossScale() if name == "fp16" else None
+    model, _, _, applied, deltas = one_step(name, batch, initial, scale)
+    assert bool(applied)
+    assert all(v.dtype == tf.float32 for v in model.trainable_variables)
+    assert all(d.dtype == np.float32 for d in deltas)
+    assert any(np.abs(d).max() > 0 for d in deltas)
+
+
+def test_fp16_loss_scaled_gradients_equal_fp32_gradients_and_clip_unscaled():
+    batch = random_batch(np.random.default_rng(2), vocab=VOCAB)
+    initial = values(build_model(MODEL, VOCAB, VOCAB).variables)
+    _, out32, norm32, _, grads32 = one_step("fp32", batch, initial)
+    scale = precision.DynamicLossScale(initial_scale=2.0 ** 12)
+    _, out16, norm16, applied, grads16 = one_step("fp16", batch, initial, scale)
+    assert bool(applied)
+    np.testing.assert_allclose(float(norm16), float(norm32), rtol=1e-2)  # unscaled norm
+    assert relative_error(grads16, grads32) < 1e-2
+    np.testing.assert_allclose(float(out16.loss_sum), float(out32.loss_sum), rtol=1e-2)
+    assert float(scale.scale) == 2.0 ** 12 and int(scale.good_steps) == 1
+
+    # Clipping sees the true gradients: the update's norm is max_gradient_norm, not /scale.
+    clip = 0.5 * float(norm32)
+    _, _, _, _, clipped32 = one_step("fp32", batch, initial, max_gradient_norm=clip)
+    _, _, _, _, clipped16 = one_step("fp16", batch, initial, precision.DynamicLossScale(),
+                                     max_gradient_norm=clip)
+    np.testing.assert_allclose(np.sqrt(sum((d ** 2).sum() for d in clipped16)), clip, rtol=1e-3)
+    assert relative_error(clipped16, clipped32) < 1e-2
+
+
+def test_fp16_overflow_skips_the_step_and_lowers_the_scale():
+    batch = random_batch(np.random.default_rng(3), vocab=VOCAB)
+    initial = values(build_model(MODEL, VOCAB, VOCAB).variables)
+    scale = precision.DynamicLossScale(initial_scale=2.0 ** 40)  # fp16 gradients overflow
+    model = build_model(MODEL, VOCAB, VOCAB)
+    for variable, value in zip(model.variables, initial):
+        variable.assign(value)
+    config = train_config(precision="fp16")
+    optimizer = training.make_optimizer(config)
+    step = training.make_train_step(model, optimizer, config, scale)
+    out, norm, applied = step(batch)
+    assert np.isfinite(float(out.loss_sum)) and not np.isfinite(float(norm))
+    assert not bool(applied)
+    assert float(scale.scale) == 2.0 ** 39
+    assert int(optimizer.iterations) == 0
+    for a, b in zip(values(model.variables), initial):
+        np.testing.assert_array_equal(a, b)  # nothing applied, no NaN anywhere
+    for _ in range(30):  # halves until the gradients fit, then trains
+        out, norm, applied = step(batch)
+        if bool(applied):
+            break
+    assert bool(applied) and float(scale.scale) < 2.0 ** 39
+    assert all(np.isfinite(v.numpy()).all() for v in model.variables)
+
+
+def test_loss_scale_grows_after_a_run_of_finite_steps_and_never_drops_below_one():
+    scale = precision.DynamicLossScale(initial_scale=2.0, growth_interval=3)
+    for finite, expected in [(True, 2.0), (True, 2.0), (True, 4.0), (False, 2.0),
+                             (False, 1.0), (False, 1.0), (True, 1.0)]:
+        scale.update(tf.constant(finite))
+        assert float(scale.scale) == expected
+    assert int(scale.good_steps) == 1
+
+
+def test_a_tiny_model_learns_in_bf16():
+    """Copy task on one batch: the bf16 training loss falls well below its start."""
+    batch = random_batch(np.random.default_rng(4), batch=8, src_time=6, tgt_time=6, vocab=VOCAB)
+    batch = batch._replace(tgt_in=batch.src[:, :6], tgt_out=batch.src[:, :6],
+                           tgt_len=batch.src_len)
+    model = build_model(MODEL.__class__(num_units=32, embedding_size=16, num_encoder_layers=1,
+                                        num_decoder_layers=1, dropout=0.0), VOCAB, VOCAB)
+    config = train_config(precision="bf16", optimizer="adam", learning_rate=0.02,
+                          label_smoothing=0.0, max_gradient_norm=5.0)
+    step = training.make_train_step(model, training.make_optimizer(config), config)
+    losses = [float(step(batch)[0].loss_sum) for _ in range(60)]
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+def test_checkpoint_written_under_bf16_restores_into_an_fp32_model(tmp_path):
+    batch = random_batch(np.random.default_rng(5), vocab=VOCAB)
+    initial = values(build_model(MODEL, VOCAB, VOCAB).variables)
+    trained, *_ = one_step("bf16", batch, initial)
+    path = tf.train.Checkpoint(model=trained).save(str(tmp_path / "ckpt"))
+    fp32 = build_model(MODEL, VOCAB, VOCAB)
+    tf.train.Checkpoint(model=fp32).restore(path).assert_consumed()
+    for a, b in zip(values(fp32.variables), values(trained.variables)):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fp32.loss(batch).loss_sum, trained.loss(batch).loss_sum)
+
+
+def test_mirrored_fp16_step_equals_the_single_device_step_and_skips_overflows():
+    """Half-precision compute and the loss scale under tf.distribute (bf16 is the same
+    path without the scale)."""
+    batch = random_batch(np.random.default_rng(6), batch=5)
+    initial = values(build_model(MODEL, VOCAB, VOCAB).variables)
+    strategy = distribute.mirrored_strategy(TWO_CPUS)
+    [replica_batches] = list(distribute.distribute_dataset(
+        strategy, tf.data.Dataset.from_tensors(batch)))
+    _, _, norm, applied, single_moved = one_step(
+        "fp16", batch, initial, precision.DynamicLossScale(initial_scale=2.0 ** 12))
+    config = train_config(precision="fp16")
+    with strategy.scope():
+        mirrored = build_model(MODEL, VOCAB, VOCAB)
+        optimizer = training.make_optimizer(config)
+        optimizer.build(mirrored.trainable_variables)
+        scale = precision.DynamicLossScale(initial_scale=2.0 ** 12)
+    for variable, value in zip(mirrored.variables, initial):
+        variable.assign(value)
+    step = distribute.make_train_step(strategy, mirrored, optimizer, config, scale)
+    start = values(mirrored.trainable_variables)
+    _, norm_m, applied_m = step(replica_batches)
+    assert bool(applied) and bool(applied_m)
+    np.testing.assert_allclose(float(norm_m), float(norm), rtol=2e-2)
+    moved = [a - b for a, b in zip(start, values(mirrored.trainable_variables))]
+    assert relative_error(moved, single_moved) < 2e-2
+
+    scale.scale.assign(2.0 ** 40)  # an overflow skips the mirrored step too
+    before = values(mirrored.variables)
+    _, _, applied_m = step(replica_batches)
+    assert not bool(applied_m) and scale.current() == 2.0 ** 39
+    for a, b in zip(values(mirrored.variables), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_trainer_resumes_a_bf16_run_in_fp16_and_translates(multi30k_slice, tmp_path):
+    """Training checkpoints do not depend on the precision; the loss scale is added to
+    them under fp16 (and starts afresh from a checkpoint that has none)."""
+    def config(name, steps):
+        return config_lib.Config(
+            data=config_lib.DataConfig(train_prefix=os.path.join(multi30k_slice.plain, "train"),
+                                       vocab_size=400, max_src_len=60, max_tgt_len=60,
+                                       batch_size=32, bucket_width=64),
+            model=MODEL,
+            train=config_lib.TrainConfig(num_train_steps=steps, steps_per_stats=2,
+                                         steps_per_checkpoint=2, steps_per_eval=0,
+                                         jit_compile=False, precision=name),
+            decode=config_lib.DecodeConfig(beam_size=1, max_input_len=20)).validate()
+
+    out = str(tmp_path / "run")
+    training.Trainer(config("bf16", 2), out).run()
+    resumed = training.Trainer(config("fp16", 4), out)
+    resumed.run()
+    assert int(resumed.progress.step) == 4 and int(resumed.optimizer.iterations) >= 1
+    names = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(out, "ckpt"))) \
+        .get_variable_to_shape_map()
+    assert any(name.startswith("loss_scale/scale") for name in names)
+    lines = ["A man is riding a bike .", "Two dogs play ."]
+    translator = Translator(resumed.model, resumed.src_vocab, resumed.tgt_vocab,
+                            resumed.config.decode, compute_dtype=tf.bfloat16)
+    assert len(translator.translate_text(lines)) == 2  # decoding may honour the precision
