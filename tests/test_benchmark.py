@@ -113,3 +113,9 @@ def test_table_has_ratio_columns_for_each_peer():
     assert lines[0] == "| figure | nmt | onmt | nmt/onmt |"
     assert any("| 2,000 | 4,000 | 0.500 |" in line for line in lines)
     assert any("| 50 | n/a | n/a |" in line for line in lines)
+
+
+def test_bf16_training_is_compared_with_the_peers_fp32_figure():
+    ours = {"train_tokens_per_s": 3000.0, "train_bf16_tokens_per_s": 4500.0, "beam5_bleu": 30.0}
+    ratios = benchmark.peer_ratios(ours, {"train_tokens_per_s": 1500.0, "beam5_bleu": 0.0})
+    assert ratios == {"train_tokens_per_s": 2.0, "train_bf16_tokens_per_s": 3.0}

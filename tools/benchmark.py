@@ -42,7 +42,7 @@ sys.path.insert(0, TOOLS)  # tools/ is not a package
 import bench_peers  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ("matmul", "train", "profile", "scaling", "translate")
+PARTS = ("matmul", "train", "train_bf16", "profile", "scaling", "translate")
 recipe = None  # recipes/multi30k.py, loaded by define_flags()
 
 
@@ -227,6 +227,24 @@ def run_training(work_dir, results):
     return trainer
 
 
+def run_training_bf16(work_dir, results):
+    """The same measurement with --precision=bf16 (fp32 master weights, bf16 compute)."""
+    trainer = make_trainer(bench_config().replace(train={"precision": "bf16"}), work_dir,
+                           "train-bf16")
+    mean_src, mean_tgt = mean_lengths(trainer)
+    speed = measure_training(trainer, FLAGS.train_seconds, FLAGS.untimed_steps, mean_tgt)
+    flops = training_flops_per_target_token(trainer.config.model, trainer.tgt_vocab.size,
+                                            mean_src, mean_tgt)
+    results.update({"train_bf16_tokens_per_s": speed.tokens_per_s,
+                    "train_bf16_steps_per_s": speed.steps_per_s,
+                    "achieved_flops_per_s_bf16": flops * speed.measured_tokens_per_s})
+    if "train_steps_per_s" in results:
+        results["train_bf16_speedup"] = speed.steps_per_s / results["train_steps_per_s"]
+    if "matmul_bf16_flops_per_s" in results:
+        results["mfu_bf16"] = (results["achieved_flops_per_s_bf16"] /
+                               results["matmul_bf16_flops_per_s"])
+
+
 def run_scaling(work_dir, results):
     """Training throughput at each --scaling_batch_sizes (the recipe's own size is measured once)."""
     done = {row["batch_size"] for row in results.get("scaling", [])}
@@ -390,6 +408,9 @@ FIGURES = (  # (key, label); ratios nmt/peer are printed for every key a peer re
     ("peak_rss_mb", "training: peak RSS, MiB"),
     ("achieved_flops_per_s", "training: model FLOP/s (formula x non-pad pieces/s)"),
     ("mfu_fp32", "training: MFU vs fp32 matmul peak"),
+    ("train_bf16_tokens_per_s", "training, --precision=bf16: target pieces/s (vs peers' fp32)"),
+    ("train_bf16_speedup", "training, --precision=bf16: x fp32 steps/s, same run"),
+    ("mfu_bf16", "training, --precision=bf16: MFU vs bf16 matmul peak"),
     ("beam5_sentences_per_s", "beam 5: sentences/s after loading (tracing included)"),
     ("beam5_tokens_per_s", "beam 5: target pieces/s after loading"),
     ("beam5_warm_sentences_per_s", "beam 5: sentences/s, second pass"),
@@ -420,8 +441,17 @@ def run_peers(results):
             results["peers"][peer] = {"error": str(e)}
             continue
         results["peers"][peer] = figures
-        results["ratios"][peer] = {key: results[key] / figures[key] for key, _ in FIGURES
-                                   if key in results and figures.get(key)}
+        results["ratios"][peer] = peer_ratios(results, figures)
+
+
+def peer_ratios(results, figures):
+    """nmt / peer for each figure both report; our bf16 training against their fp32."""
+    return {key: results[key] / figures[PEER_KEY.get(key, key)] for key, _ in FIGURES
+            if key in results and figures.get(PEER_KEY.get(key, key))}
+
+
+# Our figures compared with another of the peers' (they train in fp32 only).
+PEER_KEY = {"train_bf16_tokens_per_s": "train_tokens_per_s"}
 
 
 def fmt(value):
@@ -512,6 +542,8 @@ def measure(parts, work_dir, results):
     if "train" in parts:
         trainer = run_training(work_dir, results)
         model_dir = model_dir or trainer.out_dir
+    if "train_bf16" in parts:
+        run_training_bf16(work_dir, results)
     if "profile" in parts:
         results["profile"] = profile_step(trainer or make_trainer(bench_config(), work_dir, "train"))
     del trainer
