@@ -29,11 +29,9 @@ def last_checkpoints(model_dir, k):
     return [p if os.path.isabs(p) else os.path.join(ckpt_dir, p) for p in paths[-k:]]
 
 
-def average_checkpoints(model_dir, last, output_dir):
-    """Writes OUT/config.json, OUT/spm*.model and OUT/ckpt/ with the mean of the last
-    `last` checkpoints of model_dir; returns the new checkpoint prefix."""
-    if os.path.abspath(model_dir) == os.path.abspath(output_dir):
-        raise model_dir_lib.ModelDirError("--output_dir must differ from --model_dir")
+def average_model(model_dir, last):
+    """-> (config, model, src_vocab, tgt_vocab, paths): the model holds the mean weights
+    of the last `last` checkpoints of model_dir (`paths`, oldest first), in memory."""
     config = model_dir_lib.load_config(model_dir)
     src_vocab, tgt_vocab = model_dir_lib.load_vocabs(model_dir, config)
     paths = last_checkpoints(model_dir, last)
@@ -41,6 +39,7 @@ def average_checkpoints(model_dir, last, output_dir):
     averaged = [v.dtype.is_floating for v in model.variables]
     sums = [np.zeros(v.shape, np.float64) for v in model.variables]
     for path in paths:
+        model_dir_lib.check_checkpoint(path, src_vocab, tgt_vocab)
         model_dir_lib.restore_model(model, path)
         for total, v, use in zip(sums, model.variables, averaged):
             if use:
@@ -48,6 +47,15 @@ def average_checkpoints(model_dir, last, output_dir):
     for total, v, use in zip(sums, model.variables, averaged):
         if use:  # non-float variables keep the newest checkpoint's value (restored last)
             v.assign((total / len(paths)).astype(v.dtype.as_numpy_dtype))
+    return config, model, src_vocab, tgt_vocab, paths
+
+
+def average_checkpoints(model_dir, last, output_dir):
+    """Writes OUT/config.json, OUT/spm*.model and OUT/ckpt/ with the mean of the last
+    `last` checkpoints of model_dir; returns the new checkpoint prefix."""
+    if os.path.abspath(model_dir) == os.path.abspath(output_dir):
+        raise model_dir_lib.ModelDirError("--output_dir must differ from --model_dir")
+    _, model, src_vocab, tgt_vocab, paths = average_model(model_dir, last)
     os.makedirs(output_dir, exist_ok=True)
     shutil.copy(os.path.join(model_dir, model_dir_lib.CONFIG_FILE), output_dir)
     for vocab in {src_vocab.path, tgt_vocab.path}:

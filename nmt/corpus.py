@@ -51,6 +51,26 @@ def find_corpus_file(prefix: str, lang: str) -> str:
     raise CorpusError(f"no file {prefix}.{lang} or {prefix}.{lang}.gz")
 
 
+def find_parallel_sets(data_dir: str, src: str, tgt: str) -> "dict[str, tuple[str, str]]":
+    """{name: (src_path, tgt_path)} for every `name.src[.gz]` in data_dir that has a
+    `name.tgt[.gz]`, sorted by name (plain files preferred, as find_corpus_file)."""
+    if not os.path.isdir(data_dir):
+        raise CorpusError(f"{data_dir}: no such data dir")
+    names = set()
+    for entry in os.listdir(data_dir):
+        for suffix in (f".{src}", f".{src}.gz"):
+            if entry.endswith(suffix) and len(entry) > len(suffix):
+                names.add(entry[:-len(suffix)])
+    sets = {}
+    for name in sorted(names):
+        prefix = os.path.join(data_dir, name)
+        try:
+            sets[name] = (find_corpus_file(prefix, src), find_corpus_file(prefix, tgt))
+        except CorpusError:  # no target side: not a parallel set
+            continue
+    return sets
+
+
 def open_text(path: str) -> BinaryIO:
     """Opens a plain or gzip-compressed file (detected by its magic bytes) for
     reading bytes."""

@@ -141,7 +141,7 @@ class Seq2Seq(tf.Module):
         batch_size = tf.shape(src)[0]
         step_fn, state = self.search_inputs(src, src_len, beam_size, max_length_ratio,
                                             compute_dtype)
-        if beam_size == 1 and num_hypotheses == 1 and not coverage_penalty:
+        if uses_greedy_search(beam_size, num_hypotheses, coverage_penalty):
             result = search.greedy_search(step_fn, state, batch_size, BOS_ID, EOS_ID, max_length)
         else:
             result = search.beam_search(step_fn, state, batch_size, BOS_ID, EOS_ID, beam_size,
@@ -149,6 +149,12 @@ class Seq2Seq(tf.Module):
                                         coverage_penalty=coverage_penalty,
                                         num_hypotheses=num_hypotheses, source_length=src_len)
         return Translation(*result)
+
+
+def uses_greedy_search(beam_size, num_hypotheses, coverage_penalty):
+    """True if `translate` runs greedy search for these settings, which then ignores the
+    length penalty (so settings differing only in it give the same translations)."""
+    return beam_size == 1 and num_hypotheses == 1 and not coverage_penalty
 
 
 def build_model(config, src_vocab_size, tgt_vocab_size, placement=None, seed=0):

@@ -88,9 +88,13 @@ def load_vocabs(model_dir, config):
 
 
 def checkpoint_path(model_dir, which="best"):
-    """The checkpoint prefix to load: "best" falls back to the latest one if DIR/best
-    has none. The prefix is the one the state file names, whether its files exist
-    or not (`check_checkpoint` says what is missing)."""
+    """The checkpoint prefix to load. `which`: "best" (falls back to the latest one if
+    DIR/best has none), "last" or "latest" (the newest in DIR/ckpt), or a path: a
+    checkpoint prefix (DIR/ckpt/ckpt-3000) or a directory with a checkpoint state
+    file. The prefix is the one the state file names, whether its files exist or
+    not (`check_checkpoint` says what is missing)."""
+    if which not in ("best", "last", "latest"):
+        return _checkpoint_at(which)
     order = [BEST_DIR, CKPT_DIR] if which == "best" else [CKPT_DIR]
     for sub in order:
         directory = os.path.join(model_dir, sub)
@@ -102,6 +106,17 @@ def checkpoint_path(model_dir, which="best"):
                                 f"checkpoint state file")
         return state.model_checkpoint_path
     raise ModelDirError(f"{model_dir}: no checkpoint found (train first)")
+
+
+def _checkpoint_at(path):
+    """A checkpoint given by path: a directory's newest one, else the prefix itself."""
+    if not os.path.isdir(path):
+        return path
+    state = (tf.train.get_checkpoint_state(path)
+             if os.path.exists(os.path.join(path, STATE_FILE)) else None)
+    if not state or not state.model_checkpoint_path:
+        raise ModelDirError(f"{path}: no checkpoint state file in this directory")
+    return state.model_checkpoint_path
 
 
 def check_checkpoint(path, src_vocab=None, tgt_vocab=None):

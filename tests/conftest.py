@@ -113,3 +113,40 @@ def multi30k_slice(tmp_path_factory):
             with gzip.open(gz / f"{name}.{lang}.gz", "wt", encoding="utf-8", newline="") as f:
                 f.write("".join(lines))
     return Multi30kSlice(str(plain), str(gz))
+
+
+# --- A tiny run dir with a data dir of several sets, for tools/score_run and tune_decoding. ---
+TinyRun = collections.namedtuple("TinyRun", ["run_dir", "data_dir"])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny model dir (checkpoints ckpt-1, ckpt-2) and a data dir holding train, val
+    (plain source, gzipped target), test_a (gzipped source), test_b, an orphan source
+    and a French set. References are the model's own translations (the run's decode
+    config) on even lines and the real German on odd ones, so BLEU lies inside (0, 100)."""
+    from nmt import model_dir as model_dir_lib
+    from nmt.translate import Translator
+    root = tmp_path_factory.mktemp("tiny_run")
+    run_dir, data_dir = str(root / "run"), root / "data"
+    data_dir.mkdir()
+    write_tiny_model_dir(run_dir, seeds=(1, 2))
+    config, model, src_vocab, tgt_vocab = model_dir_lib.load(run_dir, "last")
+    translator = Translator(model, src_vocab, tgt_vocab, config.decode)
+    src, tgt = tiny_corpus(36)
+    files = {"train": (0, 12, "train.en", "train.de"), "val": (12, 24, "val.en", "val.de.gz"),
+             "test_a": (24, 30, "test_a.en.gz", "test_a.de"),
+             "test_b": (30, 36, "test_b.en", "test_b.de")}
+    for name, (start, end, src_name, tgt_name) in files.items():
+        hyps = translator.translate_text(src[start:end])
+        refs = [h if i % 2 == 0 else ref for i, (h, ref) in enumerate(zip(hyps, tgt[start:end]))]
+        for file_name, lines in ((src_name, src[start:end]), (tgt_name, refs)):
+            text = "".join(line + "\n" for line in lines)
+            if file_name.endswith(".gz"):
+                with gzip.open(data_dir / file_name, "wt", encoding="utf-8") as f:
+                    f.write(text)
+            else:
+                (data_dir / file_name).write_text(text, encoding="utf-8")
+    (data_dir / "orphan.en").write_text("A dog.\n", encoding="utf-8")
+    (data_dir / "val.fr").write_text("Un chien.\n" * 12, encoding="utf-8")
+    return TinyRun(run_dir, str(data_dir))

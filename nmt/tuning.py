@@ -1,0 +1,149 @@
+"""Decoding settings compared on a run's dev set only (tools/tune_decoding.py).
+
+Every combination of beam size, GNMT length penalty and coverage penalty is
+scored on the dev set (sacreBLEU cased BLEU, lower-cased BLEU, chrF), for the
+--checkpoint model and, with --average_last=K,..., for the mean of the last K
+checkpoints in RUN_DIR/ckpt (nmt.checkpoints.average_model; a K larger than the
+number of checkpoints is skipped and said so). Test sets are never read.
+
+Each distinct search runs once: settings that give the same translations by
+construction share one (greedy search ignores the length penalty, see
+nmt.model.uses_greedy_search; a model whose weights equal an earlier one's is
+not decoded again); their rows say which row they copy.
+
+Writes a Markdown and a JSON table (default RUN_DIR/tuning.md and
+RUN_DIR/tuning.json, both whole or not at all). The best setting is the row
+with the highest cased BLEU (the first such row on a tie).
+"""
+import dataclasses
+import datetime
+import hashlib
+import itertools
+import os
+
+from absl import logging
+
+from nmt import checkpoints, model_dir as model_dir_lib, report
+from nmt.model import uses_greedy_search
+from nmt.model_dir import ModelDirError
+from nmt.translate import Translator
+
+
+def weights_fingerprint(model):
+    """A digest of the model's trainable weights: equal digests, equal translations."""
+    digest = hashlib.sha1()
+    for v in model.trainable_variables:
+        digest.update(v.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_variants(run_dir, checkpoint, average_last):
+    """Yields (label, model, checkpoint paths) for the --checkpoint model, then the mean
+    of each last K; also (label, None, reason) for a K that cannot be averaged."""
+    path = model_dir_lib.checkpoint_path(run_dir, checkpoint)
+    _, model, _, _ = model_dir_lib.load(run_dir, path)
+    yield f"{checkpoint} ({_short(path)})", model, [path]
+    for k in average_last:
+        try:
+            _, model, _, _, paths = checkpoints.average_model(run_dir, k)
+        except ModelDirError as e:
+            yield f"mean of last {k}", None, str(e)
+            continue
+        names = ", ".join(os.path.basename(p) for p in paths)
+        yield f"mean of last {k} ({names})", model, paths
+
+
+def _short(path):
+    """ckpt/ckpt-3000 for RUN_DIR/ckpt/ckpt-3000."""
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+
+def grid(beam_sizes, length_penalties, coverage_penalties):
+    """Every (beam_size, length_penalty, coverage_penalty), beams varying slowest."""
+    return list(itertools.product(beam_sizes, length_penalties, coverage_penalties))
+
+
+def search_key(fingerprint, beam_size, length_penalty, coverage_penalty):
+    """Settings with equal keys give equal translations (greedy ignores length_penalty)."""
+    if uses_greedy_search(beam_size, 1, coverage_penalty):
+        length_penalty = None
+    return fingerprint, beam_size, length_penalty, coverage_penalty
+
+
+def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
+         length_penalties=(0.0, 0.6, 1.0), coverage_penalties=(0.0, 0.2), average_last=(),
+         output_md=None, output_json=None):
+    """Scores every setting on the dev set; writes both tables. -> (record, markdown)"""
+    config = model_dir_lib.load_config(run_dir)
+    src_vocab, tgt_vocab = model_dir_lib.load_vocabs(run_dir, config)
+    dev = report.dev_set(report.resolve_data_dir(run_dir, config.data, data_dir), config.data)
+    rows, skipped, done = [], [], {}  # done: search key -> index of the row that ran it
+    for label, model, paths in model_variants(run_dir, checkpoint, average_last):
+        if model is None:
+            skipped.append(f"{label}: {paths}")
+            continue
+        fingerprint = weights_fingerprint(model)
+        for beam, alpha, beta in grid(beam_sizes, length_penalties, coverage_penalties):
+            row = {"model": label, "checkpoints": paths, "beam_size": beam,
+                   "length_penalty": alpha, "coverage_penalty": beta}
+            key = search_key(fingerprint, beam, alpha, beta)
+            if key in done:
+                source = rows[done[key]]
+                row.update({k: source[k] for k in ("bleu", "bleu_lc", "chrf")},
+                           translate_seconds=None, same_as=done[key])
+            else:
+                decode = config.replace(decode=dict(
+                    beam_size=beam, length_penalty=alpha, coverage_penalty=beta,
+                    num_hypotheses=1)).validate().decode
+                result = report.translate_and_score(
+                    Translator(model, src_vocab, tgt_vocab, decode), dev)
+                row.update({k: getattr(result.scores, k) for k in ("bleu", "bleu_lc", "chrf")},
+                           translate_seconds=round(result.seconds, 2), same_as=None)
+                done[key] = len(rows)
+                signatures = {k: v for k, v in result.scores._asdict().items()
+                              if k.endswith("_signature")}
+                logging.info("%s beam %d lp %g cp %g: BLEU %.2f (%.1f s)", label, beam, alpha,
+                             beta, result.scores.bleu, result.seconds)
+            rows.append(row)
+    if not rows:
+        raise ModelDirError(f"{run_dir}: nothing to tune ({'; '.join(skipped)})")
+    best = max(range(len(rows)), key=lambda i: (rows[i]["bleu"], -i))
+    record = {"run_dir": os.path.abspath(run_dir), "dev_set": dev.name,
+              "dev_src": os.path.abspath(dev.src_path), "dev_ref": os.path.abspath(dev.ref_path),
+              "run_decode": dataclasses.asdict(config.decode),
+              "date": datetime.date.today().isoformat(), "signatures": signatures,
+              "rows": rows, "best": best, "skipped": skipped}
+    markdown = format_markdown(record)
+    report.write_tables(markdown, record, output_md or os.path.join(run_dir, "tuning.md"),
+                        output_json or os.path.join(run_dir, "tuning.json"))
+    return record, markdown
+
+
+def format_markdown(record):
+    """The Markdown report of a tune record: the table, the best row, signatures."""
+    table = [[i, r["model"], r["beam_size"], r["length_penalty"], r["coverage_penalty"],
+              *(f"{r[key]:.2f}" for _, key in report.SCORE_COLUMNS),
+              f"{r['translate_seconds']:.1f}" if r["same_as"] is None
+              else f"same search as row {r['same_as']}"]
+             for i, r in enumerate(record["rows"])]
+    best = record["rows"][record["best"]]
+    d = record["run_decode"]
+    return "\n".join([
+        f"Decoding settings on `{record['dev_set']}` (the dev set) of `{record['run_dir']}`, "
+        f"{record['date']}",
+        "",
+        report.markdown_table(["row", "model", "beam", "length penalty", "coverage penalty",
+                               *(name for name, _ in report.SCORE_COLUMNS), "translate s"],
+                              table),
+        "",
+        f"Best (highest cased BLEU): row {record['best']}: {best['model']}, beam "
+        f"{best['beam_size']}, length penalty {best['length_penalty']}, coverage penalty "
+        f"{best['coverage_penalty']}: BLEU {best['bleu']:.2f} (cased), {best['bleu_lc']:.2f} "
+        f"(lower-cased), chrF {best['chrf']:.2f}.",
+        f"The run's own setting: beam {d['beam_size']}, length penalty {d['length_penalty']}, "
+        f"coverage penalty {d['coverage_penalty']}.",
+        *(f"Skipped: {s}" for s in record["skipped"]),
+        "",
+        "sacreBLEU signatures:",
+        *report.signature_lines(record["signatures"]),
+    ])

@@ -1,0 +1,110 @@
+"""Tests for nmt/tuning.py (behind tools/tune_decoding.py): the best row is the argmax of
+the table, shared searches really are equal, only the dev set is read."""
+import json
+import os
+
+import pytest
+import sacrebleu
+
+from nmt import checkpoints, corpus, evaluation, model_dir as model_dir_lib, report, tuning
+from nmt.config import DecodeConfig
+from nmt.translate import Translator
+
+GRID = dict(beam_sizes=[1, 2], length_penalties=[0.0, 1.0], coverage_penalties=[0.0])
+
+
+def read(path):
+    return corpus.read_lines(path)
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_run, tmp_path_factory):
+    """A real tuning run of the tiny model; records every file the corpus reader opened."""
+    out = tmp_path_factory.mktemp("tuned")
+    opened = []
+    original = corpus.read_lines
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(corpus, "read_lines",
+                        lambda path, *a, **k: opened.append(path) or original(path, *a, **k))
+    try:
+        record, markdown = tuning.tune(tiny_run.run_dir, data_dir=tiny_run.data_dir,
+                                       average_last=[1, 2, 5], output_md=str(out / "t.md"),
+                                       output_json=str(out / "t.json"), **GRID)
+    finally:
+        monkeypatch.undo()
+    return out, record, markdown, opened
+
+
+def test_table_has_every_setting_of_every_model_and_skips_what_cannot_be_averaged(tuned):
+    out, record, markdown, _ = tuned
+    with open(out / "t.json") as f:
+        assert json.load(f) == record
+    with open(out / "t.md") as f:
+        assert f.read() == markdown + "\n"
+    models = [r["model"] for r in record["rows"]]
+    assert models == (["best (ckpt/ckpt-2)"] * 4 + ["mean of last 1 (ckpt-2)"] * 4
+                      + ["mean of last 2 (ckpt-1, ckpt-2)"] * 4)
+    assert [(r["beam_size"], r["length_penalty"]) for r in record["rows"][:4]] == \
+        [(1, 0.0), (1, 1.0), (2, 0.0), (2, 1.0)]
+    assert len(record["skipped"]) == 1 and "last 5 of 2" in record["skipped"][0]
+    for i, r in enumerate(record["rows"]):  # the Markdown shows the JSON's numbers
+        assert (f"| {i} | {r['model']} | {r['beam_size']} | {r['length_penalty']} | "
+                f"{r['coverage_penalty']} | {r['bleu']:.2f} | {r['bleu_lc']:.2f} | "
+                f"{r['chrf']:.2f} |") in markdown
+
+
+def test_only_the_dev_set_is_read(tuned, tiny_run):
+    _, record, _, opened = tuned
+    assert record["dev_set"] == "val"
+    assert opened and {os.path.basename(p) for p in opened} == {"val.en", "val.de.gz"}
+
+
+def test_shared_searches_equal_a_real_translation(tuned, tiny_run):
+    _, record, _, _ = tuned
+    rows = record["rows"]
+    assert rows[1]["same_as"] == 0  # greedy ignores the length penalty
+    assert [r["same_as"] for r in rows[4:8]] == [0, 0, 2, 3]  # equal weights: ckpt-2 again
+    assert [r["same_as"] for r in rows[8:]] == [None, 8, None, None]  # other weights
+    config, model, src_vocab, tgt_vocab = model_dir_lib.load(tiny_run.run_dir, "latest")
+    dev = report.dev_set(tiny_run.data_dir, config.data)
+    greedy_lp = config.replace(decode=dict(beam_size=1, length_penalty=1.0)).decode
+    scores = report.translate_and_score(Translator(model, src_vocab, tgt_vocab, greedy_lp), dev)
+    assert (scores.scores.bleu, scores.scores.chrf) == (rows[1]["bleu"], rows[1]["chrf"])
+    _, averaged, _, _, _ = checkpoints.average_model(tiny_run.run_dir, 2)
+    beam_2 = config.replace(decode=dict(beam_size=2, length_penalty=1.0)).decode
+    scores = report.translate_and_score(Translator(averaged, src_vocab, tgt_vocab, beam_2), dev)
+    assert (scores.scores.bleu, scores.scores.chrf) == (rows[11]["bleu"], rows[11]["chrf"])
+
+
+class SettingTranslator:
+    """Stands in for Translator: the reference with `drop` words cut from each line,
+    drop depending on the settings, so every setting scores differently."""
+    refs = {}
+
+    def __init__(self, model, src_vocab, tgt_vocab, decode):
+        self.drop = {(1, 0.0): 3, (1, 1.0): 3, (2, 0.0): 2, (2, 1.0): 1}[
+            (decode.beam_size, decode.length_penalty)]
+
+    def translate_text(self, lines):
+        return [" ".join(self.refs[line].split()[:-self.drop]) for line in lines]
+
+
+def test_best_is_the_argmax_of_its_own_table(tiny_run, tmp_path, monkeypatch):
+    config = model_dir_lib.load_config(tiny_run.run_dir)
+    dev = report.dev_set(tiny_run.data_dir, config.data)
+    src, refs = read(dev.src_path), read(dev.ref_path)
+    SettingTranslator.refs = dict(zip(src, refs))
+    monkeypatch.setattr(tuning, "Translator", SettingTranslator)
+    record, markdown = tuning.tune(tiny_run.run_dir, data_dir=tiny_run.data_dir,
+                                   output_md=str(tmp_path / "t.md"),
+                                   output_json=str(tmp_path / "t.json"), **GRID)
+    rows = record["rows"]
+    bleus = [r["bleu"] for r in rows]
+    assert len(set(bleus[1:])) == 3 and record["best"] == bleus.index(max(bleus)) == 3
+    assert "Best (highest cased BLEU): row 3:" in markdown
+    for r in rows:
+        hyps = SettingTranslator(None, None, None, DecodeConfig(
+            beam_size=r["beam_size"], length_penalty=r["length_penalty"])).translate_text(src)
+        assert r["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score
+        assert r["bleu_lc"] == evaluation.score(hyps, refs).bleu_lc
+    assert sorted(os.listdir(tmp_path)) == ["t.json", "t.md"]
