@@ -122,6 +122,29 @@ def test_a_dangling_best_pointer_is_an_error_not_a_silent_fallback(tiny_model_di
     assert load_error(model_dir) == f"{best}/ckpt-7.index: checkpoint index file missing"
 
 
+def test_a_checkpoint_is_on_disk_before_the_state_file_names_it(tmp_path, monkeypatch):
+    """save_durably fsyncs the new files and their directory before the `checkpoint`
+    state file is rewritten, then the state file and the directory."""
+    directory = os.path.realpath(tmp_path / "ckpt")
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(tf.ones([10]))),
+                                         directory, max_to_keep=2)
+    model_dir_lib.save_durably(manager, 1)
+    synced = []  # (fsynced path, the checkpoint the state file named at that moment)
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), tf.train.latest_checkpoint(directory)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    prefix = model_dir_lib.save_durably(manager, 2)
+    assert prefix == os.path.join(directory, "ckpt-2")
+    while_old = {path for path, named in synced if named == os.path.join(directory, "ckpt-1")}
+    assert {prefix + ".index", prefix + ".data-00000-of-00001", directory} <= while_old
+    assert [path for path, named in synced if named == prefix][-2:] == [
+        os.path.join(directory, "checkpoint"), directory]
+
+
 # --- nmt-translate --resume ---
 
 def val_lines(count):
