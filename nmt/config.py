@@ -132,6 +132,7 @@ class TrainConfig:
     dev_bleu_max_sentences: int = 0     # >0: decode only this many dev lines for BLEU
     early_stopping_patience: int = 0    # >0: stop after this many evals without dev BLEU gain
     seed: int = 1234
+    deterministic: bool = False         # tf.config.experimental.enable_op_determinism(): GPU runs repeat bit for bit (slower)
     jit_compile: bool = False           # XLA-compile the training step (one compile per batch shape)
     strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute; docs/distributed.md)
     num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)

@@ -115,6 +115,8 @@ class Trainer:
                      "%d skipped with an empty side", stats.kept, stats.dropped_too_long,
                      d.max_src_len, d.max_tgt_len, self.train_corpus.skipped_empty)
         tf.random.set_seed(config.train.seed)
+        if config.train.deterministic:  # process-wide; on GPU, cuDNN and atomics need it
+            tf.config.experimental.enable_op_determinism()
         placement = devices.training_placement(config.model, config.train)
         with distribute.scope(self.strategy):
             self.model = build_model(config.model, self.src_vocab.size, self.tgt_vocab.size,
@@ -295,7 +297,7 @@ class Trainer:
         if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables):
             raise TrainingError(f"step {int(self.progress.step)}: weights are not finite; "
                                 f"not saving over {self.manager.latest_checkpoint}")
-        path = self.manager.save(checkpoint_number=int(self.progress.step))
+        path = model_dir_lib.save_durably(self.manager, int(self.progress.step))
         logging.info("saved %s", path)
 
     def evaluate(self, eval_set):
@@ -324,7 +326,7 @@ class Trainer:
         if improved:
             p.best_bleu.assign(result.bleu)
             p.bad_evals.assign(0)
-            self.best_manager.save(checkpoint_number=int(p.step))
+            model_dir_lib.save_durably(self.best_manager, int(p.step))
         else:
             p.bad_evals.assign_add(1)
         if t.decay == "plateau":

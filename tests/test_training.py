@@ -115,6 +115,25 @@ def test_good_batch_is_applied(multi30k_slice, tmp_path):
                for a, b in zip(before, values(trainer.model.trainable_variables)))
 
 
+def test_deterministic_enables_op_determinism_and_still_trains(multi30k_slice, tmp_path):
+    from tensorflow.python.framework import config as tf_config
+    assert not tf_config.is_op_determinism_enabled()
+    training.Trainer(tiny_config(multi30k_slice, num_train_steps=1), str(tmp_path / "default"))
+    assert not tf_config.is_op_determinism_enabled()  # the default leaves it off
+    try:
+        trainer = training.Trainer(tiny_config(multi30k_slice, num_train_steps=2,
+                                               deterministic=True), str(tmp_path / "det"))
+        assert tf_config.is_op_determinism_enabled()
+        before = values(trainer.model.trainable_variables)
+        trainer.run()
+    finally:
+        tf_config.disable_op_determinism()  # process-wide: keep it out of other tests
+    assert int(trainer.progress.step) == 2 and int(trainer.optimizer.iterations) == 2
+    assert int(trainer.progress.skipped_batches) == 0
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(before, values(trainer.model.trainable_variables)))
+
+
 def _stream_lines(stream, lines):
     for line in iter(stream.readline, ""):
         lines.put(line)

@@ -1,4 +1,5 @@
 """What every entry point shares: quiet TensorFlow, one-line errors, config building."""
+import faulthandler
 import os
 import sys
 
@@ -14,7 +15,12 @@ USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, FileNotFoundE
 
 
 def run_main(program, function, *args, **kwargs):
-    """Calls function; a user error becomes one line on stderr and exit status 1."""
+    """Calls function; a user error becomes one line on stderr and exit status 1.
+
+    A crash in native code (SIGSEGV, SIGABRT, ...) prints the Python stack of every
+    thread to stderr first, so a rare one names its place in the test that saw it.
+    """
+    faulthandler.enable()
     logging.set_verbosity(logging.INFO)
     try:
         return function(*args, **kwargs)
