@@ -27,6 +27,7 @@ from nmt import summaries as summaries_lib
 from nmt import validation
 from nmt import vocab as vocab_lib
 from nmt.model import build_model
+from nmt.optimizers import FusedAdam
 from nmt.translate import Translator
 from nmt.updates import apply_clipped_gradients
 
@@ -55,7 +56,7 @@ class Progress(tf.Module):
 
 def make_optimizer(config):
     if config.optimizer == "adam":
-        return tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+        return FusedAdam(learning_rate=config.learning_rate)
     return tf.keras.optimizers.SGD(learning_rate=config.learning_rate)
 
 
