@@ -301,3 +301,47 @@ def test_inside_tf_function(jit_compile):
     want_greedy = run_greedy(lm, [0, 1, 2], max_length)
     for got, want in zip(beam + greedy, tuple(want_beam) + want_greedy):
         np.testing.assert_allclose(got.numpy(), np.asarray(want), rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows,n,k", [(3, 700, 10), (5, 40_000, 10), (2, 9_999, 6), (4, 640, 1)])
+def test_chunked_top_k_equals_tf_top_k(rows, n, k):
+    rng = np.random.default_rng(n)
+    values = rng.integers(-50, 50, size=(rows, n)).astype(np.float32)  # many ties
+    values[0, : n // 2] = -np.inf  # a dead beam's block, as at step 0
+    values[-1, :] = -1e9  # an all-equal row (forced eos)
+    got = search.top_k(tf.constant(values), k)
+    want = tf.math.top_k(tf.constant(values), k)
+    np.testing.assert_array_equal(got[0].numpy(), want[0].numpy())
+    np.testing.assert_array_equal(got[1].numpy(), want[1].numpy())
+
+
+class RandomRNNLM:
+    """A fake decoder with a large vocabulary: h' = tanh(h U + E[id]), log_softmax(h W)."""
+
+    def __init__(self, vocab, depth=8, seed=0):
+        rng = np.random.default_rng(seed)
+        self.w = tf.constant(rng.normal(size=(depth, vocab)).astype(np.float32) * 2)
+        self.u = tf.constant(rng.normal(size=(depth, depth)).astype(np.float32))
+        self.e = tf.constant(rng.normal(size=(vocab, depth)).astype(np.float32))
+        self.h0 = tf.constant(rng.normal(size=(4, depth)).astype(np.float32))
+
+    def step_fn(self, ids, state):
+        h = tf.tanh(tf.matmul(state["h"], self.u) + tf.gather(self.e, ids))
+        return tf.nn.log_softmax(tf.matmul(h, self.w)), {"h": h}
+
+
+def test_beam_search_on_a_large_vocabulary_matches_plain_top_k(monkeypatch):
+    lm = RandomRNNLM(vocab=3000)
+    kwargs = dict(beam_size=4, max_length=7, num_hypotheses=3, length_penalty=0.6)
+    fast = search.beam_search(lm.step_fn, {"h": lm.h0}, 4, BOS, EOS, **kwargs)
+    monkeypatch.setattr(search, "top_k", lambda values, k: tf.math.top_k(values, k=k))
+    plain = search.beam_search(lm.step_fn, {"h": lm.h0}, 4, BOS, EOS, **kwargs)
+    for got, want in zip(fast, plain):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_chunked_top_k_compiles_with_xla():
+    values = tf.constant(np.random.default_rng(1).normal(size=(3, 5000)).astype(np.float32))
+    got = tf.function(lambda v: search.top_k(v, 8), jit_compile=True)(values)
+    want = tf.math.top_k(values, 8)
+    np.testing.assert_array_equal(got[1].numpy(), want[1].numpy())
