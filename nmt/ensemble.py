@@ -27,9 +27,11 @@ class Ensemble(tf.Module):
             raise ValueError("an ensemble needs at least one model")
         self.models = list(models)
 
-    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None):
+    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None,
+                      compute_dtype=tf.float32):
         """-> (step_fn, initial_state) over all models (see the module docstring)."""
-        inputs = [m.search_inputs(src, src_len, beam_size, max_length_ratio) for m in self.models]
+        inputs = [m.search_inputs(src, src_len, beam_size, max_length_ratio, compute_dtype)
+                  for m in self.models]
         step_fns = [step_fn for step_fn, _ in inputs]
         states = tuple(state for _, state in inputs)
         log_m = math.log(len(self.models))

@@ -125,7 +125,10 @@ class Seq2Seq(tf.Module):
                 new_state["limit"], new_state["time"] = state["limit"], state["time"] + 1
                 must_end = (state["time"] >= state["limit"])[:, None]  # [n, 1]
                 eos_only = tf.where(tf.range(tf.shape(log_probs)[1]) == EOS_ID, 0.0, -1e9)
-                log_probs = tf.where(must_end, eos_only[None, :], log_probs)
+                log_probs = tf.cond(  # a full [n, vocab] pass only on steps that need it
+                    tf.reduce_any(must_end),
+                    lambda: tf.where(must_end, eos_only[None, :], log_probs),
+                    lambda: log_probs)
             return log_probs, new_state
 
         return step_fn, state
