@@ -179,8 +179,10 @@ class Trainer:
             logging.info("starting a new run in %s", self.out_dir)
             return
         self.model_variables_built()
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                         progress=self.progress, **self._loss_scale_part(path))
+        checkpoint = self.checkpoint  # every saved value, the save counter included
+        if self.loss_scale is not None and not self._loss_scale_part(path):
+            checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                             progress=self.progress)  # no scale saved
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
