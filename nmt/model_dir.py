@@ -141,6 +141,10 @@ def checkpoint_path(model_dir, which="best"):
 def _checkpoint_at(path):
     """A checkpoint given by path: a directory's newest one, else the prefix itself."""
     if not os.path.isdir(path):
+        if not glob.glob(glob.escape(path) + ".*"):  # no .index, no .data: not a checkpoint
+            raise ModelDirError(f"{path}: no such checkpoint (give best, last, latest, a "
+                                f"checkpoint prefix such as DIR/ckpt/ckpt-3000, or a "
+                                f"directory with a checkpoint state file)")
         return path
     state = (tf.train.get_checkpoint_state(path)
              if os.path.exists(os.path.join(path, STATE_FILE)) else None)

@@ -1,8 +1,10 @@
 """Tests for nmt/report.py (behind tools/score_run.py): every shipped set is scored, the
 numbers are sacreBLEU's on the written hypotheses, both tables agree, writes are atomic."""
+import glob
 import json
 import os
 import re
+import shutil
 
 import pytest
 import sacrebleu
@@ -171,3 +173,15 @@ def test_checkpoint_path_takes_names_prefixes_and_directories(tiny_run):
     assert model_dir_lib.checkpoint_path(tiny_run.run_dir, prefix) == prefix
     with pytest.raises(model_dir_lib.ModelDirError, match="no checkpoint state"):
         model_dir_lib.checkpoint_path(tiny_run.run_dir, tiny_run.data_dir)
+
+
+def test_a_mistyped_checkpoint_name_is_a_one_line_error(tiny_run, tmp_path):
+    with pytest.raises(model_dir_lib.ModelDirError, match="bset: no such checkpoint"):
+        model_dir_lib.checkpoint_path(tiny_run.run_dir, "bset")
+    prefix = os.path.join(tiny_run.run_dir, "ckpt", "ckpt-1")
+    for path in glob.glob(prefix + ".data-*"):  # a copy without its .index (the run is shared)
+        shutil.copy(path, tmp_path)
+    truncated = str(tmp_path / "ckpt-1")  # a real checkpoint missing a file keeps its message
+    assert model_dir_lib.checkpoint_path(tiny_run.run_dir, truncated) == truncated
+    with pytest.raises(model_dir_lib.ModelDirError, match="index file missing"):
+        model_dir_lib.check_checkpoint(truncated)
