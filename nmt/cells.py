@@ -75,17 +75,21 @@ def _input_size(inputs):
 def _prepare(cell, inputs, training, noise):
     """cell.prepare_inputs with `noise` (None: the cell samples its own). Empty noise is
     left out for user cells whose prepare_inputs takes no `noise` argument."""
-    if noise is None or (not tf.nest.flatten(noise) and not _accepts_noise(cell)):
+    if noise is None or (not tf.nest.flatten(noise)
+                         and not _takes_argument(cell, "prepare_inputs", "noise")):
         return cell.prepare_inputs(inputs, training=training)
     return cell.prepare_inputs(inputs, training=training, noise=noise)
 
 
-def _accepts_noise(cell):
-    takes = cell.__dict__.get("_takes_noise")
+def _takes_argument(cell, method, argument):
+    """Whether cell.<method> accepts `argument` (by name or **kwargs): user cells may
+    leave out `noise` and `training`. Cached in the instance dict, untracked by tf.Module."""
+    key = f"_{method}_takes_{argument}"
+    takes = cell.__dict__.get(key)
     if takes is None:
-        params = inspect.signature(cell.prepare_inputs).parameters.values()
-        takes = any(p.name == "noise" or p.kind == p.VAR_KEYWORD for p in params)
-        cell.__dict__["_takes_noise"] = takes
+        params = inspect.signature(getattr(cell, method)).parameters.values()
+        takes = any(p.name == argument or p.kind == p.VAR_KEYWORD for p in params)
+        cell.__dict__[key] = takes
     return takes
 
 
@@ -153,7 +157,7 @@ class RNNCell(tf.Module):
 
     def step(self, prepared_t, state, training=False):
         """One time step on a time slice of `prepare_inputs`. Default: `call`."""
-        if self._call_takes_training():
+        if _takes_argument(self, "call", "training"):
             return self.call(prepared_t, state, training=training)
         return self.call(prepared_t, state)
 
@@ -166,14 +170,6 @@ class RNNCell(tf.Module):
             noise = tf.nest.map_structure(expand, noise)
         prepared = _prepare(self, inputs_seq, training, noise)
         return self.step(_first_step(prepared), state, training=training)
-
-    def _call_takes_training(self):
-        takes = self.__dict__.get("_takes_training")
-        if takes is None:
-            params = inspect.signature(self.call).parameters.values()
-            takes = any(p.name == "training" or p.kind == p.VAR_KEYWORD for p in params)
-            self.__dict__["_takes_training"] = takes
-        return takes
 
 
 def _sequence_matmul(inputs, kernel, bias):

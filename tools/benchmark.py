@@ -200,16 +200,24 @@ def mean_lengths(trainer):
             float(np.mean([len(x) for x in trainer.encoded.tgt_ids])))
 
 
+def timed_training(config, work_dir, name):
+    """A Trainer for `config` in work_dir/name, timed for --train_seconds ->
+    (trainer, TrainSpeed, FLOPs per target piece, (mean source, mean target pieces))."""
+    trainer = make_trainer(config, work_dir, name)
+    mean_src, mean_tgt = mean_lengths(trainer)
+    speed = measure_training(trainer, FLAGS.train_seconds, FLAGS.untimed_steps, mean_tgt)
+    flops = training_flops_per_target_token(trainer.config.model, trainer.tgt_vocab.size,
+                                            mean_src, mean_tgt)
+    return trainer, speed, flops, (mean_src, mean_tgt)
+
+
 def run_training(work_dir, results):
     """The main measurement at the recipe's batch size -> the Trainer (its out_dir, work_dir/train,
     is a model dir with the trained weights)."""
-    trainer = make_trainer(bench_config(), work_dir, "train")
-    mean_src, mean_tgt = mean_lengths(trainer)
-    speed = measure_training(trainer, FLAGS.train_seconds, FLAGS.untimed_steps, mean_tgt)
+    trainer, speed, flops, (mean_src, mean_tgt) = timed_training(bench_config(), work_dir,
+                                                                 "train")
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     trainer.save()  # DIR/ckpt: the model translated below unless --model_dir
-    flops = training_flops_per_target_token(trainer.config.model, trainer.tgt_vocab.size,
-                                            mean_src, mean_tgt)
     results.update({
         "train_tokens_per_s": speed.tokens_per_s, "train_steps_per_s": speed.steps_per_s,
         "train_sentences_per_s": speed.sentences_per_s,
@@ -229,12 +237,8 @@ def run_training(work_dir, results):
 
 def run_training_bf16(work_dir, results):
     """The same measurement with --precision=bf16 (fp32 master weights, bf16 compute)."""
-    trainer = make_trainer(bench_config().replace(train={"precision": "bf16"}), work_dir,
-                           "train-bf16")
-    mean_src, mean_tgt = mean_lengths(trainer)
-    speed = measure_training(trainer, FLAGS.train_seconds, FLAGS.untimed_steps, mean_tgt)
-    flops = training_flops_per_target_token(trainer.config.model, trainer.tgt_vocab.size,
-                                            mean_src, mean_tgt)
+    _, speed, flops, _ = timed_training(bench_config().replace(train={"precision": "bf16"}),
+                                        work_dir, "train-bf16")
     results.update({"train_bf16_tokens_per_s": speed.tokens_per_s,
                     "train_bf16_steps_per_s": speed.steps_per_s,
                     "achieved_flops_per_s_bf16": flops * speed.measured_tokens_per_s})
