@@ -45,6 +45,8 @@ PRESETS = {
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "default", sorted(PRESETS), "Named setup.")
 flags.DEFINE_string("out_dir", None, "Run dir (default runs/multi30k-PRESET-SRC-TGT).")
+flags.DEFINE_bool("score_test_sets", True, "After training, score the best checkpoint on every "
+                  "shipped set (off: training and its val evaluations only, e.g. for ablations).")
 CONFIG_FLAGS = define_config_flags(
     ["data", "model", "train", "decode"],
     rename={"decode.batch_size": "decode_batch_size", "decode.batch_tokens": "decode_batch_tokens"},
@@ -106,6 +108,10 @@ def main(argv):
         speeds = [r["tokens_per_s"] for r in records if r["kind"] == "train"]
         tokens_per_s = sorted(speeds)[len(speeds) // 2] if speeds else float("nan")
         params = sum(int(v.shape.num_elements()) for v in trainer.model.trainable_variables)
+        if not FLAGS.score_test_sets:
+            logging.info("--noscore_test_sets: not scoring; val evaluations are in %s",
+                         os.path.join(out_dir, model_dir_lib.LOG_FILE))
+            return
         rows = score_sets(out_dir, config)
         result = {"preset": FLAGS.preset, "src": config.data.src, "tgt": config.data.tgt,
                   "train_minutes": minutes, "train_tokens_per_s": tokens_per_s,

@@ -1,0 +1,126 @@
+"""Training-lever ablation: one recipe run per lever at a fixed step count, scored on val only.
+
+Every run is `recipes/multi30k.py --preset=PRESET` plus one lever's flags, trained for
+exactly --steps steps (a step budget, not a time budget, so machine load cannot change
+a result) and evaluated once, at the last step, on val with the run's own decoding
+setting. Test sets are not scored. Runs go --parallel at a time, each pinned to its
+own core with taskset; a run whose log already holds its final evaluation is reused.
+
+    python tools/ablate_training.py --out_root=/tmp/ablation --steps=2500
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from nmt import model_dir as model_dir_lib  # noqa: E402
+
+# name -> (what it changes, extra recipe flags). "base" is the preset itself.
+LEVERS = {
+    "base": ("the preset as it is (label smoothing 0.1, dropout 0.3)", []),
+    "no_label_smoothing": ("label smoothing 0.1 -> 0", ["--label_smoothing=0"]),
+    "variational_dropout": ("one dropout mask per sequence", ["--variational_dropout"]),
+    "dropout_0.2": ("dropout 0.3 -> 0.2", ["--dropout=0.2"]),
+    "tied_embeddings": ("source = target embeddings = softmax weights",
+                        ["--share_embeddings", "--tie_output_embeddings"]),
+    "subword_sampling": ("sentencepiece sampling while training, alpha 0.1",
+                         ["--sample_alpha=0.1"]),
+    "vocab_16k": ("joint vocabulary 8k -> 16k", ["--vocab_size=16000"]),
+    "rsqrt_warmup": ("lr 0.002, 500 warm-up steps, inverse square root decay",
+                     ["--learning_rate=0.002", "--warmup_steps=500", "--decay=rsqrt"]),
+    "two_layers": ("2 encoder + 2 decoder layers (standard attention)",
+                   ["--num_encoder_layers=2", "--num_decoder_layers=2"]),
+    "two_layers_gnmt": ("2 + 2 layers, GNMT attention (bottom layer, fed to all)",
+                        ["--num_encoder_layers=2", "--num_decoder_layers=2",
+                         "--attention_architecture=gnmt"]),
+}
+
+flags.DEFINE_string("out_root", "/tmp/nmt-ablation", "One run dir per lever under here.")
+flags.DEFINE_string("preset", "default", "Recipe preset every lever starts from.")
+flags.DEFINE_integer("steps", 2500, "Training steps per run.")
+flags.DEFINE_integer("parallel", 2, "Runs at a time, each pinned to one core.")
+flags.DEFINE_list("levers", list(LEVERS), "Levers to run, in this order.")
+flags.DEFINE_string("output_md", None, "Markdown table (default OUT_ROOT/ablation.md).")
+FLAGS = flags.FLAGS
+
+
+def final_eval(run_dir, steps):
+    """The run's evaluation record at `steps`, or None while there is none."""
+    path = os.path.join(run_dir, model_dir_lib.LOG_FILE)
+    if not os.path.exists(path):
+        return None
+    records = [json.loads(line) for line in open(path) if line.strip()]
+    evals = [r for r in records if r["kind"] == "eval" and r["step"] == steps]
+    return evals[-1] if evals else None
+
+
+def run_command(lever, run_dir):
+    return [sys.executable, os.path.join(REPO, "recipes", "multi30k.py"),
+            f"--preset={FLAGS.preset}", f"--out_dir={run_dir}", "--noscore_test_sets",
+            f"--num_train_steps={FLAGS.steps}", "--max_time_minutes=0",
+            f"--steps_per_eval={FLAGS.steps}", f"--steps_per_checkpoint={FLAGS.steps}",
+            *LEVERS[lever][1]]
+
+
+def run_all():
+    pending = [l for l in FLAGS.levers
+               if final_eval(os.path.join(FLAGS.out_root, l), FLAGS.steps) is None]
+    free_cores, running = list(range(FLAGS.parallel)), {}
+    while pending or running:
+        while pending and free_cores:
+            lever, core = pending.pop(0), free_cores.pop(0)
+            run_dir = os.path.join(FLAGS.out_root, lever)
+            os.makedirs(run_dir, exist_ok=True)
+            log = open(os.path.join(FLAGS.out_root, f"{lever}.log"), "a")
+            command = ["taskset", "-c", str(core % os.cpu_count()), *run_command(lever, run_dir)]
+            print(f"start {lever} on core {core}: {' '.join(command[3:])}", flush=True)
+            running[lever] = (subprocess.Popen(command, stdout=log, stderr=log), core, time.time())
+        time.sleep(5)
+        for lever, (process, core, start) in list(running.items()):
+            if process.poll() is not None:
+                print(f"done {lever} (exit {process.returncode}, "
+                      f"{(time.time() - start) / 60:.1f} min)", flush=True)
+                free_cores.append(core)
+                del running[lever]
+
+
+def table():
+    rows, base = [], final_eval(os.path.join(FLAGS.out_root, "base"), FLAGS.steps)
+    for lever in FLAGS.levers:
+        run_dir = os.path.join(FLAGS.out_root, lever)
+        record = final_eval(run_dir, FLAGS.steps)
+        if record is None:
+            rows.append(f"| {lever} | {LEVERS[lever][0]} | failed: see {lever}.log | | | |")
+            continue
+        delta = f"{record['bleu'] - base['bleu']:+.2f}" if base and lever != "base" else ""
+        rows.append(f"| {lever} | {LEVERS[lever][0]} | {record['bleu']:.2f} | {delta} | "
+                    f"{record['chrf']:.2f} | {record['loss']:.3f} |")
+    header = [f"Val (dev) scores after {FLAGS.steps} steps of `--preset={FLAGS.preset}`, "
+              "one run per lever, same seed; test sets not scored.", "",
+              "| lever | change | val BLEU | vs base | val chrF | val loss |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    return "\n".join(header + rows) + "\n"
+
+
+def main(argv):
+    del argv
+    os.makedirs(FLAGS.out_root, exist_ok=True)
+    unknown = set(FLAGS.levers) - set(LEVERS)
+    if unknown:
+        raise app.UsageError(f"unknown levers {sorted(unknown)}; known: {', '.join(LEVERS)}")
+    run_all()
+    text = table()
+    output = FLAGS.output_md or os.path.join(FLAGS.out_root, "ablation.md")
+    with open(output, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
