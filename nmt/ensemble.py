@@ -36,8 +36,8 @@ class Ensemble(tf.Module):
         states = tuple(state for _, state in inputs)
         log_m = math.log(len(self.models))
 
-        def step_fn(ids, state):
-            outputs = [f(ids, s) for f, s in zip(step_fns, state["models"])]
+        def step_fn(ids, state, rows=None):
+            outputs = [f(ids, s, rows) for f, s in zip(step_fns, state["models"])]
             log_probs = tf.stack([lp for lp, _ in outputs])  # [models, n, vocab]
             new_states = tuple(s for _, s in outputs)
             return (tf.reduce_logsumexp(log_probs, axis=0) - log_m,

@@ -119,11 +119,14 @@ class Seq2Seq(tf.Module):
         if beam_size > 1:
             memory = search.tile_batch(memory, beam_size)
 
-        def step_fn(ids, state):
-            log_probs, new_state = self.decoder.step(ids, state, memory)
+        def step_fn(ids, state, rows=None):
+            log_probs, new_state = self.decoder.step(ids, state, memory, rows)
             if max_length_ratio is not None:
                 new_state["limit"], new_state["time"] = state["limit"], state["time"] + 1
-                must_end = (state["time"] >= state["limit"])[:, None]  # [n, 1]
+                must_end = state["time"] >= state["limit"]
+                if rows is not None:
+                    must_end = tf.gather(must_end, rows)
+                must_end = must_end[:, None]  # [n or m, 1]
                 eos_only = tf.where(tf.range(tf.shape(log_probs)[1]) == EOS_ID, 0.0, -1e9)
                 log_probs = tf.cond(  # a full [n, vocab] pass only on steps that need it
                     tf.reduce_any(must_end),

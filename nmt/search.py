@@ -1,11 +1,17 @@
 """Greedy and beam search over a step function; imports no model code.
 
-The model supplies `step_fn(ids, state) -> (log_probs, new_state)`:
+The model supplies `step_fn(ids, state[, rows]) -> (log_probs, new_state)`:
   ids       [N] int32, the previous token of each row (`bos_id` at step 0);
   log_probs [N, vocab] float32, normalised log-probabilities (all <= 0) of the
             next token;
   state     any nested structure (tuples, namedtuples, dicts) of tensors whose
             leading dimension is N; `new_state` has the same structure and shapes.
+  rows      optional: if step_fn takes it, [M] int32 row indices, and log_probs
+            is [M, vocab] for those rows only (the state still advances for all
+            N). The searches pass the rows of unfinished sentences, so the
+            output projection and the [N, vocab] passes skip finished ones
+            (about 40 % of the rows in a length-sorted batch); a step_fn
+            without it is called on all rows and its log_probs are gathered.
 
 Layout of N. Greedy search: N = batch, row b is sentence b. Beam search:
 N = batch * beam_size, batch-major: row b * beam_size + k is beam k of sentence
@@ -32,12 +38,13 @@ num_hypotheses finished ones: length = max_length, no eos, score = its log-prob
 sum divided by lp(max_length) plus its coverage penalty. Such fillers come
 after every finished hypothesis of the sentence, best first among themselves.
 
-Each search is one `tf.while_loop` with static shapes inside (XLA compiles it:
+Each search is one `tf.while_loop` (XLA compiles it, the unfinished rows too:
 `tf.function(jit_compile=True)` around the caller works); the number of steps
 is dynamic. Called eagerly, the search traces itself into a `tf.function`.
 """
 import collections
 import collections.abc
+import inspect
 
 import tensorflow as tf
 
@@ -110,6 +117,22 @@ def top_k(values, k):
     return top, index
 
 
+def _scoring_step(step_fn):
+    """step_fn as `(ids, state, rows) -> (log_probs[rows], new_state)`, rows or not."""
+    try:
+        takes_rows = "rows" in inspect.signature(step_fn).parameters
+    except (TypeError, ValueError):  # a callable without an inspectable signature
+        takes_rows = False
+    if takes_rows:
+        return step_fn
+
+    def step(ids, state, rows):
+        log_probs, state = step_fn(ids, state)
+        return tf.gather(log_probs, rows), state
+
+    return step
+
+
 def _run_as_graph(search, *args):
     """Runs `search(*args)` as one graph: traced into a tf.function when eager."""
     if tf.executing_eagerly():
@@ -147,6 +170,8 @@ def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length
     _check(isinstance(max_length, int) and max_length >= 1,
            f"max_length must be a positive int (got {max_length!r})")
 
+    step = _scoring_step(step_fn)
+
     def search(state):
         time = tf.range(max_length)[None, :]  # [1, max_length]
         loop = _GreedyLoop(
@@ -159,11 +184,14 @@ def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length
             lengths=tf.zeros([batch_size], tf.int32))
 
         def body(loop):
-            log_probs, state = step_fn(loop.ids, loop.state)  # [batch, vocab]
-            tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # [batch]
-            token_log_prob = tf.gather(log_probs, tokens, batch_dims=1)  # [batch]
             alive = tf.logical_not(loop.finished)
-            tokens = tf.where(alive, tokens, eos_id)
+            rows = tf.cast(tf.where(alive)[:, 0], tf.int32)  # [m] unfinished sentences
+            log_probs, state = step(loop.ids, loop.state, rows)  # [m, vocab]
+            row_tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # [m]
+            token_log_prob = tf.scatter_nd(  # [batch], 0 where finished
+                rows[:, None], tf.gather(log_probs, row_tokens, batch_dims=1), [batch_size])
+            tokens = tf.tensor_scatter_nd_update(
+                tf.fill([batch_size], tf.constant(eos_id, tf.int32)), rows[:, None], row_tokens)
             just_finished = alive & tf.equal(tokens, eos_id)
             return _GreedyLoop(
                 step=loop.step + 1, ids=tokens, state=state,
@@ -256,12 +284,14 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
     config = _BeamConfig(batch_size, beam_size, num_hypotheses, max_length, bos_id, eos_id,
                          float(length_penalty), float(coverage_penalty))
 
+    step = _scoring_step(step_fn)
+
     def search(state, source_length):
         source_mask = _source_mask(state, source_length, config)
         loop = _initial_beam_loop(state, config)
         loop = tf.while_loop(
             lambda loop: _beam_not_done(loop, config),
-            lambda loop: (_beam_step(loop, step_fn, source_mask, config),),
+            lambda loop: (_beam_step(loop, step, source_mask, config),),
             (loop,), maximum_iterations=max_length)[0]
         return _beam_result(loop, source_mask, config)
 
@@ -296,23 +326,39 @@ def _initial_beam_loop(state, config):
         finished_lengths=tf.zeros([batch, num_hyps], tf.int32))
 
 
-def _beam_not_done(loop, config):
-    """False once every sentence is done (see beam_search's stopping rule)."""
+def _sentence_done(loop, config):
+    """[batch] bool: no alive hypothesis can still enter the full finished set.
+
+    Once true it stays true: alive log-probs only fall and the worst finished
+    score only rises. A done sentence's finished set can no longer change, so
+    its later steps are skipped (its candidates score -inf).
+    """
     best_alive = tf.reduce_max(loop.alive_log_prob, axis=1)  # [batch]
     bound = best_alive / gnmt_length_penalty(config.max_length, config.alpha)
     worst_finished = loop.finished_scores[:, -1]  # [batch], -inf while not full
-    return tf.logical_not(tf.reduce_all(bound <= worst_finished))
+    return bound <= worst_finished
 
 
-def _beam_step(loop, step_fn, source_mask, config):
+def _beam_not_done(loop, config):
+    """False once every sentence is done (see beam_search's stopping rule)."""
+    return tf.logical_not(tf.reduce_all(_sentence_done(loop, config)))
+
+
+def _beam_step(loop, step, source_mask, config):
     batch, beam = config.batch_size, config.beam_size
-    log_probs, state = step_fn(loop.ids, loop.state)  # [batch*beam, vocab]
-    vocab = log_probs.shape[-1]  # static when known, so shapes stay static for XLA
+    sentences = tf.cast(tf.where(~_sentence_done(loop, config))[:, 0], tf.int32)  # [m]
+    rows = tf.reshape(sentences[:, None] * beam + tf.range(beam)[None, :], [-1])  # [m*beam]
+    log_probs, state = step(loop.ids, loop.state, rows)  # [m*beam, vocab]
+    vocab = log_probs.shape[-1]  # static when known
     _check(vocab is None or vocab >= 2, f"beam search needs vocab >= 2 (got {vocab})")
     vocab = vocab or tf.shape(log_probs)[-1]
-    totals = loop.alive_log_prob[:, :, None] + tf.reshape(log_probs, [batch, beam, vocab])
-    # Candidates: the 2*beam best extensions, sorted. [batch, 2*beam]
-    scores, flat = top_k(tf.reshape(totals, [batch, beam * vocab]), k=2 * beam)
+    totals = (tf.gather(loop.alive_log_prob, sentences)[:, :, None]
+              + tf.reshape(log_probs, [-1, beam, vocab]))
+    # Candidates: the 2*beam best extensions, sorted; -inf for done sentences. [batch, 2*beam]
+    sentence_scores, sentence_flat = top_k(tf.reshape(totals, [-1, beam * vocab]), k=2 * beam)
+    scores = tf.tensor_scatter_nd_update(tf.fill([batch, 2 * beam], _NEG_INF),
+                                         sentences[:, None], sentence_scores)
+    flat = tf.scatter_nd(sentences[:, None], sentence_flat, [batch, 2 * beam])
     origins, tokens = flat // vocab, flat % vocab
     time = tf.range(config.max_length)
     seqs = tf.gather(loop.alive_seq, origins, batch_dims=1)  # [batch, 2*beam, max_length]
