@@ -8,7 +8,8 @@ TensorFlow starts) on synthetic batches of --batch_size sentences of --length pi
 and reports target tokens/s after --warmup steps, and the scaling efficiency
 tokens/s(k devices) / (k * tokens/s(1 device)). On one physical CPU, logical devices
 share the same cores: expect efficiency <= 1/k there; the numbers mean something on
-GPUs or many-core machines.
+GPUs or many-core machines. Whether placed layers run at the same time is measured
+by tools/timeline_devices.py (a per-op device timeline) instead.
 """
 import json
 import subprocess
