@@ -1,4 +1,4 @@
-"""Train a named setup on the shipped Multi30k data, then score val and test.
+"""Train a named setup on the shipped Multi30k data, then score every shipped set.
 
     python recipes/multi30k.py                       # default preset, en->de
     python recipes/multi30k.py --preset=tiny         # smoke run, a few minutes
@@ -13,14 +13,11 @@ import time
 
 from absl import app, flags, logging
 
-from nmt import devices, evaluation, model_dir as model_dir_lib, training
+from nmt import devices, model_dir as model_dir_lib, report, training
 from nmt.cli import common
 from nmt.cli.flags import define_config_flags, overrides_from_flags
-from nmt.corpus import find_corpus_file, read_lines
-from nmt.translate import Translator
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "multi30k")
-EVAL_SETS = ("val", "test_2016_flickr")
 
 PRESETS = {
     # A smoke run: a small model for a few hundred steps on a slice-sized budget.
@@ -61,37 +58,6 @@ def recipe_config():
     return common.build_config(overrides)
 
 
-def score_sets(out_dir, config):
-    """BLEU/chrF of the best checkpoint on every shipped eval set."""
-    config_saved, model, src_vocab, tgt_vocab = model_dir_lib.load(out_dir, "best")
-    translator = Translator(model, src_vocab, tgt_vocab, config.decode)
-    rows = {}
-    for name in EVAL_SETS:
-        prefix = os.path.join(DATA_DIR, name)
-        src = read_lines(find_corpus_file(prefix, config.data.src))
-        ref = read_lines(find_corpus_file(prefix, config.data.tgt))
-        start = time.time()
-        hyps = translator.translate_text(src)
-        seconds = time.time() - start
-        with open(os.path.join(out_dir, f"{name}.{config.data.tgt}.hyp"), "w") as f:
-            f.writelines(h + "\n" for h in hyps)
-        rows[name] = {**evaluation.score(hyps, ref)._asdict(), "translate_s": seconds,
-                      "sentences_per_s": len(src) / seconds}
-    return rows
-
-
-def table(rows, minutes, tokens_per_s, params):
-    lines = ["| set | BLEU (cased) | BLEU (lower-cased) | chrF | translate s |",
-             "| --- | --- | --- | --- | --- |"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['bleu']:.2f} | {r['bleu_lc']:.2f} | {r['chrf']:.2f} | "
-                     f"{r['translate_s']:.1f} |")
-    lines.append(f"\ntraining wall time {minutes:.1f} min, {tokens_per_s:.0f} target tokens/s, "
-                 f"{params / 1e6:.2f} M parameters")
-    lines.append(f"signature: {next(iter(rows.values()))['bleu_signature']}")
-    return "\n".join(lines)
-
-
 def main(argv):
     del argv
 
@@ -112,13 +78,15 @@ def main(argv):
             logging.info("--noscore_test_sets: not scoring; val evaluations are in %s",
                          os.path.join(out_dir, model_dir_lib.LOG_FILE))
             return
-        rows = score_sets(out_dir, config)
+        record, markdown = report.score_run_dir(out_dir, "best", data_dir=DATA_DIR)
         result = {"preset": FLAGS.preset, "src": config.data.src, "tgt": config.data.tgt,
                   "train_minutes": minutes, "train_tokens_per_s": tokens_per_s,
-                  "parameters": params, "scores": rows}
+                  "parameters": params, "scores": record}
         model_dir_lib.write_json_atomic(os.path.join(out_dir, "results.json"), result)
         logging.info("results in %s", os.path.join(out_dir, "results.json"))
-        print(table(rows, minutes, tokens_per_s, params))
+        print(markdown)
+        print(f"\ntraining wall time {minutes:.1f} min, {tokens_per_s:.0f} target tokens/s, "
+              f"{params / 1e6:.2f} M parameters")
 
     common.run_main("multi30k", run)
 
