@@ -41,13 +41,17 @@ LEVERS = {
                          "--attention_architecture=gnmt"]),
 }
 
-flags.DEFINE_string("out_root", "/tmp/nmt-ablation", "One run dir per lever under here.")
-flags.DEFINE_string("preset", "default", "Recipe preset every lever starts from.")
-flags.DEFINE_integer("steps", 2500, "Training steps per run.")
-flags.DEFINE_integer("parallel", 2, "Runs at a time, each pinned to one core.")
-flags.DEFINE_list("levers", list(LEVERS), "Levers to run, in this order.")
-flags.DEFINE_string("output_md", None, "Markdown table (default OUT_ROOT/ablation.md).")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """This tool's flags (not at import, so tests can import it beside other tools)."""
+    flags.DEFINE_string("out_root", "/tmp/nmt-ablation", "One run dir per lever under here.")
+    flags.DEFINE_string("preset", "default", "Recipe preset every lever starts from.")
+    flags.DEFINE_integer("steps", 2500, "Training steps per run.")
+    flags.DEFINE_integer("parallel", 2, "Runs at a time, each pinned to one core.")
+    flags.DEFINE_list("levers", list(LEVERS), "Levers to run, in this order.")
+    flags.DEFINE_string("output_md", None, "Markdown table (default OUT_ROOT/ablation.md).")
 
 
 def final_eval(run_dir, steps):
@@ -60,11 +64,12 @@ def final_eval(run_dir, steps):
     return evals[-1] if evals else None
 
 
-def run_command(lever, run_dir):
+def run_command(lever, run_dir, preset, steps):
+    """The recipe command line of one lever's run: a step budget, one evaluation (val)."""
     return [sys.executable, os.path.join(REPO, "recipes", "multi30k.py"),
-            f"--preset={FLAGS.preset}", f"--out_dir={run_dir}", "--noscore_test_sets",
-            f"--num_train_steps={FLAGS.steps}", "--max_time_minutes=0",
-            f"--steps_per_eval={FLAGS.steps}", f"--steps_per_checkpoint={FLAGS.steps}",
+            f"--preset={preset}", f"--out_dir={run_dir}", "--noscore_test_sets",
+            f"--num_train_steps={steps}", "--max_time_minutes=0",
+            f"--steps_per_eval={steps}", f"--steps_per_checkpoint={steps}",
             *LEVERS[lever][1]]
 
 
@@ -78,7 +83,8 @@ def run_all():
             run_dir = os.path.join(FLAGS.out_root, lever)
             os.makedirs(run_dir, exist_ok=True)
             log = open(os.path.join(FLAGS.out_root, f"{lever}.log"), "a")
-            command = ["taskset", "-c", str(core % os.cpu_count()), *run_command(lever, run_dir)]
+            command = ["taskset", "-c", str(core % os.cpu_count()),
+                       *run_command(lever, run_dir, FLAGS.preset, FLAGS.steps)]
             print(f"start {lever} on core {core}: {' '.join(command[3:])}", flush=True)
             running[lever] = (subprocess.Popen(command, stdout=log, stderr=log), core, time.time())
         time.sleep(5)
@@ -90,18 +96,18 @@ def run_all():
                 del running[lever]
 
 
-def table():
-    rows, base = [], final_eval(os.path.join(FLAGS.out_root, "base"), FLAGS.steps)
-    for lever in FLAGS.levers:
-        run_dir = os.path.join(FLAGS.out_root, lever)
-        record = final_eval(run_dir, FLAGS.steps)
+def table(out_root, levers, steps, preset):
+    """Markdown: each lever's val BLEU, its difference to base, val chrF and loss."""
+    rows, base = [], final_eval(os.path.join(out_root, "base"), steps)
+    for lever in levers:
+        record = final_eval(os.path.join(out_root, lever), steps)
         if record is None:
             rows.append(f"| {lever} | {LEVERS[lever][0]} | failed: see {lever}.log | | | |")
             continue
         delta = f"{record['bleu'] - base['bleu']:+.2f}" if base and lever != "base" else ""
         rows.append(f"| {lever} | {LEVERS[lever][0]} | {record['bleu']:.2f} | {delta} | "
                     f"{record['chrf']:.2f} | {record['loss']:.3f} |")
-    header = [f"Val (dev) scores after {FLAGS.steps} steps of `--preset={FLAGS.preset}`, "
+    header = [f"Val (dev) scores after {steps} steps of `--preset={preset}`, "
               "one run per lever, same seed; test sets not scored.", "",
               "| lever | change | val BLEU | vs base | val chrF | val loss |",
               "| --- | --- | --- | --- | --- | --- |"]
@@ -115,7 +121,7 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown levers {sorted(unknown)}; known: {', '.join(LEVERS)}")
     run_all()
-    text = table()
+    text = table(FLAGS.out_root, FLAGS.levers, FLAGS.steps, FLAGS.preset)
     output = FLAGS.output_md or os.path.join(FLAGS.out_root, "ablation.md")
     with open(output, "w") as f:
         f.write(text)
@@ -123,4 +129,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
