@@ -42,6 +42,7 @@ import inspect
 
 import tensorflow as tf
 
+from nmt import devices
 from nmt.precision import read
 
 LSTMStateTuple = collections.namedtuple("LSTMStateTuple", ("c", "h"))
@@ -529,9 +530,12 @@ class DeviceWrapper(_Wrapper):
             return self.cell.sample_noise(batch_size, num_steps, input_size, training)
 
     def prepare_inputs(self, inputs, training=False, noise=None):
-        with tf.device(self.device):
-            return _prepare(self.cell, inputs, training, noise)
+        if noise is None:  # the cell samples its own
+            return devices.call_on(self.device, lambda x: _prepare(self.cell, x, training, None),
+                                   inputs)
+        return devices.call_on(self.device, lambda x, n: _prepare(self.cell, x, training, n),
+                               inputs, noise)
 
     def step(self, prepared_t, state, training=False):
-        with tf.device(self.device):
-            return self.cell.step(prepared_t, state, training=training)
+        return devices.call_on(self.device, lambda p, s: self.cell.step(p, s, training=training),
+                               prepared_t, state)

@@ -101,8 +101,8 @@ class AttentionDecoder(tf.Module):
         """EncoderOutput -> (memory, state dict with cell, attention and alignments)."""
         annotations = encoder_output.annotations
         batch_size = tf.shape(annotations)[0]
-        with devices_lib.scope(self.attention_device):
-            memory = self.attention.prepare(annotations, encoder_output.lengths)
+        memory = devices_lib.call_on(self.attention_device, self.attention.prepare,
+                                     annotations, encoder_output.lengths)
         state = {
             "cell": self.bridge(encoder_output.thought_vector, batch_size, annotations.dtype),
             "attention": tf.zeros([batch_size, self.units], annotations.dtype),
@@ -124,17 +124,22 @@ class AttentionDecoder(tf.Module):
         if self.gnmt:
             return self._gnmt_step(inputs, state, memory, training, noise)
         top, cell_state = self.cell(inputs, state["cell"], training=training, noise=noise)
-        with devices_lib.scope(self.attention_device):
-            context, weights = self.attention(top, memory)
-            attentional = self.attention_layer(tf.concat([context, top], -1))  # [batch, units]
+        context, weights, attentional = devices_lib.call_on(
+            self.attention_device, self._attend, top, memory)
         return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
+
+    def _attend(self, top, memory):
+        """Standard attention on the top layer's output -> (context, weights, attentional
+        vector `[batch, units]`)."""
+        context, weights = self.attention(top, memory)
+        return context, weights, self.attention_layer(tf.concat([context, top], -1))
 
     def _gnmt_step(self, inputs, state, memory, training, noise):
         noise = noise or (None,) * len(self.layers)
         bottom, bottom_state = self.layers[0](inputs, state["cell"][0], training=training,
                                               noise=noise[0])
-        with devices_lib.scope(self.attention_device):
-            context, weights = self.attention(bottom, memory)
+        context, weights = devices_lib.call_on(self.attention_device, self.attention,
+                                               bottom, memory)
         new_states, output = [bottom_state], bottom
         for i, layer in enumerate(self.layers[1:], start=1):
             layer_out, layer_state = layer(tf.concat([output, context], -1), state["cell"][i],
@@ -145,8 +150,8 @@ class AttentionDecoder(tf.Module):
 
     def logits(self, outputs, training=False):
         """Decoder outputs `[..., units]` -> logits `[..., vocab]` (dropout before projection)."""
-        with devices_lib.scope(self.softmax_device):
-            return self._logits(outputs, training)
+        return devices_lib.call_on(self.softmax_device, lambda o: self._logits(o, training),
+                                   outputs)
 
     def _logits(self, outputs, training):
         if training and self.dropout > 0.0:

@@ -16,8 +16,11 @@ Model parallelism (tensorflow/nmt, Wu et al. 2016 §3): with `num_gpus=N` and
     softmax              the next free device after the decoder layers, else the top
                          decoder layer's (tensorflow/nmt); the loss runs there too
 
-Anything else (the bridge, the optimizer update) goes where TensorFlow's placer
-puts it; optimizer slots sit with their variables. N = 0 means no placement.
+The placed pieces (cells, attention, softmax projection and loss) run through
+`call_on`, so their gradients are built on their devices too, not where
+`tape.gradient` is called. Anything else (the bridge, the embedding's gradient, the
+optimizer update) goes where TensorFlow's placer puts it; optimizer slots sit with
+their variables. N = 0 means no placement.
 
 Without GPUs, N devices are the first N logical CPUs, which `split_cpu(K)` makes
 (before TensorFlow initialises its devices) - how the tests run on one CPU.
@@ -37,6 +40,53 @@ def scope(device):
     """`tf.device(device)`, or no change when device is None: `tf.device(None)` would
     clear the enclosing device scope (e.g. a tf.distribute replica's)."""
     return tf.device(device) if device is not None else contextlib.nullcontext()
+
+
+def call_on(device, fn, *args):
+    """fn(*args) on `device`, with its gradient built on `device` too (device None: just
+    fn(*args)). args and the result: nests of tensors.
+
+    A `tf.device` scope places forward ops only: TensorFlow 2 builds gradient ops where
+    `tape.gradient` is called, and (TF 2.21) while_v2 builds a loop's gradient body
+    without colocating its ops with their forward ops, even under `tf.gradients`, whose
+    colocation stops at the `While` op. So a placed layer's backward pass would run on
+    the default device. Here fn's ops are recorded on a tape of their own and a custom
+    gradient replays it under `tf.device(device)`: the same gradient ops, on `device`,
+    inside the loop's gradient body as well. Only floating args get gradients.
+    """
+    if device is None:
+        return fn(*args)
+    flat_args = [tf.convert_to_tensor(x) for x in tf.nest.flatten(args)]
+    watched = [i for i, x in enumerate(flat_args) if x.dtype.is_floating]
+    structure = []
+
+    @tf.custom_gradient
+    def placed(*flat):
+        # persistent: the gradient may be asked for more than once (e.g. an outer
+        # persistent tape); the forward tensors are kept alive by the gradient anyway.
+        with tf.GradientTape(persistent=True) as tape, tf.device(device):
+            tape.watch([flat[i] for i in watched])
+            result = fn(*tf.nest.pack_sequence_as(args, list(flat)))
+        structure.append(result)
+        flat_result = tf.nest.flatten(result)
+
+        def grad(*upstream, variables=()):
+            # An output without a gradient (None) gets zeros: tape.gradient takes no None.
+            upstream = [tf.zeros_like(y) if dy is None else dy
+                        for y, dy in zip(flat_result, upstream)]
+            with tf.device(device):
+                grads = tape.gradient(flat_result, [flat[i] for i in watched] + list(variables),
+                                      output_gradients=upstream)
+            input_grads = [None] * len(flat)
+            for i, g in zip(watched, grads):
+                input_grads[i] = g
+            return input_grads, grads[len(watched):]
+
+        return flat_result, grad
+
+    with tf.device(device):  # custom_gradient's identities too
+        flat_result = placed(*flat_args)
+    return tf.nest.pack_sequence_as(structure[0], flat_result)
 
 
 def device_for_layer(i, num_gpus, base_gpu=0, device_type="GPU"):

@@ -94,7 +94,11 @@ class Seq2Seq(tf.Module):
             real_outputs = tf.gather_nd(outputs, positions)  # [tokens, units]
             labels = tf.gather_nd(batch.tgt_out, positions)  # [tokens]
             logits = tf.cast(self.decoder.logits(real_outputs, training=training), tf.float32)
-            smoothed, nll = smoothed_cross_entropy(logits, labels, label_smoothing)
+            # the loss and its gradient [tokens, vocab] stay there (nmt.devices.call_on)
+            smoothed, nll = devices.call_on(
+                self.decoder.softmax_device,
+                lambda logits, labels: smoothed_cross_entropy(logits, labels, label_smoothing),
+                logits, labels)
             return LossOutput(tf.reduce_sum(smoothed), tf.reduce_sum(nll),
                               tf.cast(tf.shape(labels)[0], tf.float32))
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from nmt import config as config_lib
-from nmt import devices
+from nmt import devices, precision, training
 from nmt.model import build_model
 from batches import random_batch
 
@@ -151,3 +151,108 @@ def test_placed_loss_and_gradients_equal_the_unplaced_ones(placed_and_plain):
     for a, b in zip(grads_a, grads_b):
         np.testing.assert_allclose(tf.convert_to_tensor(a), tf.convert_to_tensor(b),
                                    rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_traced_placed_gradients_equal_the_unplaced_ones(placed_and_plain, dtype):
+    """As above in a tf.function, where the placed gradients are built on the layers'
+    devices (nmt.devices.call_on), in float32 and in bfloat16."""
+    _, placed, plain = placed_and_plain
+    batch = random_batch(np.random.default_rng(2))
+    results = []
+    for model in (placed, plain):
+        @tf.function
+        def step(batch):
+            with tf.GradientTape() as tape:
+                out = model.loss(batch, 0.1, training=True, compute_dtype=dtype)
+            return out.loss_sum, tape.gradient(out.loss_sum, model.trainable_variables)
+        loss, grads = step(batch)
+        results.append((loss, [tf.convert_to_tensor(g) for g in grads]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+    for a, b in zip(grads_a, grads_b):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_placed_fp16_train_step_with_loss_scaling_matches_the_unplaced_one():
+    """The trainer's step (training.make_train_step) in fp16 with dynamic loss scaling:
+    the same loss, gradient norm and updated weights with and without placement."""
+    config = tiny_config()
+    train = config_lib.TrainConfig(num_train_steps=1, precision="fp16", optimizer="sgd",
+                                   jit_compile=False)
+    placed = build_model(config, VOCAB, VOCAB,
+                         placement=devices.model_placement(config, 3, device_type="CPU"))
+    plain = build_model(config, VOCAB, VOCAB)
+    for target, source in zip(placed.variables, plain.variables):
+        target.assign(source)
+    batch = random_batch(np.random.default_rng(3))
+    results = []
+    for model in (placed, plain):
+        step = training.make_train_step(model, training.make_optimizer(train), train,
+                                        precision.DynamicLossScale())
+        out, norm, applied = step(batch)
+        assert bool(applied)
+        results.append((out.loss_sum, norm, model.trainable_variables))
+    (loss_a, norm_a, vars_a), (loss_b, norm_b, vars_b) = results
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+    np.testing.assert_allclose(norm_a, norm_b, rtol=1e-5)
+    for a, b in zip(vars_a, vars_b):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _loop_matmuls_producing(graph_def, tensor):
+    """The matmuls of a gradient while loop's body that compute `tensor` (a top-level
+    output of graph_def): walks back from it to the While op's output, then inside the
+    loop body from that output to the nearest MatMul / BatchMatMulV2 ops. -> [NodeDef]"""
+    nodes = {n.name: n for n in graph_def.node}
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    outputs, pending, seen = [], [tensor], set()
+    while pending:  # top level: back to (While node, output index)
+        name, _, index = pending.pop().lstrip("^").partition(":")
+        node = nodes[name]
+        if node.op in ("While", "StatelessWhile"):
+            outputs.append((node, int(index or 0)))
+        elif name not in seen:
+            seen.add(name)
+            pending += list(node.input)
+    matmuls = []
+    for loop, index in outputs:
+        body = functions[loop.attr["body"].func.name]
+        inner = {n.name: n for n in body.node_def}
+        pending, seen = [body.ret[body.signature.output_arg[index].name]], set()
+        while pending:
+            name = pending.pop().lstrip("^").split(":")[0]
+            if name not in inner or name in seen:  # a loop variable, or visited
+                continue
+            seen.add(name)
+            if inner[name].op in ("MatMul", "BatchMatMulV2"):
+                matmuls.append(inner[name])
+            else:
+                pending += list(inner[name].input)
+    return matmuls
+
+
+@pytest.mark.parametrize("architecture", ["standard", "gnmt"])
+def test_gradients_of_each_layer_run_on_its_device(architecture):
+    """The kernel gradients of decoder layer i, summed over time steps in the backward
+    loop, come from matmuls on layer i's device (not where tape.gradient is called)."""
+    config = tiny_config(num_decoder_layers=3, attention_architecture=architecture,
+                         encoder_type="uni", num_encoder_layers=1)
+    placement = devices.model_placement(config, num_gpus=3, device_type="CPU")
+    model = build_model(config, VOCAB, VOCAB, placement=placement)
+    variables = model.trainable_variables
+
+    @tf.function
+    def gradients(batch):
+        with tf.GradientTape() as tape:
+            loss = model.loss(batch, training=True).loss_sum
+        return tape.gradient(loss, variables)
+
+    concrete = gradients.get_concrete_function(random_batch(np.random.default_rng(0)))
+    graph_def = concrete.graph.as_graph_def()
+    for i, (layer, device) in enumerate(zip(model.decoder.layers, placement["decoder"])):
+        for kernel in (v for v in layer.trainable_variables if "kernel" in v.name):
+            grad = concrete.outputs[next(j for j, v in enumerate(variables) if v is kernel)]
+            matmuls = _loop_matmuls_producing(graph_def, grad.name)
+            assert matmuls, (i, kernel.name)
+            assert {m.device for m in matmuls} == {device}, (i, kernel.name)

@@ -85,6 +85,10 @@ def test_call_timeline_finds_the_decoder_loop_and_numbers_layer_matmuls_per_node
         "while_1/body/_9/while_1/add": "/job:localhost/replica:0/task:0/device:CPU:0",
         "while_1/body/_9/while_1/x/_5": "/job:localhost/replica:0/task:0/device:CPU:1",
         "loss": "/job:localhost/replica:0/task:0/device:CPU:1",
+        "gradient_tape/while_1/while_1_grad/body/_20/gradient_tape/while_1/MatMul_4/MatMul":
+            "/job:localhost/replica:0/task:0/device:CPU:1",  # the decoder loop's gradient
+        "gradient_tape/while/while_grad/body/_30/gradient_tape/while/MatMul/MatMul":
+            "/job:localhost/replica:0/task:0/device:CPU:0",  # the encoder loop's
     }
     runs = [OpRun("while/body/_1/while/MatMul", "MatMul", 0, 1),
             OpRun("while_1/body/_9/while_1/MatMul", "MatMul", 2, 3),
@@ -95,10 +99,29 @@ def test_call_timeline_finds_the_decoder_loop_and_numbers_layer_matmuls_per_node
             OpRun("while_1/body/_9/while_1/MatMul_4", "MatMul", 6, 7),
             OpRun("while_1/body/_9/while_1/x/_5", "_Send", 3, 4),  # not compute
             OpRun("loss", "Sum", 8, 9),
-            OpRun("unknown/op", "Sum", 8, 9)]  # no device known: left out
-    intervals, loop, layers = timeline.call_timeline(runs, devices, ["CPU:0", "CPU:1"])
-    assert len(intervals) == 8 and {i.device for i in intervals} == {"CPU:0", "CPU:1"}
+            OpRun("unknown/op", "Sum", 8, 9),  # no device known: left out
+            OpRun("gradient_tape/while_1/while_1_grad/body/_20/gradient_tape/while_1/"
+                  "MatMul_4/MatMul", "MatMul", 10, 11),
+            OpRun("gradient_tape/while/while_grad/body/_30/gradient_tape/while/MatMul/MatMul",
+                  "MatMul", 12, 13)]
+    intervals, loop, layers, backward = timeline.call_timeline(runs, devices, ["CPU:0", "CPU:1"])
+    assert len(intervals) == 10 and {i.device for i in intervals} == {"CPU:0", "CPU:1"}
+    assert backward == [Interval("CPU:1", 10, 11)]
     assert sorted((i.device, i.start) for i in loop) == [
         ("CPU:0", 1), ("CPU:0", 1.5), ("CPU:0", 2), ("CPU:0", 4), ("CPU:1", 4.5), ("CPU:1", 6)]
     assert layers == [[[(2, 3)], [(4, 5)]], [[(4.5, 5.5)], [(6, 7)]]]
     assert timeline.wavefront(layers).overlapping == 1  # layer 0 step 1 with layer 1 step 0
+
+
+def test_backward_nodes_are_counted_by_device_with_their_compute_ops():
+    from tensorflow.core.protobuf import config_pb2
+
+    metadata = config_pb2.RunMetadata()
+    graph = metadata.function_graphs.add().partition_graphs.add()
+    for name, op, device in [
+            ("gradient_tape/MatMul/MatMul", "MatMul", "CPU:1"),
+            ("while/gradient_tape/acc_switch", "Switch", "CPU:1"),  # bookkeeping
+            ("gradient_tape/while_grad/body/_1/gradient_tape/Mul", "Mul", "CPU:0"),
+            ("MatMul", "MatMul", "CPU:0")]:  # forward
+        graph.node.add(name=name, op=op, device=f"/job:localhost/replica:0/task:0/device:{device}")
+    assert timeline.backward_nodes(metadata) == {"CPU:0": (1, 1), "CPU:1": (2, 1)}

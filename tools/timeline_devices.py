@@ -14,7 +14,8 @@ from the profiler's host trace. Per architecture and pass it reports:
 
 - multi-device share: the part of the wall time during which compute ops of at
   least two devices were executing at the same instant (of the whole call, and of
-  the decoder loop: first to last op of the decoder's forward loop body);
+  the decoder loop: first to last op of the decoder's forward loop body; and in
+  the training step, of that loop's gradient loop, the backward decoder loop);
 - wavefront: the share of (layer k + 1, step t) pairs during which an op of layer k
   at a later step t' > t executed at the same instant, the time they overlapped,
   and the largest lead t' - t seen - lower layers running ahead of upper ones,
@@ -27,6 +28,11 @@ from the profiler's host trace. Per architecture and pass it reports:
 Compute ops are the ops that do arithmetic: not transfers, loop bookkeeping,
 variable reads, shape ops or TensorList ops (`is_compute`). Everything shares the
 same 2 cores: this shows overlap in time, not speed-up.
+
+For the training step it also counts the backward pass's nodes by device: the nodes
+of the partition graphs built under `tape.gradient`'s "gradient_tape/" name scope
+(the gradient loops, their accumulators and the custom gradients of nmt.devices.call_on),
+all of them and the compute ops among them (`backward_nodes`).
 """
 import collections
 import glob
@@ -153,6 +159,13 @@ def wavefront(layers):
 
 OpRun = collections.namedtuple("OpRun", ["node", "op_type", "start", "end"])  # seconds
 LOOP_BODY = re.compile(r"^(while(?:_\d+)?)/body/_\d+/")  # a lowered forward while loop
+# the lowered gradient loop of forward loop group(1) (tape.gradient names it so)
+GRADIENT_LOOP_BODY = re.compile(r"^gradient_tape/(?:[^/]+/)*?(while(?:_\d+)?)_grad/body/_\d+/")
+CallTimeline = collections.namedtuple("CallTimeline", ["intervals", "loop", "layers",
+                                                       "backward_loop"])
+# intervals: compute Intervals of the call; loop: those of the decoder's forward loop;
+# layers[k][t]: see call_timeline; backward_loop: the Intervals of that loop's gradient
+# loop ([] without one)
 
 
 def node_devices(run_metadata):
@@ -160,6 +173,24 @@ def node_devices(run_metadata):
     return {node.name: node.device
             for function in run_metadata.function_graphs
             for graph in function.partition_graphs for node in graph.node}
+
+
+def is_backward(node):
+    """Whether a partition-graph node was built by `tape.gradient` (its name scope)."""
+    return "gradient_tape/" in node
+
+
+def backward_nodes(run_metadata):
+    """RunMetadata with function graphs -> {device: (backward nodes, compute ops among
+    them)}, devices sorted."""
+    nodes = [node for function in run_metadata.function_graphs
+             for graph in function.partition_graphs for node in graph.node
+             if is_backward(node.name)]
+    counts = collections.defaultdict(lambda: [0, 0])
+    for node in nodes:
+        counts[device_short(node.device)][0] += 1
+        counts[device_short(node.device)][1] += is_compute(node.op)
+    return {device: tuple(counts[device]) for device in sorted(counts)}
 
 
 def read_trace(logdir, marker):
@@ -199,8 +230,14 @@ def loop_name(node):
     return match.group(1) if match else None
 
 
+def gradient_loop_name(node):
+    """The forward while loop whose lowered gradient loop's body holds `node`, or None."""
+    match = GRADIENT_LOOP_BODY.match(node)
+    return match.group(1) if match else None
+
+
 def call_timeline(runs, devices, layer_devices):
-    """One call's op runs -> (compute Intervals, decoder loop Intervals, layers[k][t]).
+    """One call's op runs -> CallTimeline.
 
     The decoder loop is the forward while loop whose body runs on the most devices.
     layers[k][t]: the (start, end) of the matmuls that the loop body ran on layer k's
@@ -224,7 +261,8 @@ def call_timeline(runs, devices, layer_devices):
         for t, interval in enumerate(sorted(node_runs, key=lambda i: i.start)):
             layers[layer_devices.index(interval.device)][t].append((interval.start, interval.end))
     layers = [[layer[t] for t in range(max(layer) + 1 if layer else 0)] for layer in layers]
-    return intervals, [i for _, i in in_loop], layers
+    backward = [i for r, i in zip(compute, intervals) if gradient_loop_name(r.node) == decoder]
+    return CallTimeline(intervals, [i for _, i in in_loop], layers, backward)
 
 
 # ----------------------------------------------------------------------------
@@ -233,8 +271,10 @@ def call_timeline(runs, devices, layer_devices):
 MARKER = "timeline_call"
 Result = collections.namedtuple("Result", [
     "architecture", "pass_name", "call_ms", "multi_share", "loop_ms", "loop_multi_share",
-    "wavefront_share", "wavefront_pairs", "wavefront_ms", "max_lead", "device_busy"])
+    "wavefront_share", "wavefront_pairs", "wavefront_ms", "max_lead", "backward_loop_ms",
+    "backward_loop_multi_share", "device_busy", "backward"])
 # device_busy: {device: its share of the summed per-device busy time of the calls}
+# backward: `backward_nodes` of the pass ({} for the forward pass)
 
 
 def synthetic_batch(rng):
@@ -289,7 +329,8 @@ def profile(architecture, logdir):
         context.context().enable_run_metadata()  # partition graphs, at instantiation
         for _ in range(FLAGS.warmup):
             call()
-        node_device = node_devices(context.context().export_run_metadata())
+        run_metadata = context.context().export_run_metadata()
+        node_device = node_devices(run_metadata)
         context.context().disable_run_metadata()
         pass_dir = os.path.join(logdir, f"{architecture}_{name}")
         tf.profiler.experimental.start(pass_dir)
@@ -302,16 +343,18 @@ def profile(architecture, logdir):
         for start, end in windows:
             in_call = [r for r in runs if start <= r.start <= end]
             per_call.append(call_timeline(in_call, node_device, layer_devices))
-        results.append(summarise(architecture, name, per_call))
-        lanes[name] = (per_call[0][1], layer_devices)
+        results.append(summarise(architecture, name, per_call, backward_nodes(run_metadata)))
+        lanes[name] = (per_call[0].loop, layer_devices)
     return results, lanes
 
 
-def summarise(architecture, pass_name, per_call):
-    """[(intervals, loop intervals, layers)] of the calls -> a Result (means, sums)."""
-    whole = [concurrency(intervals) for intervals, _, _ in per_call]
-    loop = [concurrency(loop) for _, loop, _ in per_call]
-    fronts = [wavefront(layers) for _, _, layers in per_call]
+def summarise(architecture, pass_name, per_call, backward):
+    """[(intervals, loop intervals, layers)] of the calls, `backward_nodes` -> a Result
+    (means, sums)."""
+    whole = [concurrency(c.intervals) for c in per_call]
+    loop = [concurrency(c.loop) for c in per_call]
+    backward_loop = [concurrency(c.backward_loop) for c in per_call]
+    fronts = [wavefront(c.layers) for c in per_call]
     pairs = sum(f.pairs for f in fronts)
     return Result(
         architecture, pass_name,
@@ -323,7 +366,11 @@ def summarise(architecture, pass_name, per_call):
         wavefront_pairs=pairs,
         wavefront_ms=1e3 * sum(f.overlap_time for f in fronts) / len(fronts),
         max_lead=max(f.max_lead for f in fronts),
-        device_busy=device_shares([busy_by_device(intervals) for intervals, _, _ in per_call]))
+        backward_loop_ms=1e3 * sum(c.wall for c in backward_loop) / len(backward_loop),
+        backward_loop_multi_share=(sum(c.multi_device for c in backward_loop) /
+                                   max(sum(c.wall for c in backward_loop), 1e-12)),
+        device_busy=device_shares([busy_by_device(c.intervals) for c in per_call]),
+        backward=backward)
 
 
 def device_shares(busy_per_call):
@@ -339,14 +386,20 @@ def markdown(results):
     """[Result] -> a Markdown table, one row per architecture and pass."""
     lines = ["| architecture | pass | call ms | multi-device share of call | decoder loop ms "
              "| multi-device share of loop | wavefront pairs overlapping "
-             "| wavefront overlap ms/call | max lead | busy time by device |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| wavefront overlap ms/call | max lead | backward decoder loop ms "
+             "| multi-device share of backward loop | busy time by device "
+             "| backward nodes (compute ops) by device |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         busy = " / ".join(f"{share:.0%}" for share in r.device_busy.values())
+        backward = " / ".join(f"{n} ({c})" for n, c in r.backward.values()) or "-"
+        backward_loop = (f"{r.backward_loop_ms:.0f} | {r.backward_loop_multi_share:.1%}"
+                         if r.backward_loop_ms else "- | -")
         lines.append(f"| {r.architecture} | {r.pass_name} | {r.call_ms:.0f} "
                      f"| {r.multi_share:.1%} | {r.loop_ms:.0f} | {r.loop_multi_share:.1%} "
                      f"| {r.wavefront_share:.1%} of {r.wavefront_pairs} "
-                     f"| {r.wavefront_ms:.1f} | {r.max_lead} | {busy} |")
+                     f"| {r.wavefront_ms:.1f} | {r.max_lead} | {backward_loop} | {busy} "
+                     f"| {backward} |")
     return "\n".join(lines)
 
 
