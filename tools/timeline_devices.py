@@ -43,21 +43,28 @@ import re
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("devices", 4, "Logical CPU devices; decoder layer i runs on i mod devices.")
-flags.DEFINE_list("architectures", ["gnmt", "standard"], "Attention architectures to compare.")
-flags.DEFINE_list("passes", ["forward", "train"], "forward (teacher-forced loss) | train (step).")
-flags.DEFINE_integer("num_layers", 4, "Decoder layers (the encoder has one uni layer).")
-flags.DEFINE_integer("num_units", 256, "Model width (embedding too).")
-flags.DEFINE_integer("batch_size", 64, "Sentences per batch.")
-flags.DEFINE_integer("length", 20, "Source and target length, pieces.")
-flags.DEFINE_integer("vocab", 8000, "Vocabulary size.")
-flags.DEFINE_integer("warmup", 2, "Unprofiled calls first (tracing, instantiation).")
-flags.DEFINE_integer("calls", 3, "Profiled calls per pass.")
-flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: its default, "
-                     "the number of cores): how many ops can run at once.")
-flags.DEFINE_bool("json", False, "Also print the results as one JSON object.")
-flags.DEFINE_string("png", None, "Write device lanes of the decoder loop (forward) here.")
-flags.DEFINE_string("logdir", None, "Profiler log dir (default: a temporary one).")
+
+
+def define_flags():
+    """This tool's flags (not at import: tests import it beside the CLIs' flags)."""
+    flags.DEFINE_integer("devices", 4,
+                         "Logical CPU devices; decoder layer i runs on i mod devices.")
+    flags.DEFINE_list("architectures", ["gnmt", "standard"], "Attention architectures to compare.")
+    flags.DEFINE_list("passes", ["forward", "train"],
+                      "forward (teacher-forced loss) | train (step).")
+    flags.DEFINE_integer("num_layers", 4, "Decoder layers (the encoder has one uni layer).")
+    flags.DEFINE_integer("num_units", 256, "Model width (embedding too).")
+    flags.DEFINE_integer("batch_size", 64, "Sentences per batch.")
+    flags.DEFINE_integer("length", 20, "Source and target length, pieces.")
+    flags.DEFINE_integer("vocab", 8000, "Vocabulary size.")
+    flags.DEFINE_integer("warmup", 2, "Unprofiled calls first (tracing, instantiation).")
+    flags.DEFINE_integer("calls", 3, "Profiled calls per pass.")
+    flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: its default, "
+                         "the number of cores): how many ops can run at once.")
+    flags.DEFINE_bool("json", False, "Also print the results as one JSON object.")
+    flags.DEFINE_string("png", None, "Write device lanes of the decoder loop (forward) here.")
+    flags.DEFINE_string("logdir", None, "Profiler log dir (default: a temporary one).")
+
 
 Interval = collections.namedtuple("Interval", ["device", "start", "end"])  # seconds
 Concurrency = collections.namedtuple("Concurrency", ["wall", "busy", "multi_device"])
@@ -458,4 +465,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
