@@ -38,9 +38,9 @@ num_hypotheses finished ones: length = max_length, no eos, score = its log-prob
 sum divided by lp(max_length) plus its coverage penalty. Such fillers come
 after every finished hypothesis of the sentence, best first among themselves.
 
-Each search is one `tf.while_loop` (XLA compiles it, the unfinished rows too:
-`tf.function(jit_compile=True)` around the caller works); the number of steps
-is dynamic. Called eagerly, the search traces itself into a `tf.function`.
+Each search is one `tf.while_loop`; `tf.function(jit_compile=True)` around the
+caller works (XLA takes the per-step count of unfinished rows as a dynamic
+size); the number of steps is dynamic. Called eagerly, the search traces itself into a `tf.function`.
 """
 import collections
 import collections.abc
