@@ -40,7 +40,8 @@ after every finished hypothesis of the sentence, best first among themselves.
 
 Each search is one `tf.while_loop`; `tf.function(jit_compile=True)` around the
 caller works (XLA takes the per-step count of unfinished rows as a dynamic
-size); the number of steps is dynamic. Called eagerly, the search traces itself into a `tf.function`.
+size); the number of steps is dynamic. Called eagerly, the search traces
+itself into a `tf.function`.
 """
 import collections
 import collections.abc

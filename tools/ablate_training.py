@@ -88,10 +88,12 @@ def run_all():
             command = ["taskset", "-c", str(core % os.cpu_count()),
                        *run_command(lever, run_dir, FLAGS.preset, FLAGS.steps)]
             print(f"start {lever} on core {core}: {' '.join(command[3:])}", flush=True)
-            running[lever] = (subprocess.Popen(command, stdout=log, stderr=log), core, time.time())
+            running[lever] = (subprocess.Popen(command, stdout=log, stderr=log), log, core,
+                              time.time())
         time.sleep(5)
-        for lever, (process, core, start) in list(running.items()):
+        for lever, (process, log, core, start) in list(running.items()):
             if process.poll() is not None:
+                log.close()
                 print(f"done {lever} (exit {process.returncode}, "
                       f"{(time.time() - start) / 60:.1f} min)", flush=True)
                 free_cores.append(core)
