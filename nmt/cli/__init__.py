@@ -1,1 +1,4 @@
 """Thin absl entry points behind the console scripts."""
+from nmt.cli import deferred_imports
+
+deferred_imports.install()
