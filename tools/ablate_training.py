@@ -36,6 +36,8 @@ LEVERS = {
     "vocab_16k": ("joint vocabulary 8k -> 16k", ["--vocab_size=16000"]),
     "rsqrt_warmup": ("lr 0.002, 500 warm-up steps, inverse square root decay",
                      ["--learning_rate=0.002", "--warmup_steps=500", "--decay=rsqrt"]),
+    "constant_lr_0.002": ("lr 0.001 -> 0.002, constant (the rate of rsqrt_warmup alone)",
+                          ["--learning_rate=0.002"]),
     "two_layers": ("2 encoder + 2 decoder layers (standard attention)",
                    ["--num_encoder_layers=2", "--num_decoder_layers=2"]),
     "two_layers_gnmt": ("2 + 2 layers, GNMT attention (bottom layer, fed to all)",
