@@ -22,9 +22,10 @@ def test_a_deferred_module_runs_on_first_attribute_access(tmp_path, monkeypatch)
         sys.modules.pop("deferred_probe", None)
 
 
-def test_the_finder_leaves_other_modules_to_the_normal_finders():
-    finder = deferred_imports.DeferredImportFinder(["deferred_probe"])
-    assert finder.find_spec("json", None) is None
+def test_the_finder_leaves_other_and_missing_modules_to_the_normal_finders():
+    finder = deferred_imports.DeferredImportFinder(["json", "no_such_module_anywhere"])
+    assert finder.find_spec("json", None).loader.__class__.__name__ == "LazyLoader"
+    assert deferred_imports.DeferredImportFinder([]).find_spec("json", None) is None
     assert finder.find_spec("no_such_module_anywhere", None) is None
 
 
