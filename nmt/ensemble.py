@@ -27,23 +27,25 @@ class Ensemble(tf.Module):
             raise ValueError("an ensemble needs at least one model")
         self.models = list(models)
 
-    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None,
-                      compute_dtype=tf.float32):
-        """-> (step_fn, initial_state) over all models (see the module docstring)."""
-        inputs = [m.search_inputs(src, src_len, beam_size, max_length_ratio, compute_dtype)
+    def search_inputs(self, src, src_len, max_length_ratio=None, compute_dtype=tf.float32):
+        """-> (step_fn, initial_state, context) over all models (see the module docstring);
+        the context is the tuple of the models' contexts."""
+        inputs = [m.search_inputs(src, src_len, max_length_ratio, compute_dtype)
                   for m in self.models]
-        step_fns = [step_fn for step_fn, _ in inputs]
-        states = tuple(state for _, state in inputs)
+        step_fns = [step_fn for step_fn, _, _ in inputs]
+        states = tuple(state for _, state, _ in inputs)
+        contexts = tuple(context for _, _, context in inputs)
         log_m = math.log(len(self.models))
 
-        def step_fn(ids, state, rows=None):
-            outputs = [f(ids, s, rows) for f, s in zip(step_fns, state["models"])]
+        def step_fn(ids, state, rows=None, *, context):
+            outputs = [f(ids, s, rows, context=c)
+                       for f, s, c in zip(step_fns, state["models"], context)]
             log_probs = tf.stack([lp for lp, _ in outputs])  # [models, n, vocab]
             new_states = tuple(s for _, s in outputs)
             return (tf.reduce_logsumexp(log_probs, axis=0) - log_m,
                     {"models": new_states, "alignments": _mean_alignments(new_states)})
 
-        return step_fn, {"models": states, "alignments": _mean_alignments(states)}
+        return step_fn, {"models": states, "alignments": _mean_alignments(states)}, contexts
 
     # The search dispatch (greedy or beam, penalties) is Seq2Seq's, over our search_inputs.
     translate = Seq2Seq.translate

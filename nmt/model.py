@@ -108,9 +108,9 @@ class Seq2Seq(tf.Module):
         _, weights = self.decoder.teacher_forced(encoded, tgt_in, return_alignments=True)
         return weights
 
-    def search_inputs(self, src, src_len, beam_size=1, max_length_ratio=None,
-                      compute_dtype=tf.float32):
-        """-> (step_fn, initial_state) for nmt.search; memory tiled for beam_size.
+    def search_inputs(self, src, src_len, max_length_ratio=None, compute_dtype=tf.float32):
+        """-> (step_fn, initial_state, context) for nmt.search; the context is the
+        encoder memory, which the search tiles for its beam and drops rows of.
 
         With max_length_ratio, a hypothesis must end (EOS is forced) after
         ratio * source length + 10 steps, so each sentence stops on its own.
@@ -120,11 +120,9 @@ class Seq2Seq(tf.Module):
         if max_length_ratio is not None:
             state["limit"] = tf.cast(max_length_ratio * tf.cast(src_len, tf.float32), tf.int32) + 9
             state["time"] = tf.zeros_like(src_len)
-        if beam_size > 1:
-            memory = search.tile_batch(memory, beam_size)
 
-        def step_fn(ids, state, rows=None):
-            log_probs, new_state = self.decoder.step(ids, state, memory, rows)
+        def step_fn(ids, state, rows=None, *, context):
+            log_probs, new_state = self.decoder.step(ids, state, context, rows)
             if max_length_ratio is not None:
                 new_state["limit"], new_state["time"] = state["limit"], state["time"] + 1
                 must_end = state["time"] >= state["limit"]
@@ -138,26 +136,30 @@ class Seq2Seq(tf.Module):
                     lambda: log_probs)
             return log_probs, new_state
 
-        return step_fn, state
+        return step_fn, state, memory
 
     def translate(self, src, src_len, beam_size=1, length_penalty=0.0, coverage_penalty=0.0,
                   num_hypotheses=1, max_length=200, max_length_ratio=None,
-                  compute_dtype=tf.float32):
+                  compute_dtype=tf.float32, compact=True):
         """src `[batch, src_time]` -> Translation.
 
         max_length (a Python int) bounds the search loop; max_length_ratio, if
         given, ends each hypothesis after ratio * its source length + 10 steps.
+        compact: drop finished sentences from the search batch (nmt.search); pass
+        False inside `tf.function(jit_compile=True)`.
         """
         batch_size = tf.shape(src)[0]
-        step_fn, state = self.search_inputs(src, src_len, beam_size, max_length_ratio,
-                                            compute_dtype)
+        step_fn, state, context = self.search_inputs(src, src_len, max_length_ratio,
+                                                     compute_dtype)
         if uses_greedy_search(beam_size, num_hypotheses, coverage_penalty):
-            result = search.greedy_search(step_fn, state, batch_size, BOS_ID, EOS_ID, max_length)
+            result = search.greedy_search(step_fn, state, batch_size, BOS_ID, EOS_ID, max_length,
+                                          context=context, compact=compact)
         else:
             result = search.beam_search(step_fn, state, batch_size, BOS_ID, EOS_ID, beam_size,
                                         max_length, length_penalty=length_penalty,
                                         coverage_penalty=coverage_penalty,
-                                        num_hypotheses=num_hypotheses, source_length=src_len)
+                                        num_hypotheses=num_hypotheses, source_length=src_len,
+                                        context=context, compact=compact)
         return Translation(*result)
 
 

@@ -12,14 +12,29 @@ The model supplies `step_fn(ids, state[, rows]) -> (log_probs, new_state)`:
             output projection and the [N, vocab] passes skip finished ones
             (about 40 % of the rows in a length-sorted batch); a step_fn
             without it is called on all rows and its log_probs are gathered.
+  context   passed (as a keyword) when the search is given a `context`: any
+            nested structure of per-sentence tensors the step reads but does
+            not change (the encoder memory). The search tiles it to N rows
+            like the state, and moves it with the state when it drops rows.
 
-Layout of N. Greedy search: N = batch, row b is sentence b. Beam search:
+Dropping finished sentences (`compact=True`, the default). N is the number of
+rows the search carries, not a constant: once the unfinished sentences fill at
+most COMPACT_WHEN_LIVE_AT_MOST of them, the search gathers the state, the ids
+and the context down to the unfinished sentences' rows, so the decoder cell
+and the attention stop running for sentences that are done. Within a beam
+step, rows only ever move inside their sentence, so a row's state and context
+stay together. XLA cannot carry loop tensors whose shape changes, and a search
+compiled with `jit_compile=True` and compact=True silently returns wrong
+hypotheses (tests/test_search.py found it): under XLA pass compact=False.
+
+Layout of N (dropping rows keeps the carried sentences in this order). Greedy
+search: N = batch, row b is sentence b. Beam search:
 N = batch * beam_size, batch-major: row b * beam_size + k is beam k of sentence
 b. Beam search tiles `initial_state` to that layout with `tile_batch` and, after
 every step, reorders it with one `tf.gather` per tensor so each row's state
-follows its hypothesis. Reordering never moves a row to another sentence, so a
-step_fn may close over per-sentence tensors (encoder memory) that it tiled
-itself with `tile_batch(memory, beam_size)`.
+follows its hypothesis. Without compaction the rows stay in that layout and
+reordering never moves a row to another sentence, so a step_fn may instead
+close over per-sentence tensors that it tiled itself with `tile_batch`.
 
 Both searches return `SearchResult(ids, scores, lengths)`:
   ids     [batch, num_hypotheses, max_length] int32, without bos, padded with
@@ -39,8 +54,8 @@ sum divided by lp(max_length) plus its coverage penalty. Such fillers come
 after every finished hypothesis of the sentence, best first among themselves.
 
 Each search is one `tf.while_loop`; `tf.function(jit_compile=True)` around the
-caller works (XLA takes the per-step count of unfinished rows as a dynamic
-size); the number of steps is dynamic. Called eagerly, the search traces
+caller works with compact=False (XLA takes the per-step count of unfinished
+rows as a dynamic size); the number of steps is dynamic. Called eagerly, the search traces
 itself into a `tf.function`.
 """
 import collections
@@ -59,6 +74,11 @@ SearchResult = collections.namedtuple("SearchResult", ["ids", "scores", "lengths
 # would tie every hypothesis that skipped a word).
 COVERAGE_FLOOR = 1e-10
 ALIGNMENTS_KEY = "alignments"
+
+# A search drops done sentences' rows once the unfinished ones fill at most this
+# fraction of the rows it carries: each drop copies the context (the encoder
+# memory) once, about what one attention step reads, so it waits for a share.
+COMPACT_WHEN_LIVE_AT_MOST = 0.75
 
 _NEG_INF = float("-inf")
 
@@ -120,20 +140,64 @@ def top_k(values, k):
     return top, index
 
 
-def _scoring_step(step_fn):
-    """step_fn as `(ids, state, rows) -> (log_probs[rows], new_state)`, rows or not."""
+def _scoring_step(step_fn, has_context):
+    """step_fn as `(ids, state, rows, context) -> (log_probs[rows], new_state)`, whether
+    step_fn takes rows or not; context is passed on only when the search has one."""
     try:
-        takes_rows = "rows" in inspect.signature(step_fn).parameters
+        parameters = inspect.signature(step_fn).parameters
     except (TypeError, ValueError):  # a callable without an inspectable signature
-        takes_rows = False
-    if takes_rows:
-        return step_fn
+        parameters = {}
+    _check(not has_context or "context" in parameters,
+           "a search given a context needs a step_fn with a `context` parameter")
 
-    def step(ids, state, rows):
-        log_probs, state = step_fn(ids, state)
+    def step(ids, state, rows, context):
+        kwargs = {"context": context} if has_context else {}
+        if "rows" in parameters:
+            return step_fn(ids, state, rows=rows, **kwargs)
+        log_probs, state = step_fn(ids, state, **kwargs)
         return tf.gather(log_probs, rows), state
 
     return step
+
+
+_Carried = collections.namedtuple("_Carried", ["slots", "ids", "state", "context"])
+# What a search carries per row: slots [A] int32, the sentence (batch index) of
+# each carried sentence; ids [A*beam]; state and context nested [A*beam, ...].
+
+
+def _compact(carried, sentence_live, beam_size):
+    """Drops the rows of sentences no longer live (sentence_live [batch] bool) once the
+    live ones fill at most COMPACT_WHEN_LIVE_AT_MOST of the carried rows."""
+    live = tf.gather(sentence_live, carried.slots)  # [A]
+    num_live = tf.reduce_sum(tf.cast(live, tf.int32))
+    num_slots = tf.size(carried.slots)
+    worth_it = (num_live > 0) & (tf.cast(num_live, tf.float32)
+                                 <= COMPACT_WHEN_LIVE_AT_MOST * tf.cast(num_slots, tf.float32))
+
+    def drop_done():
+        keep = tf.cast(tf.where(live)[:, 0], tf.int32)
+        rows = tf.reshape(keep[:, None] * beam_size + tf.range(beam_size)[None, :], [-1])
+        take = lambda t: tf.gather(t, rows)  # noqa: E731
+        return _Carried(tf.gather(carried.slots, keep), take(carried.ids),
+                        tf.nest.map_structure(take, carried.state),
+                        tf.nest.map_structure(take, carried.context))
+
+    return tf.cond(worth_it, drop_done, lambda: carried)
+
+
+def _while_loop(cond, body, loop, max_length, compact):
+    """tf.while_loop over one namedtuple with a `carried` field, which may shrink when
+    compact."""
+    invariants = None
+    if compact:
+        relax = lambda t: (t.shape if t.shape.rank == 0  # noqa: E731
+                           else tf.TensorShape([None]).concatenate(t.shape[1:]))
+        invariants = tf.nest.map_structure(lambda t: t.shape, loop)
+        invariants = invariants._replace(carried=tf.nest.map_structure(relax, loop.carried))
+        invariants = (invariants,)
+    return tf.while_loop(cond, lambda loop: (body(loop),), (loop,),
+                         shape_invariants=invariants,
+                         maximum_iterations=max_length)[0]
 
 
 def _chunk_size(n, k):
@@ -163,20 +227,22 @@ def _check(condition, message):
 # Greedy search.
 
 _GreedyLoop = collections.namedtuple(
-    "_GreedyLoop", ["step", "ids", "state", "seq", "log_prob", "finished", "lengths"])
-# step []; ids [batch]; state nested [batch, ...]; seq [batch, max_length];
+    "_GreedyLoop", ["step", "carried", "seq", "log_prob", "finished", "lengths"])
+# step []; carried _Carried with rows [A] (A <= batch); seq [batch, max_length];
 # log_prob [batch]; finished [batch] bool; lengths [batch]
 
 
-def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length):
+def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length,
+                  context=None, compact=True):
     """Picks the most probable token at every step (argmax decoding).
 
-    step_fn(ids [batch] int32, state) -> (log_probs [batch, vocab], state);
-    `initial_state` has leading dimension batch. A sentence finishes at its
-    first eos (finished rows are then fed eos and their score is frozen); the
-    loop stops when every sentence has finished or after `max_length` steps
-    (eos step counted). An unfinished sentence returns its max_length tokens,
-    length max_length and the sum of their log-probabilities.
+    step_fn(ids [n] int32, state[, rows][, context]) -> (log_probs [n, vocab], state);
+    `initial_state` and `context` have leading dimension batch. A sentence
+    finishes at its first eos (its score is then frozen and, with compact, its
+    row is dropped once enough are done); the loop stops when every sentence
+    has finished or after `max_length` steps (eos step counted). An unfinished
+    sentence returns its max_length tokens, length max_length and the sum of
+    their log-probabilities.
 
     Returns SearchResult: ids [batch, 1, max_length] int32 (eos padded),
     scores [batch, 1] float32 (log-prob sum, eos included), lengths [batch, 1] int32.
@@ -184,55 +250,62 @@ def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length
     _check(isinstance(max_length, int) and max_length >= 1,
            f"max_length must be a positive int (got {max_length!r})")
 
-    step = _scoring_step(step_fn)
+    step = _scoring_step(step_fn, context is not None)
+    eos = tf.constant(eos_id, tf.int32)
 
-    def search(state):
+    def search(state, context):
         time = tf.range(max_length)[None, :]  # [1, max_length]
         loop = _GreedyLoop(
             step=tf.constant(0),
-            ids=tf.fill([batch_size], tf.constant(bos_id, tf.int32)),
-            state=state,
-            seq=tf.fill([batch_size, max_length], tf.constant(eos_id, tf.int32)),
+            carried=_Carried(slots=tf.range(batch_size),
+                             ids=tf.fill([batch_size], tf.constant(bos_id, tf.int32)),
+                             state=state, context=context),
+            seq=tf.fill([batch_size, max_length], eos),
             log_prob=tf.zeros([batch_size], tf.float32),
             finished=tf.zeros([batch_size], tf.bool),
             lengths=tf.zeros([batch_size], tf.int32))
 
         def body(loop):
-            alive = tf.logical_not(loop.finished)
-            rows = tf.cast(tf.where(alive)[:, 0], tf.int32)  # [m] unfinished sentences
-            log_probs, state = step(loop.ids, loop.state, rows)  # [m, vocab]
+            carried = loop.carried
+            alive = tf.logical_not(loop.finished)  # [batch]
+            rows = tf.cast(tf.where(tf.gather(alive, carried.slots))[:, 0], tf.int32)  # [m]
+            sentences = tf.gather(carried.slots, rows)  # [m] their batch index
+            log_probs, state = step(carried.ids, carried.state, rows, carried.context)
             row_tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # [m]
             token_log_prob = tf.scatter_nd(  # [batch], 0 where finished
-                rows[:, None], tf.gather(log_probs, row_tokens, batch_dims=1), [batch_size])
+                sentences[:, None], tf.gather(log_probs, row_tokens, batch_dims=1), [batch_size])
             tokens = tf.tensor_scatter_nd_update(
-                tf.fill([batch_size], tf.constant(eos_id, tf.int32)), rows[:, None], row_tokens)
+                tf.fill([batch_size], eos), sentences[:, None], row_tokens)  # [batch]
             just_finished = alive & tf.equal(tokens, eos_id)
+            finished = loop.finished | just_finished
+            carried = carried._replace(ids=tf.gather(tokens, carried.slots), state=state)
+            if compact:
+                carried = _compact(carried, tf.logical_not(finished), 1)
             return _GreedyLoop(
-                step=loop.step + 1, ids=tokens, state=state,
+                step=loop.step + 1, carried=carried,
                 seq=tf.where(tf.equal(time, loop.step), tokens[:, None], loop.seq),
                 log_prob=tf.where(alive, loop.log_prob + token_log_prob, loop.log_prob),
-                finished=loop.finished | just_finished,
+                finished=finished,
                 lengths=tf.where(just_finished, loop.step, loop.lengths))
 
         def cond(loop):
             return (loop.step < max_length) & tf.logical_not(tf.reduce_all(loop.finished))
 
-        loop = tf.while_loop(cond, lambda loop: (body(loop),), (loop,),
-                             maximum_iterations=max_length)[0]
+        loop = _while_loop(cond, body, loop, max_length, compact)
         lengths = tf.where(loop.finished, loop.lengths, loop.step)
         return SearchResult(ids=loop.seq[:, None, :], scores=loop.log_prob[:, None],
                             lengths=lengths[:, None])
 
-    return _run_as_graph(search, initial_state)
+    return _run_as_graph(search, initial_state, () if context is None else context)
 
 
 # ----------------------------------------------------------------------------
 # Beam search.
 
 _BeamLoop = collections.namedtuple("_BeamLoop", [
-    "step", "ids", "state", "alive_seq", "alive_log_prob", "alive_coverage",
+    "step", "carried", "alive_seq", "alive_log_prob", "alive_coverage",
     "finished_seq", "finished_scores", "finished_lengths"])
-# step []; ids [batch*beam]; state nested [batch*beam, ...];
+# step []; carried _Carried with A <= batch sentences, so A*beam rows;
 # alive_seq [batch, beam, max_length]; alive_log_prob [batch, beam];
 # alive_coverage [batch, beam, src_time] (src_time 1 and unused without coverage);
 # finished_seq [batch, F, max_length]; finished_scores [batch, F] (-inf = empty
@@ -245,13 +318,13 @@ _BeamConfig = collections.namedtuple("_BeamConfig", [
 
 def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, max_length,
                 length_penalty=0.0, coverage_penalty=0.0, num_hypotheses=1,
-                source_length=None):
+                source_length=None, context=None, compact=True):
     """Beam search with GNMT length and coverage penalties (Wu et al. 2016 §7).
 
-    step_fn(ids [batch*beam] int32, state) -> (log_probs [batch*beam, vocab], state),
-    rows batch-major (row b * beam_size + k is beam k of sentence b);
-    `initial_state` has leading dimension batch and is tiled here. At step 0
-    only beam 0 of each sentence is alive (the others score -inf).
+    step_fn(ids [n] int32, state[, rows][, context]) -> (log_probs [n, vocab], state),
+    rows batch-major (row a * beam_size + k is beam k of carried sentence a);
+    `initial_state` and `context` have leading dimension batch and are tiled
+    here. At step 0 only beam 0 of each sentence is alive (the others score -inf).
 
     Each step ranks the 2 * beam_size best extensions of a sentence by summed
     log-probability. Eos extensions ranked inside the top beam_size move to a
@@ -278,6 +351,9 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
       num_hypotheses: n-best size, 1 <= num_hypotheses <= beam_size.
       source_length: optional [batch] int; coverage only penalises source
         positions i < source_length. None: every position counts.
+      context: optional nested per-sentence tensors [batch, ...] for step_fn
+        (see the module docstring).
+      compact: drop done sentences' rows as they accumulate (module docstring).
 
     Returns SearchResult: ids [batch, num_hypotheses, max_length] int32,
     scores [batch, num_hypotheses] float32, lengths [batch, num_hypotheses] int32.
@@ -298,18 +374,18 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
     config = _BeamConfig(batch_size, beam_size, num_hypotheses, max_length, bos_id, eos_id,
                          float(length_penalty), float(coverage_penalty))
 
-    step = _scoring_step(step_fn)
+    step = _scoring_step(step_fn, context is not None)
 
-    def search(state, source_length):
+    def search(state, source_length, context):
         source_mask = _source_mask(state, source_length, config)
-        loop = _initial_beam_loop(state, config)
-        loop = tf.while_loop(
-            lambda loop: _beam_not_done(loop, config),
-            lambda loop: (_beam_step(loop, step, source_mask, config),),
-            (loop,), maximum_iterations=max_length)[0]
+        loop = _initial_beam_loop(state, context, config)
+        loop = _while_loop(lambda loop: _beam_not_done(loop, config),
+                           lambda loop: _beam_step(loop, step, source_mask, config, compact),
+                           loop, max_length, compact)
         return _beam_result(loop, source_mask, config)
 
-    return _run_as_graph(search, initial_state, source_length)
+    return _run_as_graph(search, initial_state, source_length,
+                         () if context is None else context)
 
 
 def _source_mask(state, source_length, config):
@@ -320,7 +396,7 @@ def _source_mask(state, source_length, config):
     return tf.sequence_mask(source_length, src_time)[:, None, :]
 
 
-def _initial_beam_loop(state, config):
+def _initial_beam_loop(state, context, config):
     batch, beam, num_hyps = config.batch_size, config.beam_size, config.num_hypotheses
     if config.beta > 0:
         src_time = tf.shape(state[ALIGNMENTS_KEY])[-1]
@@ -329,8 +405,9 @@ def _initial_beam_loop(state, config):
     first_beam = tf.one_hot(0, beam, on_value=0.0, off_value=_NEG_INF)  # [beam]
     return _BeamLoop(
         step=tf.constant(0),
-        ids=tf.fill([batch * beam], tf.constant(config.bos_id, tf.int32)),
-        state=tile_batch(state, beam),
+        carried=_Carried(slots=tf.range(batch),
+                         ids=tf.fill([batch * beam], tf.constant(config.bos_id, tf.int32)),
+                         state=tile_batch(state, beam), context=tile_batch(context, beam)),
         alive_seq=tf.fill([batch, beam, config.max_length], tf.constant(config.eos_id, tf.int32)),
         alive_log_prob=tf.tile(first_beam[None, :], [batch, 1]),
         alive_coverage=tf.zeros([batch, beam, src_time], tf.float32),
@@ -358,11 +435,14 @@ def _beam_not_done(loop, config):
     return tf.logical_not(tf.reduce_all(_sentence_done(loop, config)))
 
 
-def _beam_step(loop, step, source_mask, config):
+def _beam_step(loop, step, source_mask, config, compact):
     batch, beam = config.batch_size, config.beam_size
-    sentences = tf.cast(tf.where(~_sentence_done(loop, config))[:, 0], tf.int32)  # [m]
-    rows = tf.reshape(sentences[:, None] * beam + tf.range(beam)[None, :], [-1])  # [m*beam]
-    log_probs, state = step(loop.ids, loop.state, rows)  # [m*beam, vocab]
+    carried = loop.carried
+    live = tf.gather(~_sentence_done(loop, config), carried.slots)  # [A]
+    live = tf.cast(tf.where(live)[:, 0], tf.int32)  # [m] carried sentences not done
+    sentences = tf.gather(carried.slots, live)  # [m] their batch index
+    rows = tf.reshape(live[:, None] * beam + tf.range(beam)[None, :], [-1])  # [m*beam]
+    log_probs, state = step(carried.ids, carried.state, rows, carried.context)  # [m*beam, vocab]
     vocab = log_probs.shape[-1]  # static when known
     _check(vocab is None or vocab >= 2, f"beam search needs vocab >= 2 (got {vocab})")
     vocab = vocab or tf.shape(log_probs)[-1]
@@ -379,16 +459,21 @@ def _beam_step(loop, step, source_mask, config):
     seqs = tf.where(tf.equal(time, loop.step), tokens[:, :, None], seqs)
     coverage = loop.alive_coverage  # [batch, beam, src_time]
     if config.beta > 0:
-        alignments = state[ALIGNMENTS_KEY]  # [batch*beam, src_time]
-        coverage += tf.reshape(tf.cast(alignments, tf.float32), tf.shape(coverage))
+        alignments = tf.cast(state[ALIGNMENTS_KEY], tf.float32)  # [A*beam, src_time]
+        coverage = tf.tensor_scatter_nd_add(
+            coverage, carried.slots[:, None],
+            tf.reshape(alignments, [-1, beam, tf.shape(coverage)[-1]]))
     coverage = tf.gather(coverage, origins, batch_dims=1)  # [batch, 2*beam, src_time]
     is_eos = tf.equal(tokens, config.eos_id)
 
     # Alive: the beam best non-eos candidates; one gather per state tensor.
     alive_log_prob, keep = tf.math.top_k(tf.where(is_eos, _NEG_INF, scores), k=beam)
-    keep_origins = tf.gather(origins, keep, batch_dims=1)  # [batch, beam]
-    rows = tf.reshape(tf.range(batch)[:, None] * beam + keep_origins, [-1])  # [batch*beam]
+    keep_origins = tf.gather(tf.gather(origins, keep, batch_dims=1), carried.slots)  # [A, beam]
+    rows = tf.reshape(tf.range(tf.size(carried.slots))[:, None] * beam + keep_origins,
+                      [-1])  # [A*beam]
     state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
+    ids = tf.gather(tf.gather(tokens, keep, batch_dims=1), carried.slots)  # [A, beam]
+    carried = carried._replace(ids=tf.reshape(ids, [-1]), state=state)
 
     # Finished: eos candidates ranked inside the top beam, merged into the set.
     ranked_in = tf.range(2 * beam)[None, :] < beam
@@ -397,14 +482,15 @@ def _beam_step(loop, step, source_mask, config):
     new_scores = tf.where(new_finished, new_scores, _NEG_INF)
     finished = _merge_finished(loop, seqs, new_scores, config)
 
-    return _BeamLoop(
-        step=loop.step + 1,
-        ids=tf.reshape(tf.gather(tokens, keep, batch_dims=1), [-1]),
-        state=state,
+    loop = _BeamLoop(
+        step=loop.step + 1, carried=carried,
         alive_seq=tf.gather(seqs, keep, batch_dims=1),
         alive_log_prob=alive_log_prob,
         alive_coverage=tf.gather(coverage, keep, batch_dims=1),
         finished_seq=finished[0], finished_scores=finished[1], finished_lengths=finished[2])
+    if compact:
+        loop = loop._replace(carried=_compact(loop.carried, ~_sentence_done(loop, config), beam))
+    return loop
 
 
 def _final_scores(log_prob, length, coverage, source_mask, config):

@@ -53,9 +53,9 @@ def test_search_inputs_step_fn_is_the_decoder_step():
     model = _model()
     src, src_len, tgt_in = _inputs()
     expected = tf.nn.log_softmax(model.logits(src, src_len, tgt_in)).numpy()
-    step_fn, state = model.search_inputs(src, src_len)
+    step_fn, state, memory = model.search_inputs(src, src_len)
     for t in range(tgt_in.shape[1]):
-        log_probs, state = step_fn(tgt_in[:, t], state)
+        log_probs, state = step_fn(tgt_in[:, t], state, context=memory)
         np.testing.assert_allclose(log_probs.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
 
 

@@ -155,9 +155,9 @@ def test_greedy_translate_is_argmax_decoding_and_beam_one():
         np.testing.assert_array_equal(greedy.ids.numpy()[b, 0, :n], ids[b, :n])
     assert min(lengths) < max_length == max(lengths), "want finished and unfinished sentences"
 
-    step_fn, state = model.search_inputs(SRC, SRC_LEN, beam_size=1)
+    step_fn, state, memory = model.search_inputs(SRC, SRC_LEN)
     beam = search.beam_search(step_fn, state, 3, BOS_ID, EOS_ID, 1, max_length,
-                              length_penalty=0.0, source_length=SRC_LEN)
+                              length_penalty=0.0, source_length=SRC_LEN, context=memory)
     np.testing.assert_array_equal(beam.ids.numpy(), greedy.ids.numpy())
     np.testing.assert_array_equal(beam.lengths.numpy(), greedy.lengths.numpy())
     np.testing.assert_allclose(beam.scores.numpy(), greedy.scores.numpy(), rtol=1e-5)
@@ -181,6 +181,26 @@ def test_beam_search_returns_distinct_sorted_hypotheses():
                                            rtol=1e-4, atol=1e-4)
                 checked += len(hyp) > 1
     assert checked, "want finished hypotheses longer than one token"
+
+
+@pytest.mark.parametrize("seed,eos_bias,search_kwargs", [
+    (4, 0.75, dict(beam_size=1)),
+    (6, 0.6, dict(beam_size=4, num_hypotheses=3, length_penalty=0.6, coverage_penalty=0.1,
+                  max_length_ratio=1.5))], ids=["greedy", "beam"])
+def test_dropping_done_sentences_changes_no_translation(seed, eos_bias, search_kwargs):
+    # Eight sentences end at different steps (the seed and EOS bias are picked for
+    # that), so the search drops rows (and their encoder memory) several times.
+    model = _widen(_model(), seed=seed, eos_bias=eos_bias)
+    rng = np.random.default_rng(0)
+    src_len = tf.constant([9, 1, 7, 3, 8, 2, 5, 4], tf.int32)
+    src = tf.constant(rng.integers(FIRST_WORD, SRC_VOCAB, size=[8, 9]) * (
+        np.arange(9)[None, :] < src_len.numpy()[:, None]), tf.int32)
+    got = model.translate(src, src_len, max_length=20, **search_kwargs)
+    want = model.translate(src, src_len, max_length=20, compact=False, **search_kwargs)
+    assert len(set(got.lengths.numpy()[:, 0])) > 3, "want sentences that end at different steps"
+    np.testing.assert_array_equal(got.ids.numpy(), want.ids.numpy())
+    np.testing.assert_array_equal(got.lengths.numpy(), want.lengths.numpy())
+    np.testing.assert_allclose(got.scores.numpy(), want.scores.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])

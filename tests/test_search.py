@@ -280,8 +280,9 @@ def test_unfinished_hypothesis_fills_missing_slots():
                                rtol=1e-5)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_inside_tf_function(jit_compile):
+@pytest.mark.parametrize("jit_compile,compact", [(False, True), (False, False), (True, False)])
+def test_inside_tf_function(jit_compile, compact):
+    # XLA cannot carry shrinking loop tensors, so it runs the searches uncompacted.
     max_length = 5
     lm = PrefixLM(random_table(3, 6, max_length, eos_bias=0.5, seed=5), src_time=4)
     kwargs = dict(beam_size=3, max_length=max_length, num_hypotheses=2, length_penalty=0.6,
@@ -290,8 +291,9 @@ def test_inside_tf_function(jit_compile):
     @tf.function(jit_compile=jit_compile)
     def decode(state, source_length):
         beam = search.beam_search(lm.step_fn, state, 3, BOS, EOS,
-                                  source_length=source_length, **kwargs)
-        greedy = search.greedy_search(lm.step_fn, state, 3, BOS, EOS, max_length)
+                                  source_length=source_length, compact=compact, **kwargs)
+        greedy = search.greedy_search(lm.step_fn, state, 3, BOS, EOS, max_length,
+                                      compact=compact)
         return beam, greedy
 
     source_length = tf.constant([4, 2, 3])
@@ -346,3 +348,67 @@ def test_chunked_top_k_compiles_with_xla():
     got = tf.function(lambda v: search.top_k(v, 8), jit_compile=True)(values)
     want = tf.math.top_k(values, 8)
     np.testing.assert_array_equal(got[1].numpy(), want[1].numpy())
+
+
+class CountingContextLM(PrefixLM):
+    """PrefixLM that reads each row's sentence from the search's context, not the state,
+    and counts the rows its step runs on (the carried rows)."""
+
+    def __init__(self, log_probs, src_time=None):
+        super().__init__(log_probs, src_time)
+        self.rows_run = tf.Variable(0)
+
+    def initial_state(self, sentences):
+        state = super().initial_state(sentences)
+        del state["sentence"]
+        return state
+
+    def step_fn(self, ids, state, context):
+        self.rows_run.assign_add(tf.shape(ids)[0])
+        log_probs, new_state = super().step_fn(ids, {**state, "sentence": context["sentence"]})
+        del new_state["sentence"]
+        return log_probs, new_state
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_dropping_done_sentences_runs_fewer_rows_with_the_same_result(beam_size):
+    # Six sentences with eos made likelier for some, so they finish at different steps.
+    max_length = 6
+    table = random_table(6, 4, max_length, eos_bias=0.0, seed=11)
+    table[:4, :, EOS] += 6.0
+    lm = CountingContextLM(tf.nn.log_softmax(table).numpy(), src_time=5)
+    sentences = list(range(6))
+    context = {"sentence": tf.constant(sentences, tf.int32)}
+
+    def run(compact):
+        lm.rows_run.assign(0)
+        if beam_size == 1:
+            result = search.greedy_search(lm.step_fn, lm.initial_state(sentences), 6, BOS, EOS,
+                                          max_length, context=context, compact=compact)
+        else:
+            result = search.beam_search(lm.step_fn, lm.initial_state(sentences), 6, BOS, EOS,
+                                        beam_size, max_length, length_penalty=0.6,
+                                        coverage_penalty=0.01, num_hypotheses=2,
+                                        source_length=tf.constant([5, 4, 3, 5, 2, 1]),
+                                        context=context, compact=compact)
+        return [t.numpy() for t in result], int(lm.rows_run.numpy())
+
+    (ids, scores, lengths), compact_rows = run(True)
+    (want_ids, want_scores, want_lengths), full_rows = run(False)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(lengths, want_lengths)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+    assert compact_rows < full_rows
+    # The uncompacted run is checked against the table itself (the context is read).
+    for b in sentences:
+        for k in range(ids.shape[1]):
+            tokens = tuple(int(t) for t in ids[b, k, :lengths[b, k] + 1])[:max_length]
+            if beam_size == 1:
+                np.testing.assert_allclose(scores[b, k], lm.log_prob(b, tokens), rtol=1e-5)
+
+
+def test_a_context_needs_a_step_fn_that_takes_it():
+    lm = PrefixLM(random_table(1, 4, 3, eos_bias=0.0, seed=0))
+    with pytest.raises(ValueError, match="context"):
+        search.greedy_search(lm.step_fn, lm.initial_state([0]), 1, BOS, EOS, 3,
+                             context={"x": tf.zeros([1])})
