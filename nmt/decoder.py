@@ -187,14 +187,14 @@ class AttentionDecoder(tf.Module):
                 tf.transpose(alignments.stack(), [1, 0, 2]))
 
     def step(self, ids, state, memory, rows=None):
-        """ids `[n]` int32 -> log_probs `[n, vocab]` float32, next state (inference).
+        """ids `[n]` int32 -> logits `[n, vocab]` float32, next state (inference).
 
-        rows: optional `[m]` int32; then log_probs are those rows' only, `[m, vocab]`
+        The logits are not normalised: nmt.search normalises only what it ranks.
+        rows: optional `[m]` int32; then the logits are those rows' only, `[m, vocab]`
         (the state still advances for all n). Search skips finished rows this way.
         """
         output, state = self._step(self.embedding(ids, memory.values.dtype), state, memory,
                                    training=False)
         if rows is not None:
             output = tf.gather(output, rows)
-        log_probs = tf.nn.log_softmax(tf.cast(self.logits(output), tf.float32))
-        return log_probs, state
+        return tf.cast(self.logits(output), tf.float32), state

@@ -40,7 +40,8 @@ class Ensemble(tf.Module):
         def step_fn(ids, state, rows=None, *, context):
             outputs = [f(ids, s, rows, context=c)
                        for f, s, c in zip(step_fns, state["models"], context)]
-            log_probs = tf.stack([lp for lp, _ in outputs])  # [models, n, vocab]
+            log_probs = tf.stack([tf.nn.log_softmax(logits)
+                                  for logits, _ in outputs])  # [models, n, vocab]
             new_states = tuple(s for _, s in outputs)
             return (tf.reduce_logsumexp(log_probs, axis=0) - log_m,
                     {"models": new_states, "alignments": _mean_alignments(new_states)})

@@ -122,19 +122,19 @@ class Seq2Seq(tf.Module):
             state["time"] = tf.zeros_like(src_len)
 
         def step_fn(ids, state, rows=None, *, context):
-            log_probs, new_state = self.decoder.step(ids, state, context, rows)
+            logits, new_state = self.decoder.step(ids, state, context, rows)
             if max_length_ratio is not None:
                 new_state["limit"], new_state["time"] = state["limit"], state["time"] + 1
                 must_end = state["time"] >= state["limit"]
                 if rows is not None:
                     must_end = tf.gather(must_end, rows)
                 must_end = must_end[:, None]  # [n or m, 1]
-                eos_only = tf.where(tf.range(tf.shape(log_probs)[1]) == EOS_ID, 0.0, -1e9)
-                log_probs = tf.cond(  # a full [n, vocab] pass only on steps that need it
+                eos_only = tf.where(tf.range(tf.shape(logits)[1]) == EOS_ID, 0.0, -1e9)
+                logits = tf.cond(  # a full [n, vocab] pass only on steps that need it
                     tf.reduce_any(must_end),
-                    lambda: tf.where(must_end, eos_only[None, :], log_probs),
-                    lambda: log_probs)
-            return log_probs, new_state
+                    lambda: tf.where(must_end, eos_only[None, :], logits),
+                    lambda: logits)
+            return logits, new_state
 
         return step_fn, state, memory
 

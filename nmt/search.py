@@ -1,17 +1,21 @@
 """Greedy and beam search over a step function; imports no model code.
 
-The model supplies `step_fn(ids, state[, rows]) -> (log_probs, new_state)`:
+The model supplies `step_fn(ids, state[, rows]) -> (logits, new_state)`:
   ids       [N] int32, the previous token of each row (`bos_id` at step 0);
-  log_probs [N, vocab] float32, normalised log-probabilities (all <= 0) of the
-            next token;
+  logits    [N, vocab] float32, the next token's log-probabilities up to a
+            constant per row: logits, or log-probabilities already normalised.
+            The search normalises them itself (log p = logit - logsumexp), but
+            only where it needs to: beam search takes each row's 2 * beam_size
+            best logits first and normalises those, greedy search the argmax,
+            so no [N, vocab] log-softmax is ever written;
   state     any nested structure (tuples, namedtuples, dicts) of tensors whose
             leading dimension is N; `new_state` has the same structure and shapes.
-  rows      optional: if step_fn takes it, [M] int32 row indices, and log_probs
+  rows      optional: if step_fn takes it, [M] int32 row indices, and logits
             is [M, vocab] for those rows only (the state still advances for all
             N). The searches pass the rows of unfinished sentences, so the
             output projection and the [N, vocab] passes skip finished ones
             (about 40 % of the rows in a length-sorted batch); a step_fn
-            without it is called on all rows and its log_probs are gathered.
+            without it is called on all rows and its logits are gathered.
   context   passed (as a keyword) when the search is given a `context`: any
             nested structure of per-sentence tensors the step reads but does
             not change (the encoder memory). The search tiles it to N rows
@@ -141,7 +145,7 @@ def top_k(values, k):
 
 
 def _scoring_step(step_fn, has_context):
-    """step_fn as `(ids, state, rows, context) -> (log_probs[rows], new_state)`, whether
+    """step_fn as `(ids, state, rows, context) -> (logits[rows], new_state)`, whether
     step_fn takes rows or not; context is passed on only when the search has one."""
     try:
         parameters = inspect.signature(step_fn).parameters
@@ -154,8 +158,8 @@ def _scoring_step(step_fn, has_context):
         kwargs = {"context": context} if has_context else {}
         if "rows" in parameters:
             return step_fn(ids, state, rows=rows, **kwargs)
-        log_probs, state = step_fn(ids, state, **kwargs)
-        return tf.gather(log_probs, rows), state
+        logits, state = step_fn(ids, state, **kwargs)
+        return tf.gather(logits, rows), state
 
     return step
 
@@ -200,6 +204,15 @@ def _while_loop(cond, body, loop, max_length, compact):
                          maximum_iterations=max_length)[0]
 
 
+def _probability_of(logits, tokens):
+    """softmax(logits)[row, tokens[row]]: logits [n, vocab], tokens [n] -> [n].
+
+    One fused softmax pass (oneDNN's on CPU) costs about 40 % of the four passes
+    of tf.reduce_logsumexp over a [320, 8000] block, so the searches normalise
+    through it."""
+    return tf.gather(tf.nn.softmax(logits), tokens[:, None], batch_dims=1)[:, 0]
+
+
 def _chunk_size(n, k):
     """About sqrt(n / k) (balances top_k's two small calls), preferring a divisor of n
     within a factor 1.5 of it, so the row needs no padding copy (beam x vocab usually
@@ -236,7 +249,7 @@ def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length
                   context=None, compact=True):
     """Picks the most probable token at every step (argmax decoding).
 
-    step_fn(ids [n] int32, state[, rows][, context]) -> (log_probs [n, vocab], state);
+    step_fn(ids [n] int32, state[, rows][, context]) -> (logits [n, vocab], state);
     `initial_state` and `context` have leading dimension batch. A sentence
     finishes at its first eos (its score is then frozen and, with compact, its
     row is dropped once enough are done); the loop stops when every sentence
@@ -270,10 +283,11 @@ def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length
             alive = tf.logical_not(loop.finished)  # [batch]
             rows = tf.cast(tf.where(tf.gather(alive, carried.slots))[:, 0], tf.int32)  # [m]
             sentences = tf.gather(carried.slots, rows)  # [m] their batch index
-            log_probs, state = step(carried.ids, carried.state, rows, carried.context)
-            row_tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # [m]
+            logits, state = step(carried.ids, carried.state, rows, carried.context)  # [m, vocab]
+            row_tokens = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [m]
+            row_log_prob = tf.math.log(_probability_of(logits, row_tokens))  # [m]
             token_log_prob = tf.scatter_nd(  # [batch], 0 where finished
-                sentences[:, None], tf.gather(log_probs, row_tokens, batch_dims=1), [batch_size])
+                sentences[:, None], row_log_prob, [batch_size])
             tokens = tf.tensor_scatter_nd_update(
                 tf.fill([batch_size], eos), sentences[:, None], row_tokens)  # [batch]
             just_finished = alive & tf.equal(tokens, eos_id)
@@ -321,7 +335,7 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
                 source_length=None, context=None, compact=True):
     """Beam search with GNMT length and coverage penalties (Wu et al. 2016 §7).
 
-    step_fn(ids [n] int32, state[, rows][, context]) -> (log_probs [n, vocab], state),
+    step_fn(ids [n] int32, state[, rows][, context]) -> (logits [n, vocab], state),
     rows batch-major (row a * beam_size + k is beam k of carried sentence a);
     `initial_state` and `context` have leading dimension batch and are tiled
     here. At step 0 only beam 0 of each sentence is alive (the others score -inf).
@@ -442,18 +456,27 @@ def _beam_step(loop, step, source_mask, config, compact):
     live = tf.cast(tf.where(live)[:, 0], tf.int32)  # [m] carried sentences not done
     sentences = tf.gather(carried.slots, live)  # [m] their batch index
     rows = tf.reshape(live[:, None] * beam + tf.range(beam)[None, :], [-1])  # [m*beam]
-    log_probs, state = step(carried.ids, carried.state, rows, carried.context)  # [m*beam, vocab]
-    vocab = log_probs.shape[-1]  # static when known
+    logits, state = step(carried.ids, carried.state, rows, carried.context)  # [m*beam, vocab]
+    vocab = logits.shape[-1]  # static when known
     _check(vocab is None or vocab >= 2, f"beam search needs vocab >= 2 (got {vocab})")
-    vocab = vocab or tf.shape(log_probs)[-1]
+    # A sentence's 2*beam best extensions are among its rows' 2*beam best each, and a
+    # row's order is its logits' order: only those are normalised and ranked. Ties
+    # still go to the lower beam, then the lower token, as over all beam * vocab.
+    per_row = 2 * beam if vocab is None else min(2 * beam, vocab)
+    row_best, row_tokens = top_k(logits, per_row)  # [m*beam, per_row]
+    # logsumexp = a logit minus its log-probability, taken at the row's best token
+    # (its probability is >= 1 / vocab, so the log is exact to float32 rounding).
+    best_probability = _probability_of(logits, row_tokens[:, 0])  # [m*beam]
+    row_best -= row_best[:, :1] - tf.math.log(best_probability)[:, None]  # log-probs
     totals = (tf.gather(loop.alive_log_prob, sentences)[:, :, None]
-              + tf.reshape(log_probs, [-1, beam, vocab]))
+              + tf.reshape(row_best, [-1, beam, per_row]))  # [m, beam, per_row]
     # Candidates: the 2*beam best extensions, sorted; -inf for done sentences. [batch, 2*beam]
-    sentence_scores, sentence_flat = top_k(tf.reshape(totals, [-1, beam * vocab]), k=2 * beam)
+    sentence_scores, pick = tf.math.top_k(tf.reshape(totals, [-1, beam * per_row]), k=2 * beam)
+    sentence_tokens = tf.gather(tf.reshape(row_tokens, [-1, beam * per_row]), pick, batch_dims=1)
     scores = tf.tensor_scatter_nd_update(tf.fill([batch, 2 * beam], _NEG_INF),
                                          sentences[:, None], sentence_scores)
-    flat = tf.scatter_nd(sentences[:, None], sentence_flat, [batch, 2 * beam])
-    origins, tokens = flat // vocab, flat % vocab
+    origins = tf.scatter_nd(sentences[:, None], pick // per_row, [batch, 2 * beam])
+    tokens = tf.scatter_nd(sentences[:, None], sentence_tokens, [batch, 2 * beam])
     time = tf.range(config.max_length)
     seqs = tf.gather(loop.alive_seq, origins, batch_dims=1)  # [batch, 2*beam, max_length]
     seqs = tf.where(tf.equal(time, loop.step), tokens[:, :, None], seqs)

@@ -30,12 +30,11 @@ def _inputs(seed=0):
 
 def _teacher_forced_equals_steps(model):
     src, src_len, tgt_in = _inputs()
-    logits = model.logits(src, src_len, tgt_in)  # [batch, tgt_time, vocab]
-    expected = tf.nn.log_softmax(logits).numpy()
+    expected = model.logits(src, src_len, tgt_in).numpy()  # [batch, tgt_time, vocab]
     memory, state = model.decoder.initial_state(model.encode(src, src_len))
     for t in range(tgt_in.shape[1]):
-        log_probs, state = model.decoder.step(tgt_in[:, t], state, memory)
-        np.testing.assert_allclose(log_probs.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
+        logits, state = model.decoder.step(tgt_in[:, t], state, memory)
+        np.testing.assert_allclose(logits.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("fields", [
@@ -55,8 +54,9 @@ def test_search_inputs_step_fn_is_the_decoder_step():
     expected = tf.nn.log_softmax(model.logits(src, src_len, tgt_in)).numpy()
     step_fn, state, memory = model.search_inputs(src, src_len)
     for t in range(tgt_in.shape[1]):
-        log_probs, state = step_fn(tgt_in[:, t], state, context=memory)
-        np.testing.assert_allclose(log_probs.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
+        logits, state = step_fn(tgt_in[:, t], state, context=memory)
+        np.testing.assert_allclose(tf.nn.log_softmax(logits).numpy(), expected[:, t],
+                                   rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("unit_type", ["lstm", "gru"])
@@ -90,23 +90,23 @@ def test_copy_bridge_hands_over_lstm_state_tuples():
     assert all(isinstance(s, cells_lib.LSTMStateTuple) for s in state["cell"])
 
 
-def _first_alignments_and_log_probs(model):
+def _first_alignments_and_logits(model):
     src, src_len, tgt_in = _inputs()
     memory, state = model.decoder.initial_state(model.encode(src, src_len))
-    log_probs, state = model.decoder.step(tgt_in[:, 0], state, memory)
-    return state["alignments"].numpy(), log_probs.numpy()
+    logits, state = model.decoder.step(tgt_in[:, 0], state, memory)
+    return state["alignments"].numpy(), logits.numpy()
 
 
 @pytest.mark.parametrize("architecture", ["standard", "gnmt"])
 def test_gnmt_attention_is_queried_by_the_bottom_layer(architecture):
     """GNMT: the top layer does not change the attention weights; standard: it does."""
     model = _model(attention_architecture=architecture, bridge="dense")
-    weights, log_probs = _first_alignments_and_log_probs(model)
+    weights, logits = _first_alignments_and_logits(model)
     top = model.decoder.layers[-1]
     for v in top.trainable_variables:
         v.assign(v + tf.random.uniform(v.shape, -0.5, 0.5, seed=3))
-    new_weights, new_log_probs = _first_alignments_and_log_probs(model)
-    assert not np.allclose(new_log_probs, log_probs, atol=1e-4)
+    new_weights, new_logits = _first_alignments_and_logits(model)
+    assert not np.allclose(new_logits, logits, atol=1e-4)
     if architecture == "gnmt":
         np.testing.assert_allclose(new_weights, weights, rtol=1e-6, atol=1e-7)
     else:
@@ -132,10 +132,10 @@ def test_input_feeding_reads_the_previous_attentional_vector(input_feeding):
     model = _model(input_feeding=input_feeding)
     src, src_len, tgt_in = _inputs()
     memory, state = model.decoder.initial_state(model.encode(src, src_len))
-    log_probs, _ = model.decoder.step(tgt_in[:, 0], state, memory)
+    logits, _ = model.decoder.step(tgt_in[:, 0], state, memory)
     state["attention"] = tf.random.uniform(state["attention"].shape, -1.0, 1.0, seed=1)
     changed, _ = model.decoder.step(tgt_in[:, 0], state, memory)
-    assert np.allclose(changed.numpy(), log_probs.numpy()) != input_feeding
+    assert np.allclose(changed.numpy(), logits.numpy()) != input_feeding
 
 
 def test_tied_output_embeddings_use_the_target_table():

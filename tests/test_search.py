@@ -404,7 +404,8 @@ def test_dropping_done_sentences_runs_fewer_rows_with_the_same_result(beam_size)
         for k in range(ids.shape[1]):
             tokens = tuple(int(t) for t in ids[b, k, :lengths[b, k] + 1])[:max_length]
             if beam_size == 1:
-                np.testing.assert_allclose(scores[b, k], lm.log_prob(b, tokens), rtol=1e-5)
+                np.testing.assert_allclose(scores[b, k], lm.log_prob(b, tokens), rtol=1e-5,
+                                           atol=1e-6)
 
 
 def test_a_context_needs_a_step_fn_that_takes_it():
@@ -412,3 +413,24 @@ def test_a_context_needs_a_step_fn_that_takes_it():
     with pytest.raises(ValueError, match="context"):
         search.greedy_search(lm.step_fn, lm.initial_state([0]), 1, BOS, EOS, 3,
                              context={"x": tf.zeros([1])})
+
+
+def test_logits_need_not_be_normalised():
+    # Shifting each row's log-probs by its own constant changes no hypothesis or score.
+    max_length = 5
+    lm = PrefixLM(random_table(3, 6, max_length, eos_bias=0.5, seed=7), src_time=4)
+
+    def shifted_step_fn(ids, state):
+        log_probs, new_state = lm.step_fn(ids, state)
+        shift = tf.cast(new_state["code"] % 7, tf.float32) * 3.0 - 5.0  # [n], varies by row
+        return log_probs + shift[:, None], new_state
+
+    kwargs = dict(beam_size=3, max_length=max_length, num_hypotheses=2, length_penalty=0.6,
+                  coverage_penalty=0.1, source_length=tf.constant([4, 2, 3]))
+    for run in (lambda f: search.beam_search(f, lm.initial_state([0, 1, 2]), 3, BOS, EOS, **kwargs),
+                lambda f: search.greedy_search(f, lm.initial_state([0, 1, 2]), 3, BOS, EOS,
+                                               max_length)):
+        got, want = run(shifted_step_fn), run(lm.step_fn)
+        np.testing.assert_array_equal(got.ids.numpy(), want.ids.numpy())
+        np.testing.assert_array_equal(got.lengths.numpy(), want.lengths.numpy())
+        np.testing.assert_allclose(got.scores.numpy(), want.scores.numpy(), rtol=1e-5)
