@@ -196,7 +196,8 @@ def _while_loop(cond, body, loop, max_length, compact):
     if compact:
         relax = lambda t: (t.shape if t.shape.rank == 0  # noqa: E731
                            else tf.TensorShape([None]).concatenate(t.shape[1:]))
-        invariants = tf.nest.map_structure(lambda t: t.shape, loop)
+        invariants = tf.nest.map_structure(  # None: a TensorArray's own
+            lambda t: t.shape if isinstance(t, tf.Tensor) else None, loop)
         invariants = invariants._replace(carried=tf.nest.map_structure(relax, loop.carried))
         invariants = (invariants,)
     return tf.while_loop(cond, lambda loop: (body(loop),), (loop,),
@@ -317,13 +318,22 @@ def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length
 # Beam search.
 
 _BeamLoop = collections.namedtuple("_BeamLoop", [
-    "step", "carried", "alive_seq", "alive_log_prob", "alive_coverage",
-    "finished_seq", "finished_scores", "finished_lengths"])
+    "step", "carried", "alive_log_prob", "alive_coverage", "alive_candidate",
+    "finished_scores", "finished_lengths", "finished_candidate", "history"])
 # step []; carried _Carried with A <= batch sentences, so A*beam rows;
-# alive_seq [batch, beam, max_length]; alive_log_prob [batch, beam];
-# alive_coverage [batch, beam, src_time] (src_time 1 and unused without coverage);
-# finished_seq [batch, F, max_length]; finished_scores [batch, F] (-inf = empty
-# slot, sorted best first); finished_lengths [batch, F]; F = num_hypotheses.
+# alive_log_prob [batch, beam]; alive_coverage [batch, beam, src_time] (src_time 1
+# and unused without coverage); alive_candidate [batch, beam]: the candidate of
+# the last step each alive hypothesis is; finished_scores [batch, F] (-inf = empty
+# slot, sorted best first); finished_lengths [batch, F], which is also the step
+# that wrote the eos; finished_candidate [batch, F]: the candidate of that step;
+# F = num_hypotheses. Hypotheses are not stored as token sequences, which would
+# cost a [batch, 2*beam, max_length] gather per step: `history` keeps each
+# step's candidates and _backtrack spells out the returned ones at the end.
+
+_History = collections.namedtuple("_History", ["tokens", "origins", "keep"])
+# TensorArrays over the steps: tokens [batch, 2*beam], each candidate's last token;
+# origins [batch, 2*beam], the alive hypothesis (of the step before) it extends;
+# keep [batch, beam], the candidates that stayed alive.
 
 _BeamConfig = collections.namedtuple("_BeamConfig", [
     "batch_size", "beam_size", "num_hypotheses", "max_length", "bos_id", "eos_id",
@@ -422,13 +432,15 @@ def _initial_beam_loop(state, context, config):
         carried=_Carried(slots=tf.range(batch),
                          ids=tf.fill([batch * beam], tf.constant(config.bos_id, tf.int32)),
                          state=tile_batch(state, beam), context=tile_batch(context, beam)),
-        alive_seq=tf.fill([batch, beam, config.max_length], tf.constant(config.eos_id, tf.int32)),
         alive_log_prob=tf.tile(first_beam[None, :], [batch, 1]),
         alive_coverage=tf.zeros([batch, beam, src_time], tf.float32),
-        finished_seq=tf.fill([batch, num_hyps, config.max_length],
-                             tf.constant(config.eos_id, tf.int32)),
+        alive_candidate=tf.zeros([batch, beam], tf.int32),
         finished_scores=tf.fill([batch, num_hyps], _NEG_INF),
-        finished_lengths=tf.zeros([batch, num_hyps], tf.int32))
+        finished_lengths=tf.zeros([batch, num_hyps], tf.int32),
+        finished_candidate=tf.zeros([batch, num_hyps], tf.int32),
+        history=_History(*(tf.TensorArray(tf.int32, size=config.max_length,
+                                          element_shape=tf.TensorShape([None, width]))
+                           for width in (2 * beam, 2 * beam, beam))))
 
 
 def _sentence_done(loop, config):
@@ -477,9 +489,6 @@ def _beam_step(loop, step, source_mask, config, compact):
                                          sentences[:, None], sentence_scores)
     origins = tf.scatter_nd(sentences[:, None], pick // per_row, [batch, 2 * beam])
     tokens = tf.scatter_nd(sentences[:, None], sentence_tokens, [batch, 2 * beam])
-    time = tf.range(config.max_length)
-    seqs = tf.gather(loop.alive_seq, origins, batch_dims=1)  # [batch, 2*beam, max_length]
-    seqs = tf.where(tf.equal(time, loop.step), tokens[:, :, None], seqs)
     coverage = loop.alive_coverage  # [batch, beam, src_time]
     if config.beta > 0:
         alignments = tf.cast(state[ALIGNMENTS_KEY], tf.float32)  # [A*beam, src_time]
@@ -503,14 +512,19 @@ def _beam_step(loop, step, source_mask, config, compact):
     new_finished = is_eos & ranked_in & (scores > _NEG_INF)
     new_scores = _final_scores(scores, loop.step, coverage, source_mask, config)
     new_scores = tf.where(new_finished, new_scores, _NEG_INF)
-    finished = _merge_finished(loop, seqs, new_scores, config)
+    finished = _merge_finished(loop, new_scores, config)
 
+    history = loop.history
     loop = _BeamLoop(
         step=loop.step + 1, carried=carried,
-        alive_seq=tf.gather(seqs, keep, batch_dims=1),
         alive_log_prob=alive_log_prob,
         alive_coverage=tf.gather(coverage, keep, batch_dims=1),
-        finished_seq=finished[0], finished_scores=finished[1], finished_lengths=finished[2])
+        alive_candidate=keep,
+        finished_scores=finished[0], finished_lengths=finished[1],
+        finished_candidate=finished[2],
+        history=_History(history.tokens.write(loop.step, tokens),
+                         history.origins.write(loop.step, origins),
+                         history.keep.write(loop.step, keep)))
     if compact:
         loop = loop._replace(carried=_compact(loop.carried, ~_sentence_done(loop, config), beam))
     return loop
@@ -524,18 +538,19 @@ def _final_scores(log_prob, length, coverage, source_mask, config):
     return scores
 
 
-def _merge_finished(loop, seqs, new_scores, config):
-    """Keeps the num_hypotheses best of the old finished set and the new ones.
-
-    Old entries come first, so ties keep the hypothesis found earlier.
-    """
+def _merge_finished(loop, new_scores, config):
+    """Keeps the num_hypotheses best of the old finished set and this step's candidates
+    (new_scores [batch, 2*beam], -inf where not finished) -> (scores, lengths,
+    candidates), each [batch, F]. Old entries come first, so ties keep the
+    hypothesis found earlier."""
     scores = tf.concat([loop.finished_scores, new_scores], axis=1)  # [batch, F + 2*beam]
     best, pick = tf.math.top_k(scores, k=config.num_hypotheses)  # [batch, F]
-    new_lengths = tf.fill(tf.shape(new_scores), loop.step)
-    lengths = tf.concat([loop.finished_lengths, new_lengths], axis=1)
-    all_seqs = tf.concat([loop.finished_seq, seqs], axis=1)  # [batch, F + 2*beam, max_length]
-    return (tf.gather(all_seqs, pick, batch_dims=1), best,
-            tf.gather(lengths, pick, batch_dims=1))
+    lengths = tf.concat([loop.finished_lengths, tf.fill(tf.shape(new_scores), loop.step)], 1)
+    candidates = tf.concat([loop.finished_candidate,
+                            tf.broadcast_to(tf.range(2 * config.beam_size),
+                                            tf.shape(new_scores))], axis=1)
+    return (best, tf.gather(lengths, pick, batch_dims=1),
+            tf.gather(candidates, pick, batch_dims=1))
 
 
 def _beam_result(loop, source_mask, config):
@@ -544,16 +559,41 @@ def _beam_result(loop, source_mask, config):
     alive_scores = _final_scores(loop.alive_log_prob, loop.step, loop.alive_coverage,
                                  source_mask, config)  # [batch, beam]
     alive_scores, alive_order = tf.math.top_k(alive_scores, k=config.beam_size)
-    alive_seq = tf.gather(loop.alive_seq, alive_order, batch_dims=1)
+    alive_candidate = tf.gather(loop.alive_candidate, alive_order, batch_dims=1)
     num_finished = tf.reduce_sum(
         tf.cast(loop.finished_scores > _NEG_INF, tf.int32), axis=1, keepdims=True)  # [batch, 1]
     slot = tf.range(num_hyps)[None, :]  # [1, F]
     # Index into [finished (F) ; alive (beam)]: the valid finished ones, then alive.
     pick = tf.where(slot < num_finished, slot, num_hyps + slot - num_finished)  # [batch, F]
-    seqs = tf.concat([loop.finished_seq, alive_seq], axis=1)
     scores = tf.concat([loop.finished_scores, alive_scores], axis=1)
     lengths = tf.concat([loop.finished_lengths,
                          tf.fill(tf.shape(alive_scores), loop.step)], axis=1)
-    return SearchResult(ids=tf.gather(seqs, pick, batch_dims=1),
-                        scores=tf.gather(scores, pick, batch_dims=1),
-                        lengths=tf.gather(lengths, pick, batch_dims=1))
+    # The step of a hypothesis' last token: its eos, or the last step for alive ones.
+    last_steps = tf.concat([loop.finished_lengths,
+                            tf.fill(tf.shape(alive_scores), loop.step - 1)], axis=1)
+    candidates = tf.concat([loop.finished_candidate, alive_candidate], axis=1)
+    take = lambda t: tf.gather(t, pick, batch_dims=1)  # noqa: E731
+    ids = _backtrack(loop.history, loop.step, take(last_steps), take(candidates), config)
+    return SearchResult(ids=ids, scores=take(scores), lengths=take(lengths))
+
+
+def _backtrack(history, num_steps, last_steps, candidates, config):
+    """Spells out hypotheses from the history: the one ending at step last_steps[b, h]
+    as candidates[b, h] of that step -> ids [batch, H, max_length], eos after it."""
+    time = tf.range(config.max_length)
+
+    def body(step, candidate, ids):
+        candidate = tf.where(step == last_steps, candidates, candidate)  # starts here
+        token = tf.gather(history.tokens.read(step), candidate, batch_dims=1)  # [batch, H]
+        token = tf.where(step <= last_steps, token, config.eos_id)
+        ids = tf.where(time == step, token[:, :, None], ids)
+        parent = tf.gather(history.origins.read(step), candidate, batch_dims=1)  # at step - 1
+        candidate = tf.gather(history.keep.read(tf.maximum(step - 1, 0)), parent, batch_dims=1)
+        return step - 1, candidate, ids
+
+    ids = tf.fill(tf.concat([tf.shape(last_steps), [config.max_length]], 0),
+                  tf.constant(config.eos_id, tf.int32))
+    _, _, ids = tf.while_loop(lambda step, *_: step >= 0, body,
+                              (num_steps - 1, candidates, ids),
+                              maximum_iterations=config.max_length)
+    return tf.ensure_shape(ids, [None, config.num_hypotheses, config.max_length])
