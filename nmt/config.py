@@ -134,6 +134,7 @@ class TrainConfig:
     seed: int = 1234
     deterministic: bool = False         # tf.config.experimental.enable_op_determinism(): GPU runs repeat bit for bit (slower)
     jit_compile: bool = False           # XLA-compile the training step (one compile per batch shape)
+    trace_per_shape: bool = False       # trace the training step for each batch shape (about 13 on Multi30k) instead of once for unknown time dims
     strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute; docs/distributed.md)
     num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)
     base_gpu: int = 0                   # first device of the round-robin layer placement

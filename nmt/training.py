@@ -66,10 +66,12 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     A batch whose loss or gradients are not finite is not applied: weights and
     optimizer slots stay as they were, and the caller counts it. The model computes
     in config.precision's dtype; loss_scale: a precision.DynamicLossScale (fp16).
+    With config.trace_per_shape the step is traced for each batch shape (bucketed
+    batches have few), else once more with unknown dimensions after the first.
     """
     variables = model.trainable_variables
 
-    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=not config.trace_per_shape)
     def train_step(batch):
         with tf.GradientTape() as tape:
             out = model.loss(batch, config.label_smoothing, training=True,

@@ -182,3 +182,29 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(multi30k_slice, tmp_path):
     step = tf.train.load_checkpoint(path).get_tensor("progress/step/.ATTRIBUTES/VARIABLE_VALUE")
     assert 1 <= step < 100000
     assert path.endswith(f"ckpt-{step}")
+
+
+@pytest.mark.parametrize("trace_per_shape", [True, False])
+def test_trace_per_shape_traces_the_step_once_per_batch_shape(trace_per_shape):
+    from nmt.data import Batch
+    from nmt.model import build_model
+    model = build_model(ModelConfig(num_units=8, embedding_size=8, num_encoder_layers=1,
+                                    num_decoder_layers=1, dropout=0.0), 20, 20)
+    config = TrainConfig(jit_compile=False, trace_per_shape=trace_per_shape)
+    step = training.make_train_step(model, tf.keras.optimizers.Adam(1e-3), config)
+    rng = np.random.default_rng(0)
+
+    def batch(size, src_time, tgt_time):
+        ids = lambda t: tf.constant(rng.integers(4, 20, [size, t]), tf.int32)  # noqa: E731
+        return Batch(ids(src_time), tf.fill([size], src_time), ids(tgt_time), ids(tgt_time),
+                     tf.fill([size], tgt_time))
+
+    shapes = [(4, 8, 8), (3, 16, 16), (4, 16, 8), (3, 8, 16), (4, 24, 24), (4, 8, 8)]
+    for shape in shapes:
+        out, _, applied = step(batch(*shape))
+        assert bool(applied) and np.isfinite(float(out.loss_sum))
+    traces = step.experimental_get_tracing_count()  # the first call may trace twice (Adam slots)
+    if trace_per_shape:
+        assert traces >= len(set(shapes)) == 5
+    else:  # the first shape, then one trace with unknown dims serves the rest
+        assert traces <= 3
