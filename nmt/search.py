@@ -59,8 +59,8 @@ after every finished hypothesis of the sentence, best first among themselves.
 
 Each search is one `tf.while_loop`; `tf.function(jit_compile=True)` around the
 caller works with compact=False (XLA takes the per-step count of unfinished
-rows as a dynamic size); the number of steps is dynamic. Called eagerly, the search traces
-itself into a `tf.function`.
+rows as a dynamic size); the number of steps is dynamic. Called eagerly, the
+search traces itself into a `tf.function`.
 """
 import collections
 import collections.abc
