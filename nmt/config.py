@@ -169,7 +169,7 @@ class DecodeConfig:
     coverage_penalty: float = 0.0       # GNMT beta
     num_hypotheses: int = 1             # n-best per input line
     max_length_ratio: float = 2.0       # output steps <= ratio * source pieces + 10
-    batch_size: int = 64                # sentences per batch when batch_tokens is 0
+    batch_size: int = 256               # sentences per batch when batch_tokens is 0
     batch_tokens: int = 0               # >0: batch by a source-token budget
     max_input_len: int = 200            # longer inputs are truncated to this many pieces
 

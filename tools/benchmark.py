@@ -384,7 +384,8 @@ def time_command(model_dir, beam_size, decode, work_dir):
         [command] if command else [sys.executable, "-m", "nmt.cli.translate"]) + [
         f"--model_dir={model_dir}", f"--input={test_file('src')}",
         f"--output={os.path.join(work_dir, f'command.beam{beam_size}.txt')}",
-        f"--beam_size={beam_size}", f"--length_penalty={decode.length_penalty}"]
+        f"--beam_size={beam_size}", f"--length_penalty={decode.length_penalty}",
+        f"--batch_size={decode.batch_size}"]
     with open(os.path.join(work_dir, "command.log"), "ab") as log:
         start = time.perf_counter()
         run = subprocess.run(argv, stdout=log, stderr=log)
