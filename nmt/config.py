@@ -78,6 +78,7 @@ class ModelConfig:
     attention: str = "luong"            # dot | luong (general) | scaled_luong | bahdanau | normed_bahdanau
     attention_architecture: str = "standard"  # standard (top layer) | gnmt (bottom layer, fed to all)
     input_feeding: bool = True          # feed the attentional vector into the next step (Luong §3.3)
+    attention_layer_size: int = 0       # attentional vector width (0: num_units); standard only
     bridge: str = "dense"               # dense | copy | zero: thought vector -> decoder state
     residual: bool = False              # residual connections from layer 2 up
     dropout: float = 0.3                # on layer inputs (embeddings too) and the attentional vector
@@ -104,9 +105,19 @@ class ModelConfig:
                               f"(got {self.num_encoder_layers} and {self.num_decoder_layers})")
         if self.attention_architecture == "gnmt" and self.num_decoder_layers < 2:
             raise ConfigError("attention_architecture=gnmt needs at least 2 decoder layers")
-        if self.tie_output_embeddings and self.embedding_size != self.num_units:
-            raise ConfigError("tie_output_embeddings needs embedding_size == num_units "
-                              f"(got {self.embedding_size} and {self.num_units})")
+        _check_positive("attention_layer_size", self.attention_layer_size, allow_zero=True)
+        if self.attention_layer_size and self.attention_architecture == "gnmt":
+            raise ConfigError("attention_layer_size applies to the standard architecture; GNMT "
+                              "attention has no attentional layer")
+        if self.tie_output_embeddings and self.embedding_size != self.output_size:
+            raise ConfigError("tie_output_embeddings needs embedding_size == the decoder output "
+                              f"width, attention_layer_size or else num_units (got "
+                              f"{self.embedding_size} and {self.output_size})")
+
+    @property
+    def output_size(self):
+        """Width of the decoder output that the softmax projects: the attentional vector."""
+        return self.attention_layer_size or self.num_units
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,6 +63,7 @@ class AttentionDecoder(tf.Module):
         units = config.num_units
         self.embedding = embedding
         self.units = units
+        self.output_size = config.output_size  # the attentional vector's width
         self.gnmt = config.attention_architecture == "gnmt"
         self.input_feeding = config.input_feeding
         self.gnmt_residual = config.residual  # GNMT: residual from layer 3 up, added around the concat
@@ -73,7 +74,7 @@ class AttentionDecoder(tf.Module):
             layers = []
             for i in range(config.num_decoder_layers):
                 if i == 0:
-                    input_size = embedding.size + (units if self.input_feeding else 0)
+                    input_size = embedding.size + (self.output_size if self.input_feeding else 0)
                 else:
                     input_size = units * (2 if self.gnmt else 1)
                 self.layer_input_sizes.append(input_size)
@@ -86,7 +87,7 @@ class AttentionDecoder(tf.Module):
             with devices_lib.scope(attention_device):
                 self.attention = build_attention(config.attention, units, units)
                 self.attention_layer = (None if self.gnmt else
-                                        Dense(2 * units, units, use_bias=False,
+                                        Dense(2 * units, self.output_size, use_bias=False,
                                               activation=tf.tanh, name="attention_layer"))
             self.rng = tf.random.Generator.from_seed(seed)  # output dropout, checkpointed
             self.bridge = Bridge(config.bridge, self.cell, encoder_state_width)
@@ -95,7 +96,7 @@ class AttentionDecoder(tf.Module):
                     self.output_bias = tf.Variable(tf.zeros([vocab_size]), name="output_bias")
                     self.output_layer = None
                 else:
-                    self.output_layer = Dense(units, vocab_size, name="output_layer")
+                    self.output_layer = Dense(self.output_size, vocab_size, name="output_layer")
 
     def initial_state(self, encoder_output):
         """EncoderOutput -> (memory, state dict with cell, attention and alignments)."""
@@ -105,7 +106,7 @@ class AttentionDecoder(tf.Module):
                                      annotations, encoder_output.lengths)
         state = {
             "cell": self.bridge(encoder_output.thought_vector, batch_size, annotations.dtype),
-            "attention": tf.zeros([batch_size, self.units], annotations.dtype),
+            "attention": tf.zeros([batch_size, self.output_size], annotations.dtype),
             "alignments": tf.zeros(tf.shape(annotations)[:2], annotations.dtype),
         }
         return memory, state
@@ -130,7 +131,7 @@ class AttentionDecoder(tf.Module):
 
     def _attend(self, top, memory):
         """Standard attention on the top layer's output -> (context, weights, attentional
-        vector `[batch, units]`)."""
+        vector `[batch, output_size]`)."""
         context, weights = self.attention(top, memory)
         return context, weights, self.attention_layer(tf.concat([context, top], -1))
 
@@ -149,7 +150,7 @@ class AttentionDecoder(tf.Module):
         return output, {"cell": tuple(new_states), "attention": context, "alignments": weights}
 
     def logits(self, outputs, training=False):
-        """Decoder outputs `[..., units]` -> logits `[..., vocab]` (dropout before projection)."""
+        """Decoder outputs `[..., output_size]` -> logits `[..., vocab]` (dropout before projection)."""
         return devices_lib.call_on(self.softmax_device, lambda o: self._logits(o, training),
                                    outputs)
 
@@ -163,7 +164,7 @@ class AttentionDecoder(tf.Module):
         return tf.tensordot(outputs, table, axes=[[-1], [1]]) + read(self.output_bias, outputs)
 
     def teacher_forced(self, encoder_output, tgt_in, training=False, return_alignments=False):
-        """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, units]` (and alignments
+        """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, output_size]` (and alignments
         `[batch, tgt_time, src_time]` when asked)."""
         memory, state = self.initial_state(encoder_output)
         dtype = encoder_output.annotations.dtype  # the compute dtype

@@ -43,7 +43,8 @@ def _teacher_forced_equals_steps(model):
     dict(attention_architecture="gnmt", num_decoder_layers=3, residual=True, bridge="zero"),
     dict(unit_type="gru", encoder_type="gnmt", attention="normed_bahdanau", residual=True),
     dict(tie_output_embeddings=True, attention="scaled_luong"),
-], ids=["standard", "no_input_feeding", "gnmt", "gru", "tied"])
+    dict(attention_layer_size=6, embedding_size=6, tie_output_embeddings=True),
+], ids=["standard", "no_input_feeding", "gnmt", "gru", "tied", "narrow_attentional_tied"])
 def test_teacher_forced_equals_step_by_step(fields):
     _teacher_forced_equals_steps(_model(**fields))
 
@@ -155,6 +156,26 @@ def test_tied_output_embeddings_use_the_target_table():
     grad = tf.convert_to_tensor(tape.gradient(loss, model.tgt_embedding.table)).numpy()
     unused = [i for i in range(TGT_VOCAB) if i not in used]
     assert unused and np.all(np.abs(grad[unused]).sum(-1) > 0.0)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_attention_layer_size_sets_the_attentional_vector_width(tied):
+    """A wide LSTM (8) with a narrow attentional vector (6): what is fed back, projected
+    onto the vocabulary and (tied) shared with the embeddings is 6 wide."""
+    model = _model(attention_layer_size=6, embedding_size=6 if tied else UNITS,
+                   tie_output_embeddings=tied)
+    decoder = model.decoder
+    kernels = [v.shape for v in decoder.layers[0].trainable_variables if "input_kernel" in v.name]
+    assert kernels == [((6 if tied else UNITS) + 6, 4 * UNITS)]  # embedding + fed-back vector
+    assert decoder.attention_layer.kernel.shape == (2 * UNITS, 6)
+    src, src_len, tgt_in = _inputs()
+    outputs = decoder.teacher_forced(model.encode(src, src_len), tgt_in)
+    assert outputs.shape == (3, tgt_in.shape[1], 6)
+    if tied:
+        want = outputs.numpy() @ model.tgt_embedding.table.numpy().T
+        np.testing.assert_allclose(decoder.logits(outputs).numpy(), want, rtol=1e-5, atol=1e-5)
+    else:
+        assert decoder.output_layer.kernel.shape == (6, TGT_VOCAB)
 
 
 def test_untied_output_layer_is_separate():
