@@ -208,19 +208,40 @@ class Trainer:
         return dataset
 
     def _install_signal_handlers(self):
+        """SIGINT/SIGTERM: stop after the current step and save. The handlers put the
+        previous ones back at once, so a second signal acts as it would without them
+        (Ctrl-C twice interrupts at once). -> the previous handlers, for run() to restore."""
+        stopping = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in stopping}
+
         def handler(signum, _frame):
             self.stop_signal = signum
-            logging.warning("received %s: saving a checkpoint and stopping",
-                            signal.Signals(signum).name)
+            self._restore_signal_handlers(previous)
+            logging.warning("received %s: saving a checkpoint and stopping (send it again to "
+                            "stop at once)", signal.Signals(signum).name)
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in stopping:
             signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous):
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     def run(self):
         """Trains until num_train_steps, num_epochs, max_time or early stopping; returns
-        the last EvalResult (or None without a dev set)."""
+        the last EvalResult (or None without a dev set). SIGINT or SIGTERM ends it after
+        the current step with a checkpoint and no final evaluation (stop_signal says so)."""
         self.restore()
-        self._install_signal_handlers()
+        self.stop_signal = None
+        previous_handlers = self._install_signal_handlers()
+        try:
+            return self._train()
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+
+    def _train(self):
         t = self.config.train
         p = self.progress
         meter = ThroughputMeter(self, start_step=int(p.step))
@@ -250,7 +271,12 @@ class Trainer:
                 p.epoch.assign_add(1)
                 p.batch_in_epoch.assign(0)
         self.save()
-        if self.dev is not None and (last_eval is None or int(p.step) % max(t.steps_per_eval, 1)):
+        if self.stop_signal is not None:  # no final evaluation: stop as soon as saved
+            logging.warning("stopped by %s at step %d: the same command resumes from %s",
+                            signal.Signals(self.stop_signal).name, int(p.step),
+                            self.manager.latest_checkpoint)
+        elif self.dev is not None and (last_eval is None
+                                       or int(p.step) % max(t.steps_per_eval, 1)):
             last_eval = self.evaluate_and_keep_best()
         self.write_run_record(last_eval)
         return last_eval

@@ -81,6 +81,9 @@ def main(argv):
         start = time.time()
         trainer = training.Trainer(config, out_dir)
         trainer.run()
+        if trainer.stop_signal is not None:  # interrupted: resumable, not finished
+            logging.warning("training interrupted: not scoring; run the same command to resume")
+            return
         minutes = (time.time() - start) / 60
         records = [json.loads(l) for l in open(os.path.join(out_dir, model_dir_lib.LOG_FILE))]
         speeds = [r["tokens_per_s"] for r in records if r["kind"] == "train"]

@@ -184,6 +184,47 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(multi30k_slice, tmp_path):
     assert path.endswith(f"ckpt-{step}")
 
 
+def _signal_at_step(trainer, step, signum, times=1):
+    """Wraps trainer.train_step to send this process `signum` `times` during `step`."""
+    real_step = trainer.train_step
+
+    def step_then_signal(batch):
+        out = real_step(batch)
+        if int(trainer.progress.step) + 1 == step:  # the step counter moves after the call
+            for _ in range(times):
+                os.kill(os.getpid(), signum)
+        return out
+
+    trainer.train_step = step_then_signal
+
+
+def test_signal_stops_after_the_step_saves_and_skips_the_final_evaluation(
+        multi30k_slice, tmp_path, monkeypatch):
+    config = tiny_config(multi30k_slice, num_train_steps=50, steps_per_checkpoint=1000)
+    config = config.replace(data={"dev_prefix": os.path.join(multi30k_slice.plain, "val")})
+    trainer = training.Trainer(config, str(tmp_path))
+    evaluations = []
+    monkeypatch.setattr(trainer, "evaluate_and_keep_best", lambda: evaluations.append(1))
+    before = signal.getsignal(signal.SIGTERM)
+    _signal_at_step(trainer, 3, signal.SIGTERM)
+    assert trainer.run() is None
+    assert trainer.stop_signal == signal.SIGTERM and int(trainer.progress.step) == 3
+    assert evaluations == []  # an interrupted run ends without evaluating
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-3")
+    assert signal.getsignal(signal.SIGTERM) is before  # run() puts the handlers back
+
+
+def test_second_signal_interrupts_at_once(multi30k_slice, tmp_path):
+    trainer = training.Trainer(tiny_config(multi30k_slice, num_train_steps=50,
+                                           steps_per_checkpoint=1000), str(tmp_path))
+    before = signal.getsignal(signal.SIGINT)
+    _signal_at_step(trainer, 2, signal.SIGINT, times=2)
+    with pytest.raises(KeyboardInterrupt):  # the first asked for a stop, the second is Ctrl-C
+        trainer.run()
+    assert signal.getsignal(signal.SIGINT) is before
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")) is None  # nothing saved
+
+
 @pytest.mark.parametrize("trace_per_shape", [True, False])
 def test_trace_per_shape_traces_the_step_once_per_batch_shape(trace_per_shape):
     from nmt.data import Batch
