@@ -18,7 +18,7 @@ OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("none", "rsqrt", "plateau", "exponential")
 SP_MODEL_TYPES = ("unigram", "bpe")
 STRATEGIES = ("none", "mirrored", "multi_worker")
-PRECISIONS = ("fp32", "bf16", "fp16")  # nmt.precision
+PRECISIONS = ("fp32", "bf16", "fp16", "bf16_output")  # nmt.precision
 
 
 class ConfigError(ValueError):
@@ -150,7 +150,7 @@ class TrainConfig:
     num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)
     base_gpu: int = 0                   # first device of the round-robin layer placement
     num_cpu_devices: int = 0            # >0: split the CPU into this many logical devices at start-up
-    precision: str = "fp32"             # fp32 | bf16 (AMX CPUs, Ampere+ GPUs) | fp16 (dynamic loss scaling): compute dtype; weights stay fp32
+    precision: str = "fp32"             # fp32 | bf16 (AMX CPUs, Ampere+ GPUs) | fp16 (loss scaling) | bf16_output (only the softmax projection): compute dtype; weights stay fp32
 
     def validate(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)

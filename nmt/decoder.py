@@ -149,15 +149,18 @@ class AttentionDecoder(tf.Module):
             new_states.append(layer_state)
         return output, {"cell": tuple(new_states), "attention": context, "alignments": weights}
 
-    def logits(self, outputs, training=False):
-        """Decoder outputs `[..., output_size]` -> logits `[..., vocab]` (dropout before projection)."""
-        return devices_lib.call_on(self.softmax_device, lambda o: self._logits(o, training),
-                                   outputs)
+    def logits(self, outputs, training=False, dtype=None):
+        """Decoder outputs `[..., output_size]` -> logits `[..., vocab]` (dropout before
+        projection), computed in `dtype` if given, else in the outputs' dtype."""
+        return devices_lib.call_on(self.softmax_device,
+                                   lambda o: self._logits(o, training, dtype), outputs)
 
-    def _logits(self, outputs, training):
+    def _logits(self, outputs, training, dtype=None):
         if training and self.dropout > 0.0:
             keep = self.rng.uniform(tf.shape(outputs)) >= self.dropout
             outputs = tf.where(keep, outputs / (1.0 - self.dropout), tf.zeros_like(outputs))
+        if dtype is not None:
+            outputs = tf.cast(outputs, dtype)  # the variables are read in it (precision.read)
         if self.output_layer is not None:
             return self.output_layer(outputs)
         table = read(self.embedding.table, outputs)

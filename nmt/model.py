@@ -81,8 +81,10 @@ class Seq2Seq(tf.Module):
         outputs = self.decoder.teacher_forced(encoded, tgt_in, training=training)
         return tf.cast(self.decoder.logits(outputs, training=training), tf.float32)
 
-    def loss(self, batch, label_smoothing=0.0, training=False, compute_dtype=tf.float32):
+    def loss(self, batch, label_smoothing=0.0, training=False, compute_dtype=tf.float32,
+             projection_dtype=None):
         """A data.Batch -> LossOutput summed over its valid target tokens (in float32).
+        projection_dtype: the output projection's dtype if not compute_dtype (bf16_output).
 
         Only real target positions are projected onto the vocabulary: padding
         (about a fifth of a bucketed batch) costs no output-layer work.
@@ -93,7 +95,8 @@ class Seq2Seq(tf.Module):
             positions = tf.where(tf.sequence_mask(batch.tgt_len, tf.shape(batch.tgt_out)[1]))
             real_outputs = tf.gather_nd(outputs, positions)  # [tokens, units]
             labels = tf.gather_nd(batch.tgt_out, positions)  # [tokens]
-            logits = tf.cast(self.decoder.logits(real_outputs, training=training), tf.float32)
+            logits = tf.cast(self.decoder.logits(real_outputs, training=training,
+                                                 dtype=projection_dtype), tf.float32)
             # the loss and its gradient [tokens, vocab] stay there (nmt.devices.call_on)
             smoothed, nll = devices.call_on(
                 self.decoder.softmax_device,

@@ -12,18 +12,27 @@ logits from the output projection on (log-softmax, loss, label smoothing).
     fp32   float32 compute
     bf16   bfloat16 compute (float32's range: no loss scaling); AMX CPUs, Ampere+ GPUs
     fp16   float16 compute with a DynamicLossScale; GPUs with fp16 tensor cores
+    bf16_output  float32 compute except the output projection (the largest matmuls, run
+           once over all target positions, outside the recurrence), in bfloat16
 """
 import tensorflow as tf
 
 from nmt.config import PRECISIONS
-_COMPUTE_DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
+_COMPUTE_DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16,
+                   "bf16_output": tf.float32}
 
 
 def compute_dtype(precision):
-    """"fp32" | "bf16" | "fp16" -> the tf.DType activations and matmuls run in."""
+    """A PRECISIONS name -> the tf.DType activations and matmuls run in."""
     if precision not in _COMPUTE_DTYPES:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     return _COMPUTE_DTYPES[precision]
+
+
+def projection_dtype(precision):
+    """The dtype of the output projection: None (the compute dtype) except for bf16_output."""
+    compute_dtype(precision)  # validates
+    return tf.bfloat16 if precision == "bf16_output" else None
 
 
 def read(variable, like):

@@ -80,7 +80,34 @@ def test_bf16_loss_matches_fp32_to_bf16_tolerance_and_really_computes_in_bf16():
     assert encoded.thought_vector[0].h.dtype == tf.bfloat16
 
 
-@pytest.mark.parametrize("name", ["bf16", "fp16"])
+def test_bf16_output_runs_only_the_output_projection_in_bf16():
+    model = build_model(MODEL, VOCAB, VOCAB)
+    batch = random_batch(np.random.default_rng(0), vocab=VOCAB)
+    fp32 = float(model.loss(batch, 0.1).loss_sum)
+    loss = tf.function(lambda b: model.loss(b, 0.1, projection_dtype=tf.bfloat16))
+    graph_def = loss.get_concrete_function(batch).graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    bf16 = [n for n in nodes if n.op == "MatMul" and n.attr["T"].type == tf.bfloat16.as_datatype_enum]
+    assert len(bf16) == 1  # the projection; the encoder, the loop and the attention stay float32
+    assert matmul_dtypes(loss, batch) == {tf.float32, tf.bfloat16}
+    mixed = float(loss(batch).loss_sum)
+    assert mixed != fp32  # bfloat16 rounding happened
+    np.testing.assert_allclose(mixed, fp32, rtol=1e-2)
+    assert precision.projection_dtype("bf16_output") == tf.bfloat16
+    assert precision.compute_dtype("bf16_output") == tf.float32
+    assert precision.projection_dtype("bf16") is None
+
+
+def test_bf16_output_step_moves_the_weights_like_fp32():
+    batch = random_batch(np.random.default_rng(6), vocab=VOCAB)
+    initial = values(build_model(MODEL, VOCAB, VOCAB).variables)
+    *_, fp32 = one_step("fp32", batch, initial)
+    *_, applied, mixed = one_step("bf16_output", batch, initial)
+    assert bool(applied)
+    assert 0.0 < relative_error(mixed, fp32) < 2e-2
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16", "bf16_output"])
 def test_variables_stay_float32(name):
     batch = random_batch(np.random.default_rng(1), vocab=VOCAB)
     initial = values(build_model(MODEL, VOCAB, VOCAB).variables)
