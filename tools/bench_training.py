@@ -13,7 +13,6 @@ up for a whole epoch, so that no window pays for tracing. Uses tools/benchmark.p
 helpers, so the model and data are those of `recipes/multi30k.py --preset=bench` (and
 its flags).
 """
-import dataclasses
 import os
 import statistics
 import sys
@@ -24,6 +23,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/ is not a package
 import benchmark  # noqa: E402
 from nmt import config as config_lib  # noqa: E402
+from nmt.cli import common  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -40,16 +40,14 @@ def parse_variant(spec):
             raise ValueError(f"variant {spec!r}: {part!r} is not field=value")
         section, _, name = key.rpartition(".")
         section = section or "train"
-        cls = config_lib.SECTIONS.get(section)
-        fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
-        if name not in fields:
+        types = config_lib.field_types(section) if section in config_lib.SECTIONS else {}
+        if name not in types:
             raise ValueError(f"variant {spec!r}: no config field {section}.{name}")
-        overrides[f"{section}.{name}"] = _typed(fields[name], text, spec)
+        overrides[f"{section}.{name}"] = _typed(name, types[name].__name__, text, spec)
     return overrides
 
 
-def _typed(field, text, spec):
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
+def _typed(name, kind, text, spec):
     try:
         if kind == "bool":
             if text.lower() not in ("true", "false", "1", "0"):
@@ -57,15 +55,12 @@ def _typed(field, text, spec):
             return text.lower() in ("true", "1")
         return {"int": int, "float": float}.get(kind, str)(text)
     except ValueError:
-        raise ValueError(f"variant {spec!r}: {field.name}={text!r} is not a {kind}") from None
+        raise ValueError(f"variant {spec!r}: {name}={text!r} is not a {kind}") from None
 
 
 def apply_variant(config, overrides):
-    by_section = {}
-    for key, value in overrides.items():
-        section, name = key.split(".")
-        by_section.setdefault(section, {})[name] = value
-    return config.replace(**by_section).validate()
+    """The config with a parse_variant's overrides, validated."""
+    return common.build_config(overrides, base=config)
 
 
 def warmup_steps(trainer, untimed_steps):
