@@ -33,6 +33,14 @@ for noise that is the same at every step; `noise_at` slices either. A cell witho
 randomness returns () (the default), and so does every cell when training=False.
 `prepare_inputs` without `noise` samples its own for the sequence it is given.
 
+Late inputs: an attention decoder with input feeding knows its embedded targets ahead but
+the fed-back attentional vector only at each step. `prepare_inputs(x, late_size=k)` takes
+inputs without their last k features and prepares the rest for the whole sequence (the
+built-in cells multiply them by the first rows of the input kernel there); `step(prepared_t,
+state, late_inputs=z_t)` then adds those k features at each step. It equals preparing
+`concat([x_t, z_t])`, dropout masks included. Cells whose `prepare_inputs` takes no
+`late_size` (ResidualWrapper, user cells that override it) cannot take late inputs.
+
 Variables are created in `build(input_size)`, either eagerly when the constructor gets
 `input_size=`, or on the first `prepare_inputs` / call from the static last dimension of
 the inputs (under `tf.init_scope`, so a first call inside `tf.function` works).
@@ -73,13 +81,52 @@ def _input_size(inputs):
         lambda x: x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1], inputs)
 
 
-def _prepare(cell, inputs, training, noise):
-    """cell.prepare_inputs with `noise` (None: the cell samples its own). Empty noise is
-    left out for user cells whose prepare_inputs takes no `noise` argument."""
-    if noise is None or (not tf.nest.flatten(noise)
-                         and not _takes_argument(cell, "prepare_inputs", "noise")):
-        return cell.prepare_inputs(inputs, training=training)
-    return cell.prepare_inputs(inputs, training=training, noise=noise)
+def _prepare(cell, inputs, training, noise, late_size=0):
+    """cell.prepare_inputs with `noise` (None: the cell samples its own) and `late_size`.
+    Empty noise is left out for user cells whose prepare_inputs takes no `noise` argument."""
+    kwargs = {}
+    if late_size:
+        if not _takes_argument(cell, "prepare_inputs", "late_size"):
+            raise ValueError(f"{type(cell).__name__} cannot take late inputs "
+                             "(its prepare_inputs has no late_size)")
+        kwargs["late_size"] = late_size
+    if noise is not None and (tf.nest.flatten(noise)
+                              or _takes_argument(cell, "prepare_inputs", "noise")):
+        kwargs["noise"] = noise
+    return cell.prepare_inputs(inputs, training=training, **kwargs)
+
+
+def _step(cell, prepared_t, state, training, late_inputs=None):
+    """cell.step, passing `late_inputs` only when there are some."""
+    if late_inputs is None:
+        return cell.step(prepared_t, state, training=training)
+    return cell.step(prepared_t, state, training=training, late_inputs=late_inputs)
+
+
+def _input_projection(cell, inputs, late_size):
+    """The affine part of a built-in cell's step for a whole sequence: inputs [batch, time,
+    depth] @ the input kernel's first `depth` rows + bias (the other `late_size` rows meet
+    the late inputs in `_late_projection`)."""
+    cell._maybe_build(_static_depth(inputs) + late_size)
+    kernel = cell.input_kernel[:-late_size] if late_size else cell.input_kernel
+    return _sequence_matmul(inputs, kernel, cell.bias)
+
+
+def _late_projection(cell, prepared_t, late_inputs):
+    """prepared_t + late_inputs [batch, k] @ the input kernel's last k rows."""
+    if late_inputs is None:
+        return prepared_t
+    kernel = read(cell.input_kernel, late_inputs)[-late_inputs.shape[-1]:]
+    return prepared_t + tf.matmul(late_inputs, kernel)
+
+
+def _full_input_size(inputs, late_size):
+    """`_input_size` counting `late_size` late features (single-tensor inputs only)."""
+    if not late_size:
+        return _input_size(inputs)
+    if tf.nest.is_nested(inputs):
+        raise ValueError("late inputs need a single input tensor, not a nest")
+    return _input_size(inputs) + late_size
 
 
 def _takes_argument(cell, method, argument):
@@ -151,13 +198,16 @@ class RNNCell(tf.Module):
         """The randomness of one sequence (see the module doc). Default: none, ()."""
         return ()
 
-    def prepare_inputs(self, inputs, training=False, noise=None):
+    def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
         """[batch, time, depth] -> per-sequence precomputation. Default: identity."""
-        self._maybe_build(_static_depth(inputs))
+        self._maybe_build(_static_depth(inputs) + late_size)
         return inputs
 
-    def step(self, prepared_t, state, training=False):
-        """One time step on a time slice of `prepare_inputs`. Default: `call`."""
+    def step(self, prepared_t, state, training=False, late_inputs=None):
+        """One time step on a time slice of `prepare_inputs`. Default: `call` (on the
+        inputs with the late ones appended)."""
+        if late_inputs is not None:
+            prepared_t = tf.concat([prepared_t, late_inputs], -1)
         if _takes_argument(self, "call", "training"):
             return self.call(prepared_t, state, training=training)
         return self.call(prepared_t, state)
@@ -204,12 +254,12 @@ class BasicRNNCell(RNNCell):
         self.recurrent_kernel = tf.Variable(glorot_uniform([n, n]), name="recurrent_kernel")
         self.bias = tf.Variable(tf.zeros([n]), name="bias")
 
-    def prepare_inputs(self, inputs, training=False, noise=None):
-        self._maybe_build(_static_depth(inputs))
-        return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, n]
+    def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
+        return _input_projection(self, inputs, late_size)  # [batch, time, n]
 
-    def step(self, prepared_t, state, training=False):
-        h = self._activation(prepared_t + tf.matmul(state, read(self.recurrent_kernel, state)))
+    def step(self, prepared_t, state, training=False, late_inputs=None):
+        x = _late_projection(self, prepared_t, late_inputs)
+        h = self._activation(x + tf.matmul(state, read(self.recurrent_kernel, state)))
         return h, h
 
 
@@ -242,12 +292,12 @@ class GRUCell(RNNCell):
         self.candidate_kernel = tf.Variable(init([n, n], tf.float32), name="candidate_kernel")
         self.bias = tf.Variable(tf.concat([tf.ones([2 * n]), tf.zeros([n])], 0), name="bias")
 
-    def prepare_inputs(self, inputs, training=False, noise=None):
-        self._maybe_build(_static_depth(inputs))
-        return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, 3n]
+    def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
+        return _input_projection(self, inputs, late_size)  # [batch, time, 3n]
 
-    def step(self, prepared_t, state, training=False):
+    def step(self, prepared_t, state, training=False, late_inputs=None):
         n = self.num_units
+        prepared_t = _late_projection(self, prepared_t, late_inputs)
         x_gates, x_candidate = prepared_t[:, :2 * n], prepared_t[:, 2 * n:]
         gates = tf.sigmoid(x_gates + tf.matmul(state, read(self.gate_kernel, state)))  # [batch, 2n]
         r, u = gates[:, :n], gates[:, n:]
@@ -303,13 +353,13 @@ class LSTMCell(RNNCell):
         if self.num_proj:
             self.proj_kernel = tf.Variable(init([n, self.num_proj], f32), name="proj_kernel")
 
-    def prepare_inputs(self, inputs, training=False, noise=None):
-        self._maybe_build(_static_depth(inputs))
-        return _sequence_matmul(inputs, self.input_kernel, self.bias)  # [batch, time, 4n]
+    def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
+        return _input_projection(self, inputs, late_size)  # [batch, time, 4n]
 
-    def step(self, prepared_t, state, training=False):
+    def step(self, prepared_t, state, training=False, late_inputs=None):
         c_prev, h_prev = state
-        gates = prepared_t + tf.matmul(h_prev, read(self.recurrent_kernel, h_prev))  # [batch, 4n]
+        gates = (_late_projection(self, prepared_t, late_inputs)
+                 + tf.matmul(h_prev, read(self.recurrent_kernel, h_prev)))  # [batch, 4n]
         # The gates' nonlinearities and the memory update run in c's dtype (float32).
         i, j, f, o = tf.split(tf.cast(gates, c_prev.dtype), 4, axis=1)
         if self.use_peepholes:
@@ -328,7 +378,9 @@ class LSTMCell(RNNCell):
         return h, LSTMStateTuple(c, h)
 
 
-_MultiPrepared = collections.namedtuple("_MultiPrepared", ("first", "upper_noise"))
+MultiPrepared = collections.namedtuple("MultiPrepared", ("first", "upper_noise"))
+MultiPrepared.__doc__ = ("MultiRNNCell.prepare_inputs: layer 0's prepared inputs and the upper "
+                         "layers' noise (a tuple, one per layer).")
 
 
 class MultiRNNCell(RNNCell):
@@ -362,17 +414,17 @@ class MultiRNNCell(RNNCell):
         return tuple(cell.sample_noise(batch_size, num_steps, size, training)
                      for cell, size in zip(self.cells, sizes))
 
-    def prepare_inputs(self, inputs, training=False, noise=None):
+    def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
         if noise is None and training:
             first = tf.nest.flatten(inputs)[0]
             noise = self.sample_noise(tf.shape(first)[0], tf.shape(first)[1],
-                                      _input_size(inputs), training=True)
+                                      _full_input_size(inputs, late_size), training=True)
         noise = noise or ((),) * len(self.cells)
-        return _MultiPrepared(_prepare(self.cells[0], inputs, training, noise[0]),
-                              tuple(noise[1:]))
+        return MultiPrepared(_prepare(self.cells[0], inputs, training, noise[0], late_size),
+                             tuple(noise[1:]))
 
-    def step(self, prepared_t, state, training=False):
-        output, first = self.cells[0].step(prepared_t.first, state[0], training=training)
+    def step(self, prepared_t, state, training=False, late_inputs=None):
+        output, first = _step(self.cells[0], prepared_t.first, state[0], training, late_inputs)
         next_states = [first]
         for cell, layer_state, noise in zip(self.cells[1:], state[1:], prepared_t.upper_noise):
             output, layer_next = cell(output, layer_state, training=training, noise=noise)
@@ -407,7 +459,7 @@ class _Wrapper(RNNCell):
 
 _DropoutNoise = collections.namedtuple("_DropoutNoise", ("inputs", "output", "state", "inner"))
 _DropoutPrepared = collections.namedtuple(
-    "_DropoutPrepared", ("inner", "output_mask", "state_masks"))
+    "_DropoutPrepared", ("inner", "output_mask", "state_masks", "late_mask"))
 
 
 def _state_dropout_filter(state_size):
@@ -470,22 +522,28 @@ class DropoutWrapper(_Wrapper):
         inner = self.cell.sample_noise(batch_size, num_steps, input_size, training)
         return _DropoutNoise(inputs, output, state, inner)
 
-    def prepare_inputs(self, inputs, training=False, noise=None):
+    def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
         if not training:
-            return _DropoutPrepared(self.cell.prepare_inputs(inputs, training=False), (), ())
+            return _DropoutPrepared(_prepare(self.cell, inputs, False, None, late_size),
+                                    (), (), ())
         if noise is None:
             first = tf.nest.flatten(inputs)[0]
             noise = self.sample_noise(tf.shape(first)[0], tf.shape(first)[1],
-                                      _input_size(inputs), training=True)
+                                      _full_input_size(inputs, late_size), training=True)
         noise = noise or _DropoutNoise((), (), (), ())  # given (): no masks
-        if tf.nest.flatten(noise.inputs):
+        input_masks, late_mask = noise.inputs, ()
+        if late_size and tf.nest.flatten(input_masks):  # one mask over [inputs, late inputs]
+            input_masks, late_mask = input_masks[..., :-late_size], input_masks[..., -late_size:]
+        if tf.nest.flatten(input_masks):
             inputs = tf.nest.map_structure(
-                lambda x, m: x * tf.cast(m, x.dtype), inputs, noise.inputs)
-        inner = _prepare(self.cell, inputs, True, noise.inner)
-        return _DropoutPrepared(inner, noise.output, noise.state)
+                lambda x, m: x * tf.cast(m, x.dtype), inputs, input_masks)
+        inner = _prepare(self.cell, inputs, True, noise.inner, late_size)
+        return _DropoutPrepared(inner, noise.output, noise.state, late_mask)
 
-    def step(self, prepared_t, state, training=False):
-        output, next_state = self.cell.step(prepared_t.inner, state, training=training)
+    def step(self, prepared_t, state, training=False, late_inputs=None):
+        if late_inputs is not None and tf.nest.flatten(prepared_t.late_mask):
+            late_inputs = late_inputs * tf.cast(prepared_t.late_mask, late_inputs.dtype)
+        output, next_state = _step(self.cell, prepared_t.inner, state, training, late_inputs)
         if tf.nest.flatten(prepared_t.output_mask):
             output = tf.nest.map_structure(
                 lambda o, m: o * tf.cast(m, o.dtype), output, prepared_t.output_mask)
@@ -529,13 +587,19 @@ class DeviceWrapper(_Wrapper):
         with tf.device(self.device):
             return self.cell.sample_noise(batch_size, num_steps, input_size, training)
 
-    def prepare_inputs(self, inputs, training=False, noise=None):
+    def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
         if noise is None:  # the cell samples its own
-            return devices.call_on(self.device, lambda x: _prepare(self.cell, x, training, None),
-                                   inputs)
-        return devices.call_on(self.device, lambda x, n: _prepare(self.cell, x, training, n),
-                               inputs, noise)
+            return devices.call_on(
+                self.device, lambda x: _prepare(self.cell, x, training, None, late_size), inputs)
+        return devices.call_on(
+            self.device, lambda x, n: _prepare(self.cell, x, training, n, late_size),
+            inputs, noise)
 
-    def step(self, prepared_t, state, training=False):
-        return devices.call_on(self.device, lambda p, s: self.cell.step(p, s, training=training),
-                               prepared_t, state)
+    def step(self, prepared_t, state, training=False, late_inputs=None):
+        if late_inputs is None:
+            return devices.call_on(
+                self.device, lambda p, s: self.cell.step(p, s, training=training),
+                prepared_t, state)
+        return devices.call_on(
+            self.device, lambda p, s, z: _step(self.cell, p, s, training, z),
+            prepared_t, state, late_inputs)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from nmt import cells as cells_lib
 from nmt import devices as devices_lib
+from nmt import rnn
 from nmt.attention import build_attention
 from nmt.encoder import make_cell
 from nmt.layers import Dense
@@ -117,14 +118,22 @@ class AttentionDecoder(tf.Module):
         return tuple(layer.sample_noise(batch_size, num_steps, size, training)
                      for layer, size in zip(self.layers, self.layer_input_sizes))
 
-    def _step(self, inputs, state, memory, training, noise=None):
-        """One decoder step on embedded inputs `[batch, embedding_size]` -> (output, state).
-        noise: this step's slice of `_noise` (None: each layer draws its own)."""
-        if self.input_feeding:
-            inputs = tf.concat([inputs, state["attention"]], -1)
+    def _prepare(self, embedded, training, noise=None):
+        """Embedded targets `[batch, time, embedding_size]` -> the stacked cell's prepared
+        inputs (cells.MultiPrepared): layer 0's input matmul and dropout for every step at
+        once; the fed-back attentional vector joins at each step as a late input.
+        noise: `_noise` (None: the cells draw their own)."""
+        late_size = self.output_size if self.input_feeding else 0
+        return self.cell.prepare_inputs(embedded, training=training, noise=noise,
+                                        late_size=late_size)
+
+    def _step(self, prepared_t, state, memory, training):
+        """One decoder step on a time slice of `_prepare` -> (output, state)."""
+        late = state["attention"] if self.input_feeding else None
         if self.gnmt:
-            return self._gnmt_step(inputs, state, memory, training, noise)
-        top, cell_state = self.cell(inputs, state["cell"], training=training, noise=noise)
+            return self._gnmt_step(prepared_t, late, state, memory, training)
+        top, cell_state = self.cell.step(prepared_t, state["cell"], training=training,
+                                         late_inputs=late)
         context, weights, attentional = devices_lib.call_on(
             self.attention_device, self._attend, top, memory)
         return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
@@ -135,16 +144,15 @@ class AttentionDecoder(tf.Module):
         context, weights = self.attention(top, memory)
         return context, weights, self.attention_layer(tf.concat([context, top], -1))
 
-    def _gnmt_step(self, inputs, state, memory, training, noise):
-        noise = noise or (None,) * len(self.layers)
-        bottom, bottom_state = self.layers[0](inputs, state["cell"][0], training=training,
-                                              noise=noise[0])
+    def _gnmt_step(self, prepared_t, late, state, memory, training):
+        bottom, bottom_state = self.layers[0].step(prepared_t.first, state["cell"][0],
+                                                   training=training, late_inputs=late)
         context, weights = devices_lib.call_on(self.attention_device, self.attention,
                                                bottom, memory)
         new_states, output = [bottom_state], bottom
         for i, layer in enumerate(self.layers[1:], start=1):
             layer_out, layer_state = layer(tf.concat([output, context], -1), state["cell"][i],
-                                           training=training, noise=noise[i])
+                                           training=training, noise=prepared_t.upper_noise[i - 1])
             output = layer_out + output if i >= 2 and self.gnmt_residual else layer_out
             new_states.append(layer_state)
         return output, {"cell": tuple(new_states), "attention": context, "alignments": weights}
@@ -171,20 +179,19 @@ class AttentionDecoder(tf.Module):
         `[batch, tgt_time, src_time]` when asked)."""
         memory, state = self.initial_state(encoder_output)
         dtype = encoder_output.annotations.dtype  # the compute dtype
-        inputs = tf.transpose(self.embedding(tgt_in, dtype), [1, 0, 2])  # [tgt_time, batch, emb]
         num_steps = tf.shape(tgt_in)[1]
         noise = self._noise(tf.shape(tgt_in)[0], num_steps, training)  # once per target
-        outputs = tf.TensorArray(inputs.dtype, size=num_steps)
+        prepared = rnn.step_slices(self._prepare(self.embedding(tgt_in, dtype), training, noise),
+                                   num_steps)
+        outputs = tf.TensorArray(dtype, size=num_steps)
         if not return_alignments:
             for t in tf.range(num_steps):
-                output, state = self._step(inputs[t], state, memory, training,
-                                           cells_lib.noise_at(noise, t))
+                output, state = self._step(rnn.read_step(prepared, t), state, memory, training)
                 outputs = outputs.write(t, output)
             return tf.transpose(outputs.stack(), [1, 0, 2])
-        alignments = tf.TensorArray(inputs.dtype, size=num_steps)
+        alignments = tf.TensorArray(dtype, size=num_steps)
         for t in tf.range(num_steps):
-            output, state = self._step(inputs[t], state, memory, training,
-                                       cells_lib.noise_at(noise, t))
+            output, state = self._step(rnn.read_step(prepared, t), state, memory, training)
             outputs = outputs.write(t, output)
             alignments = alignments.write(t, state["alignments"])
         return (tf.transpose(outputs.stack(), [1, 0, 2]),
@@ -197,8 +204,10 @@ class AttentionDecoder(tf.Module):
         rows: optional `[m]` int32; then the logits are those rows' only, `[m, vocab]`
         (the state still advances for all n). Search skips finished rows this way.
         """
-        output, state = self._step(self.embedding(ids, memory.values.dtype), state, memory,
-                                   training=False)
+        embedded = self.embedding(ids, memory.values.dtype)[:, None]  # [n, 1, embedding_size]
+        prepared = self._prepare(embedded, training=False)
+        output, state = self._step(tf.nest.map_structure(lambda p: p[:, 0], prepared),
+                                   state, memory, training=False)
         if rows is not None:
             output = tf.gather(output, rows)
         return tf.cast(self.logits(output), tf.float32), state

@@ -23,6 +23,24 @@ def _output_array(size, dtype, num_steps):
     return tf.TensorArray(dtype, size=num_steps, element_shape=element_shape)
 
 
+def step_slices(prepared, num_steps):
+    """Prepared inputs (leaves [batch, time, ...]) -> what `read_step` reads each step:
+    a TensorArray per leaf, or for a leaf with a static time of 1 (a variational dropout
+    mask) its one slice, which serves every step. A TensorArray keeps the backward pass
+    per step too; slicing a captured [batch, time, ...] tensor inside the loop would add
+    a whole zero-padded [batch, time, ...] gradient at every step."""
+    return tf.nest.map_structure(
+        lambda t: t[:, 0] if t.shape[1] == 1 else
+        tf.TensorArray(t.dtype, size=num_steps).unstack(_swap_batch_time(t)),
+        prepared)
+
+
+def read_step(slices, t):
+    """Step t of `step_slices`: leaves [batch, ...]."""
+    return tf.nest.map_structure(
+        lambda ta: ta.read(t) if isinstance(ta, tf.TensorArray) else ta, slices)
+
+
 def _where(valid, new, old):
     """Per-leaf select: new where valid ([batch, 1] bool), else old."""
     return tf.nest.map_structure(lambda n, o: tf.where(valid, n, o), new, old)
@@ -41,11 +59,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf
     batch_size, num_steps = tf.shape(first)[0], tf.shape(first)[1]
     state = cell.zero_state(batch_size, dtype) if initial_state is None else initial_state
     prepared = cell.prepare_inputs(inputs, training=training)  # leaves [batch, time, ...]
-    # Leaves with a static time of 1 (e.g. variational dropout masks) serve every step.
-    prepared_arrays = tf.nest.map_structure(
-        lambda t: t[:, 0] if t.shape[1] == 1 else
-        tf.TensorArray(t.dtype, size=num_steps).unstack(_swap_batch_time(t)),
-        prepared)  # each read: [batch, ...]
+    prepared_arrays = step_slices(prepared, num_steps)
     out_dtype = first.dtype  # the compute dtype; a state may hold float32 parts (LSTM c)
     outputs = tf.nest.map_structure(
         lambda size: _output_array(size, out_dtype, num_steps), cell.output_size)
@@ -57,8 +71,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf
             tf.transpose(valid)[:, :, None])  # each read: [batch, 1]
 
     def body(t, state, outputs):
-        prepared_t = tf.nest.map_structure(
-            lambda ta: ta.read(t) if isinstance(ta, tf.TensorArray) else ta, prepared_arrays)
+        prepared_t = read_step(prepared_arrays, t)
         output, next_state = cell.step(prepared_t, state, training=training)
         if valid is not None:
             valid_t = valid.read(t)

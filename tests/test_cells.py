@@ -201,6 +201,60 @@ def test_call_equals_step_on_one_step_prepare(cell):
                           (out_call, state_call), (out_step, state_step))
 
 
+LATE = 2  # the last LATE input features arrive per step, as an attention decoder's feed
+
+
+def _late_cells():
+    return [
+        cells.BasicRNNCell(UNITS),
+        cells.GRUCell(UNITS),
+        cells.LSTMCell(UNITS, use_peepholes=True, num_proj=3, cell_clip=1.0),
+        cells.MultiRNNCell([cells.DropoutWrapper(cells.LSTMCell(UNITS), 0.5, 0.5, 0.5),
+                            cells.DropoutWrapper(cells.GRUCell(UNITS), 0.5)]),
+        cells.DropoutWrapper(cells.LSTMCell(UNITS), 0.5, 0.5, 0.5, variational_recurrent=True),
+        cells.DeviceWrapper(cells.DropoutWrapper(cells.GRUCell(UNITS), 0.5), "/device:CPU:1"),
+        AccumulateCell(UNITS),  # a user cell: the default prepare_inputs and step
+    ]
+
+
+@pytest.mark.parametrize("cell", _late_cells(), ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize("training", [False, True])
+def test_late_inputs_equal_preparing_the_whole_input(cell, training):
+    """prepare_inputs(x[..., :-k], late_size=k) and step(late_inputs=x_t[..., -k:]) give
+    what prepare_inputs(x) and step give, dropout masks included (same noise)."""
+    steps = 4
+    x = tf.constant(np.random.default_rng(5).normal(size=(BATCH, steps, DEPTH)), tf.float32)
+    _ = cell(x[:, 0], cell.zero_state(BATCH))  # build
+    _randomise(cell)
+    noise = cell.sample_noise(BATCH, steps, DEPTH, training)
+    whole = cell.prepare_inputs(x, training=training, noise=noise)
+    split = cell.prepare_inputs(x[..., :-LATE], training=training, noise=noise, late_size=LATE)
+    state_a = state_b = cell.zero_state(BATCH)
+    for t in range(steps):
+        out_a, state_a = cell.step(cells.noise_at(whole, t), state_a, training=training)
+        out_b, state_b = cell.step(cells.noise_at(split, t), state_b, training=training,
+                                   late_inputs=x[:, t, -LATE:])
+        tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+                              (out_a, state_a), (out_b, state_b))
+    if training and tf.nest.flatten(noise):  # the masks matter: other noise, other outputs
+        other = cell.sample_noise(BATCH, steps, DEPTH, training)
+        prepared = cell.prepare_inputs(x, training=True, noise=other)
+        out_c, _ = cell.step(cells.noise_at(prepared, 0), cell.zero_state(BATCH), training=True)
+        first = cell.step(cells.noise_at(split, 0), cell.zero_state(BATCH), training=True,
+                          late_inputs=x[:, 0, -LATE:])[0]
+        assert not np.allclose(out_c, first)
+
+
+def test_late_inputs_are_refused_where_they_cannot_be_taken():
+    x = tf.ones([BATCH, 3, DEPTH])
+    with pytest.raises(ValueError, match="ResidualWrapper cannot take late inputs"):
+        cells.MultiRNNCell([cells.ResidualWrapper(cells.GRUCell(DEPTH + LATE))]).prepare_inputs(
+            x, late_size=LATE)
+    with pytest.raises(ValueError, match="late inputs need a single input tensor"):
+        cells.MultiRNNCell([cells.GRUCell(UNITS)]).prepare_inputs(
+            (x, x), training=True, late_size=LATE)
+
+
 def test_variables_built_at_construction_with_input_size_or_on_first_call():
     eager = cells.LSTMCell(UNITS, input_size=DEPTH)
     assert eager.input_kernel.shape == (DEPTH, 4 * UNITS)

@@ -190,21 +190,29 @@ def test_untied_output_layer_is_separate():
 
 
 class _InputSpy(cells_lib.RNNCell):
-    """Wraps a cell and records the (dropped-out) inputs of each one-step call."""
+    """Wraps a cell and records the (dropped-out) inputs it is given: those prepared (every
+    step at once for layer 0, one step at a time above it) and the late ones of each step."""
 
     def __init__(self, cell):
-        self.cell, self.seen = cell, []
+        self.cell, self.seen, self.late = cell, [], []
         super().__init__()
 
     state_size = property(lambda self: self.cell.state_size)
     output_size = property(lambda self: self.cell.output_size)
 
-    def prepare_inputs(self, inputs, training=False):
-        self.seen.append(inputs[:, 0].numpy())  # [batch, depth]
-        return self.cell.prepare_inputs(inputs, training=training)
+    def prepare_inputs(self, inputs, training=False, late_size=0):
+        self.seen.append(np.swapaxes(inputs.numpy(), 0, 1))  # [time, batch, depth]
+        return self.cell.prepare_inputs(inputs, training=training, late_size=late_size)
 
-    def step(self, prepared_t, state, training=False):
-        return self.cell.step(prepared_t, state, training=training)
+    def step(self, prepared_t, state, training=False, late_inputs=None):
+        if late_inputs is not None:
+            self.late.append(late_inputs.numpy())  # [batch, late_size]
+        return self.cell.step(prepared_t, state, training=training, late_inputs=late_inputs)
+
+    def inputs(self):
+        """Every step's whole input, [time, batch, depth]."""
+        seen = np.concatenate(self.seen, 0)
+        return np.concatenate([seen, np.stack(self.late)], -1) if self.late else seen
 
 
 def _spied_decoder_inputs(model, training):
@@ -217,7 +225,7 @@ def _spied_decoder_inputs(model, training):
         spies.append(layer.cell)
     src, src_len, tgt_in = _inputs()
     model.decoder.teacher_forced(model.encode(src, src_len), tgt_in, training=training)
-    return [np.stack(spy.seen) for spy in spies]
+    return [spy.inputs() for spy in spies]
 
 
 @pytest.mark.parametrize("architecture", ["standard", "gnmt"])

@@ -200,22 +200,25 @@ def test_placed_fp16_train_step_with_loss_scaling_matches_the_unplaced_one():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def _loop_matmuls_producing(graph_def, tensor):
-    """The matmuls of a gradient while loop's body that compute `tensor` (a top-level
-    output of graph_def): walks back from it to the While op's output, then inside the
-    loop body from that output to the nearest MatMul / BatchMatMulV2 ops. -> [NodeDef]"""
+def _matmuls_producing(graph_def, tensor):
+    """The matmuls nearest to `tensor` (a top-level output of graph_def) that compute it:
+    walks back from it, stopping at top-level MatMul / BatchMatMulV2 ops and at While
+    ops, and inside each such gradient loop's body from that output to the nearest
+    matmuls. -> [NodeDef]"""
     nodes = {n.name: n for n in graph_def.node}
     functions = {f.signature.name: f for f in graph_def.library.function}
-    outputs, pending, seen = [], [tensor], set()
-    while pending:  # top level: back to (While node, output index)
+    outputs, matmuls, pending, seen = [], [], [tensor], set()
+    while pending:  # top level: to matmuls and (While node, output index)
         name, _, index = pending.pop().lstrip("^").partition(":")
         node = nodes[name]
         if node.op in ("While", "StatelessWhile"):
             outputs.append((node, int(index or 0)))
         elif name not in seen:
             seen.add(name)
-            pending += list(node.input)
-    matmuls = []
+            if node.op in ("MatMul", "BatchMatMulV2"):
+                matmuls.append(node)
+            else:
+                pending += list(node.input)
     for loop, index in outputs:
         body = functions[loop.attr["body"].func.name]
         inner = {n.name: n for n in body.node_def}
@@ -235,7 +238,8 @@ def _loop_matmuls_producing(graph_def, tensor):
 @pytest.mark.parametrize("architecture", ["standard", "gnmt"])
 def test_gradients_of_each_layer_run_on_its_device(architecture):
     """The kernel gradients of decoder layer i, summed over time steps in the backward
-    loop, come from matmuls on layer i's device (not where tape.gradient is called)."""
+    loop (or, for layer 0's rows that meet the embeddings, computed for every step at once
+    after it), come from matmuls on layer i's device (not where tape.gradient is called)."""
     config = tiny_config(num_decoder_layers=3, attention_architecture=architecture,
                          encoder_type="uni", num_encoder_layers=1)
     placement = devices.model_placement(config, num_gpus=3, device_type="CPU")
@@ -253,6 +257,6 @@ def test_gradients_of_each_layer_run_on_its_device(architecture):
     for i, (layer, device) in enumerate(zip(model.decoder.layers, placement["decoder"])):
         for kernel in (v for v in layer.trainable_variables if "kernel" in v.name):
             grad = concrete.outputs[next(j for j, v in enumerate(variables) if v is kernel)]
-            matmuls = _loop_matmuls_producing(graph_def, grad.name)
+            matmuls = _matmuls_producing(graph_def, grad.name)
             assert matmuls, (i, kernel.name)
             assert {m.device for m in matmuls} == {device}, (i, kernel.name)
