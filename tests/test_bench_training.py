@@ -40,15 +40,17 @@ def test_variant_applies_and_validates():
 
 
 class FakeTrainer:
-    def __init__(self, trace_per_shape, batches):
-        self.config = Config(train=TrainConfig(num_train_steps=1, trace_per_shape=trace_per_shape))
+    def __init__(self, trace_per_shape, batches, jit_compile=False):
+        self.config = Config(train=TrainConfig(num_train_steps=1, trace_per_shape=trace_per_shape,
+                                               jit_compile=jit_compile))
         self.batches = batches
 
     def epoch_dataset(self, epoch):
         return iter(range(self.batches))
 
 
-def test_a_per_shape_trace_warms_up_for_a_whole_epoch():
+def test_a_per_shape_trace_or_compile_warms_up_for_a_whole_epoch():
     assert bench_training.warmup_steps(FakeTrainer(False, 453), 30) == 30
     assert bench_training.warmup_steps(FakeTrainer(True, 453), 30) == 453
+    assert bench_training.warmup_steps(FakeTrainer(False, 453, jit_compile=True), 30) == 453
     assert bench_training.warmup_steps(FakeTrainer(True, 10), 30) == 30

@@ -8,8 +8,8 @@ A variant is `base` (the recipe's config) or `field=value` pairs joined by `+` o
 config's sections (`train.` is implied: `precision=bf16+model.dropout=0.2`). Every
 trainer is built and warmed up first, then timed in alternating windows (A, B, C, A,
 B, C, ...) so that load from other processes hits all alike; every window is printed,
-and the medians against the first variant. A variant that traces per batch shape warms
-up for a whole epoch, so that no window pays for tracing. Uses tools/benchmark.py's
+and the medians against the first variant. A variant that traces or XLA-compiles per
+batch shape warms up for a whole epoch, so that no window pays for tracing. Uses tools/benchmark.py's
 helpers, so the model and data are those of `recipes/multi30k.py --preset=bench` (and
 its flags).
 """
@@ -64,8 +64,10 @@ def apply_variant(config, overrides):
 
 
 def warmup_steps(trainer, untimed_steps):
-    """untimed_steps, or a whole epoch's batches when the step traces per batch shape."""
-    if not trainer.config.train.trace_per_shape:
+    """untimed_steps, or a whole epoch's batches when the step traces or XLA-compiles per
+    batch shape."""
+    t = trainer.config.train
+    if not (t.trace_per_shape or t.jit_compile):
         return untimed_steps
     return max(untimed_steps, sum(1 for _ in trainer.epoch_dataset(0)))
 
