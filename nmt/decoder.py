@@ -118,18 +118,19 @@ class AttentionDecoder(tf.Module):
         return tuple(layer.sample_noise(batch_size, num_steps, size, training)
                      for layer, size in zip(self.layers, self.layer_input_sizes))
 
-    def _prepare(self, embedded, training, noise=None):
+    def _prepare(self, inputs, training, noise=None, feed_in_inputs=False):
         """Embedded targets `[batch, time, embedding_size]` -> the stacked cell's prepared
         inputs (cells.MultiPrepared): layer 0's input matmul and dropout for every step at
-        once; the fed-back attentional vector joins at each step as a late input.
-        noise: `_noise` (None: the cells draw their own)."""
-        late_size = self.output_size if self.input_feeding else 0
-        return self.cell.prepare_inputs(embedded, training=training, noise=noise,
+        once; the fed-back attentional vector joins at each step as a late input, unless
+        `feed_in_inputs` (one step at a time: inputs `[batch, 1, embedding_size +
+        output_size]`, one matmul for both). noise: `_noise` (None: cells draw their own)."""
+        late_size = self.output_size if self.input_feeding and not feed_in_inputs else 0
+        return self.cell.prepare_inputs(inputs, training=training, noise=noise,
                                         late_size=late_size)
 
-    def _step(self, prepared_t, state, memory, training):
+    def _step(self, prepared_t, state, memory, training, feed_in_inputs=False):
         """One decoder step on a time slice of `_prepare` -> (output, state)."""
-        late = state["attention"] if self.input_feeding else None
+        late = state["attention"] if self.input_feeding and not feed_in_inputs else None
         if self.gnmt:
             return self._gnmt_step(prepared_t, late, state, memory, training)
         top, cell_state = self.cell.step(prepared_t, state["cell"], training=training,
@@ -204,10 +205,12 @@ class AttentionDecoder(tf.Module):
         rows: optional `[m]` int32; then the logits are those rows' only, `[m, vocab]`
         (the state still advances for all n). Search skips finished rows this way.
         """
-        embedded = self.embedding(ids, memory.values.dtype)[:, None]  # [n, 1, embedding_size]
-        prepared = self._prepare(embedded, training=False)
+        inputs = self.embedding(ids, memory.values.dtype)  # [n, embedding_size]
+        if self.input_feeding:  # known before this step: one input matmul for both
+            inputs = tf.concat([inputs, state["attention"]], -1)
+        prepared = self._prepare(inputs[:, None], training=False, feed_in_inputs=True)
         output, state = self._step(tf.nest.map_structure(lambda p: p[:, 0], prepared),
-                                   state, memory, training=False)
+                                   state, memory, training=False, feed_in_inputs=True)
         if rows is not None:
             output = tf.gather(output, rows)
         return tf.cast(self.logits(output), tf.float32), state
