@@ -185,14 +185,17 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(multi30k_slice, tmp_path):
 
 
 def _signal_at_step(trainer, step, signum, times=1):
-    """Wraps trainer.train_step to send this process `signum` `times` during `step`."""
+    """Wraps trainer.train_step to send this process `signum` `times` during `step`.
+    raise_signal delivers to the calling (main) thread before it returns, so each signal
+    reaches the handler; os.kill may land on another thread, and two signals pending at
+    once merge into one."""
     real_step = trainer.train_step
 
     def step_then_signal(batch):
         out = real_step(batch)
         if int(trainer.progress.step) + 1 == step:  # the step counter moves after the call
             for _ in range(times):
-                os.kill(os.getpid(), signum)
+                signal.raise_signal(signum)
         return out
 
     trainer.train_step = step_then_signal
