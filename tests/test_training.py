@@ -220,11 +220,15 @@ def test_signal_stops_after_the_step_saves_and_skips_the_final_evaluation(
 def test_second_signal_interrupts_at_once(multi30k_slice, tmp_path):
     trainer = training.Trainer(tiny_config(multi30k_slice, num_train_steps=50,
                                            steps_per_checkpoint=1000), str(tmp_path))
-    before = signal.getsignal(signal.SIGINT)
-    _signal_at_step(trainer, 2, signal.SIGINT, times=2)
-    with pytest.raises(KeyboardInterrupt):  # the first asked for a stop, the second is Ctrl-C
-        trainer.run()
-    assert signal.getsignal(signal.SIGINT) is before
+    # Python's own Ctrl-C handler before the run, whatever earlier tests left installed
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _signal_at_step(trainer, 2, signal.SIGINT, times=2)
+        with pytest.raises(KeyboardInterrupt):  # the first asked for a stop, the second is Ctrl-C
+            trainer.run()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")) is None  # nothing saved
 
 
