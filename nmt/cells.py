@@ -96,11 +96,14 @@ def _prepare(cell, inputs, training, noise, late_size=0):
     return cell.prepare_inputs(inputs, training=training, **kwargs)
 
 
-def _step(cell, prepared_t, state, training, late_inputs=None):
-    """cell.step, passing `late_inputs` only when there are some."""
-    if late_inputs is None:
-        return cell.step(prepared_t, state, training=training)
-    return cell.step(prepared_t, state, training=training, late_inputs=late_inputs)
+def _step(cell, prepared_t, state, training, late_inputs=None, deferred=None):
+    """cell.step, passing `late_inputs` and `deferred` only when there are some."""
+    kwargs = {}
+    if late_inputs is not None:
+        kwargs["late_inputs"] = late_inputs
+    if deferred is not None:
+        kwargs["deferred"] = deferred
+    return cell.step(prepared_t, state, training=training, **kwargs)
 
 
 def _input_projection(cell, inputs, late_size):
@@ -202,6 +205,11 @@ class RNNCell(tf.Module):
         """[batch, time, depth] -> per-sequence precomputation. Default: identity."""
         self._maybe_build(_static_depth(inputs) + late_size)
         return inputs
+
+    def deferrable_kernels(self, late_size, like):
+        """{name: kernel} whose gradients `step(..., deferred=)` can leave to
+        `nmt.deferred` (read in the dtype of `like`), or None. Default: None."""
+        return None
 
     def step(self, prepared_t, state, training=False, late_inputs=None):
         """One time step on a time slice of `prepare_inputs`. Default: `call` (on the
@@ -356,10 +364,24 @@ class LSTMCell(RNNCell):
     def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
         return _input_projection(self, inputs, late_size)  # [batch, time, 4n]
 
-    def step(self, prepared_t, state, training=False, late_inputs=None):
+    def deferrable_kernels(self, late_size, like):
+        """The recurrent kernel and the late inputs' rows of the input kernel."""
+        kernels = {"recurrent": read(self.recurrent_kernel, like)}
+        if late_size:
+            kernels["late"] = read(self.input_kernel, like)[-late_size:]
+        return kernels
+
+    def step(self, prepared_t, state, training=False, late_inputs=None, deferred=None):
         c_prev, h_prev = state
-        gates = (_late_projection(self, prepared_t, late_inputs)
-                 + tf.matmul(h_prev, read(self.recurrent_kernel, h_prev)))  # [batch, 4n]
+        if deferred is None:
+            gates = (_late_projection(self, prepared_t, late_inputs)
+                     + tf.matmul(h_prev, read(self.recurrent_kernel, h_prev)))  # [batch, 4n]
+        else:  # nmt.deferred: the kernels' gradients are computed after the loop
+            gates = prepared_t + deferred.zeros + tf.matmul(h_prev, deferred.kernels["recurrent"])
+            deferred.inputs["recurrent"] = h_prev
+            if late_inputs is not None:
+                gates += tf.matmul(late_inputs, deferred.kernels["late"])
+                deferred.inputs["late"] = late_inputs
         # The gates' nonlinearities and the memory update run in c's dtype (float32).
         i, j, f, o = tf.split(tf.cast(gates, c_prev.dtype), 4, axis=1)
         if self.use_peepholes:
@@ -423,8 +445,13 @@ class MultiRNNCell(RNNCell):
         return MultiPrepared(_prepare(self.cells[0], inputs, training, noise[0], late_size),
                              tuple(noise[1:]))
 
-    def step(self, prepared_t, state, training=False, late_inputs=None):
-        output, first = _step(self.cells[0], prepared_t.first, state[0], training, late_inputs)
+    def deferrable_kernels(self, late_size, like):
+        """Layer 0's."""
+        return self.cells[0].deferrable_kernels(late_size, like)
+
+    def step(self, prepared_t, state, training=False, late_inputs=None, deferred=None):
+        output, first = _step(self.cells[0], prepared_t.first, state[0], training, late_inputs,
+                              deferred)
         next_states = [first]
         for cell, layer_state, noise in zip(self.cells[1:], state[1:], prepared_t.upper_noise):
             output, layer_next = cell(output, layer_state, training=training, noise=noise)
@@ -455,6 +482,9 @@ class _Wrapper(RNNCell):
 
     def sample_noise(self, batch_size, num_steps, input_size, training=False):
         return self.cell.sample_noise(batch_size, num_steps, input_size, training)
+
+    def deferrable_kernels(self, late_size, like):
+        return self.cell.deferrable_kernels(late_size, like)
 
 
 _DropoutNoise = collections.namedtuple("_DropoutNoise", ("inputs", "output", "state", "inner"))
@@ -540,10 +570,11 @@ class DropoutWrapper(_Wrapper):
         inner = _prepare(self.cell, inputs, True, noise.inner, late_size)
         return _DropoutPrepared(inner, noise.output, noise.state, late_mask)
 
-    def step(self, prepared_t, state, training=False, late_inputs=None):
+    def step(self, prepared_t, state, training=False, late_inputs=None, deferred=None):
         if late_inputs is not None and tf.nest.flatten(prepared_t.late_mask):
             late_inputs = late_inputs * tf.cast(prepared_t.late_mask, late_inputs.dtype)
-        output, next_state = _step(self.cell, prepared_t.inner, state, training, late_inputs)
+        output, next_state = _step(self.cell, prepared_t.inner, state, training, late_inputs,
+                                   deferred)
         if tf.nest.flatten(prepared_t.output_mask):
             output = tf.nest.map_structure(
                 lambda o, m: o * tf.cast(m, o.dtype), output, prepared_t.output_mask)
@@ -564,6 +595,9 @@ class ResidualWrapper(_Wrapper):
             raise ValueError("ResidualWrapper needs input size == output size "
                              f"(got {depth} and {self.cell.output_size})")
         return (_prepare(self.cell, inputs, training, noise), inputs)
+
+    def deferrable_kernels(self, late_size, like):
+        return None
 
     def step(self, prepared_t, state, training=False):
         inner, inputs = prepared_t  # inputs: [batch, depth], the raw residual
@@ -595,11 +629,18 @@ class DeviceWrapper(_Wrapper):
             self.device, lambda x, n: _prepare(self.cell, x, training, n, late_size),
             inputs, noise)
 
-    def step(self, prepared_t, state, training=False, late_inputs=None):
-        if late_inputs is None:
-            return devices.call_on(
-                self.device, lambda p, s: self.cell.step(p, s, training=training),
-                prepared_t, state)
-        return devices.call_on(
-            self.device, lambda p, s, z: _step(self.cell, p, s, training, z),
-            prepared_t, state, late_inputs)
+    def deferrable_kernels(self, late_size, like):
+        with tf.device(self.device):
+            return self.cell.deferrable_kernels(late_size, like)
+
+    def step(self, prepared_t, state, training=False, late_inputs=None, deferred=None):
+        extra = {}  # what needs a gradient goes through call_on's arguments
+        if late_inputs is not None:
+            extra["late"] = late_inputs
+        if deferred is not None:
+            extra["zeros"] = deferred.zeros
+
+        def placed_step(p, s, e):
+            placed_deferred = deferred and deferred._replace(zeros=e["zeros"])
+            return _step(self.cell, p, s, training, e.get("late"), placed_deferred)
+        return devices.call_on(self.device, placed_step, prepared_t, state, extra)

@@ -12,6 +12,7 @@ top layer's output feeds the softmax.
 import tensorflow as tf
 
 from nmt import cells as cells_lib
+from nmt import deferred as deferred_lib
 from nmt import devices as devices_lib
 from nmt import rnn
 from nmt.attention import build_attention
@@ -70,6 +71,7 @@ class AttentionDecoder(tf.Module):
         self.gnmt_residual = config.residual  # GNMT: residual from layer 3 up, added around the concat
         self.dropout = config.dropout
         devices = devices or [None] * config.num_decoder_layers
+        self.layer_devices = list(devices)
         self.layer_input_sizes = []  # layer i's input depth, for its dropout masks
         with self.name_scope:
             layers = []
@@ -128,13 +130,15 @@ class AttentionDecoder(tf.Module):
         return self.cell.prepare_inputs(inputs, training=training, noise=noise,
                                         late_size=late_size)
 
-    def _step(self, prepared_t, state, memory, training, feed_in_inputs=False):
-        """One decoder step on a time slice of `_prepare` -> (output, state)."""
+    def _step(self, prepared_t, state, memory, training, feed_in_inputs=False, deferred=None):
+        """One decoder step on a time slice of `_prepare` -> (output, state).
+        deferred: layer 0's nmt.deferred.DeferredStep, or None."""
         late = state["attention"] if self.input_feeding and not feed_in_inputs else None
         if self.gnmt:
-            return self._gnmt_step(prepared_t, late, state, memory, training)
+            return self._gnmt_step(prepared_t, late, state, memory, training, deferred)
+        deferring = {} if deferred is None else {"deferred": deferred}
         top, cell_state = self.cell.step(prepared_t, state["cell"], training=training,
-                                         late_inputs=late)
+                                         late_inputs=late, **deferring)
         context, weights, attentional = devices_lib.call_on(
             self.attention_device, self._attend, top, memory)
         return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
@@ -145,9 +149,11 @@ class AttentionDecoder(tf.Module):
         context, weights = self.attention(top, memory)
         return context, weights, self.attention_layer(tf.concat([context, top], -1))
 
-    def _gnmt_step(self, prepared_t, late, state, memory, training):
+    def _gnmt_step(self, prepared_t, late, state, memory, training, deferred=None):
+        deferring = {} if deferred is None else {"deferred": deferred}
         bottom, bottom_state = self.layers[0].step(prepared_t.first, state["cell"][0],
-                                                   training=training, late_inputs=late)
+                                                   training=training, late_inputs=late,
+                                                   **deferring)
         context, weights = devices_lib.call_on(self.attention_device, self.attention,
                                                bottom, memory)
         new_states, output = [bottom_state], bottom
@@ -177,26 +183,46 @@ class AttentionDecoder(tf.Module):
 
     def teacher_forced(self, encoder_output, tgt_in, training=False, return_alignments=False):
         """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, output_size]` (and alignments
-        `[batch, tgt_time, src_time]` when asked)."""
+        `[batch, tgt_time, src_time]` when asked). When training, layer 0's recurrent and
+        late-input kernels get their gradients after the loop (nmt.deferred)."""
         memory, state = self.initial_state(encoder_output)
         dtype = encoder_output.annotations.dtype  # the compute dtype
-        num_steps = tf.shape(tgt_in)[1]
-        noise = self._noise(tf.shape(tgt_in)[0], num_steps, training)  # once per target
+        batch_size, num_steps = tf.shape(tgt_in)[0], tf.shape(tgt_in)[1]
+        noise = self._noise(batch_size, num_steps, training)  # once per target
         prepared = rnn.step_slices(self._prepare(self.embedding(tgt_in, dtype), training, noise),
                                    num_steps)
+        deferred = self._deferred(training, num_steps, batch_size, dtype)
+        records = deferred.records() if deferred is not None else {}
         outputs = tf.TensorArray(dtype, size=num_steps)
-        if not return_alignments:
-            for t in tf.range(num_steps):
-                output, state = self._step(rnn.read_step(prepared, t), state, memory, training)
-                outputs = outputs.write(t, output)
-            return tf.transpose(outputs.stack(), [1, 0, 2])
-        alignments = tf.TensorArray(dtype, size=num_steps)
+        alignments = tf.TensorArray(dtype, size=num_steps if return_alignments else 0)
         for t in tf.range(num_steps):
-            output, state = self._step(rnn.read_step(prepared, t), state, memory, training)
+            deferred_t = deferred.step(t) if deferred is not None else None
+            output, state = self._step(rnn.read_step(prepared, t), state, memory, training,
+                                       deferred=deferred_t)
+            if deferred is not None:
+                records = deferred.write(records, t, deferred_t)
             outputs = outputs.write(t, output)
-            alignments = alignments.write(t, state["alignments"])
-        return (tf.transpose(outputs.stack(), [1, 0, 2]),
-                tf.transpose(alignments.stack(), [1, 0, 2]))
+            if return_alignments:
+                alignments = alignments.write(t, state["alignments"])
+        if deferred is not None:
+            deferred.finish(records)
+        outputs = tf.transpose(outputs.stack(), [1, 0, 2])
+        if not return_alignments:
+            return outputs
+        return outputs, tf.transpose(alignments.stack(), [1, 0, 2])
+
+    def _deferred(self, training, num_steps, batch_size, dtype):
+        """nmt.deferred.DeferredMatmuls for layer 0's kernels when training and its cell
+        can defer them (LSTM), else None."""
+        if not training:
+            return None
+        late_size = self.output_size if self.input_feeding else 0
+        like = tf.zeros([], dtype)
+        kernels = self.layers[0].deferrable_kernels(late_size, like)
+        if not kernels:
+            return None
+        return deferred_lib.DeferredMatmuls(kernels, num_steps, batch_size,
+                                            device=self.layer_devices[0])
 
     def step(self, ids, state, memory, rows=None):
         """ids `[n]` int32 -> logits `[n, vocab]` float32, next state (inference).

@@ -5,10 +5,13 @@ state is the state after the last valid step. The loop is a `tf.while_loop` over
 number of steps: one trace serves every batch and time size, it compiles under XLA
 (`jit_compile=True`), and it is differentiable. `cell.prepare_inputs` runs once before the
 loop (the input matmuls of the whole sequence, and the sequence's noise: dropout masks,
-see `nmt.cells`); each iteration only runs `cell.step` on its time slice.
+see `nmt.cells`); each iteration only runs `cell.step` on its time slice. When training,
+an LSTM's recurrent kernel gets its gradient after the loop, in one matmul (`nmt.deferred`).
 `training` must be a Python bool.
 """
 import tensorflow as tf
+
+from nmt import deferred as deferred_lib
 
 
 def _swap_batch_time(tensor):
@@ -46,6 +49,19 @@ def _where(valid, new, old):
     return tf.nest.map_structure(lambda n, o: tf.where(valid, n, o), new, old)
 
 
+def _deferred(cell, training, dtype, num_steps, batch_size):
+    """nmt.deferred.DeferredMatmuls for the cell's recurrent kernel when training and the
+    cell can defer it (LSTM layers), else None. Its gradient runs on the cell's device
+    if the cell is a DeviceWrapper."""
+    if not training:
+        return None
+    kernels = cell.deferrable_kernels(0, tf.zeros([], dtype))
+    if not kernels:
+        return None
+    return deferred_lib.DeferredMatmuls(kernels, num_steps, batch_size,
+                                        device=getattr(cell, "device", None))
+
+
 def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf.float32,
                 time_major=False, training=False):
     """Runs `cell` over `inputs` [batch, time, depth] ([time, batch, depth] if time_major).
@@ -70,19 +86,30 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf
         valid = tf.TensorArray(tf.bool, size=num_steps).unstack(
             tf.transpose(valid)[:, :, None])  # each read: [batch, 1]
 
-    def body(t, state, outputs):
+    deferred = _deferred(cell, training, first.dtype, num_steps, batch_size)
+    records = deferred.records() if deferred is not None else {}
+
+    def body(t, state, outputs, records):
         prepared_t = read_step(prepared_arrays, t)
-        output, next_state = cell.step(prepared_t, state, training=training)
+        if deferred is None:
+            output, next_state = cell.step(prepared_t, state, training=training)
+        else:
+            deferred_t = deferred.step(t)
+            output, next_state = cell.step(prepared_t, state, training=training,
+                                           deferred=deferred_t)
+            records = deferred.write(records, t, deferred_t)
         if valid is not None:
             valid_t = valid.read(t)
             output = tf.nest.map_structure(lambda o: tf.where(valid_t, o, tf.zeros([], o.dtype)), output)
             next_state = _where(valid_t, next_state, state)
         outputs = tf.nest.map_structure(lambda ta, o: ta.write(t, o), outputs, output)
-        return t + 1, next_state, outputs
+        return t + 1, next_state, outputs, records
 
-    _, final_state, outputs = tf.while_loop(
-        lambda t, *_: t < num_steps, body, (tf.constant(0), state, outputs),
+    _, final_state, outputs, records = tf.while_loop(
+        lambda t, *_: t < num_steps, body, (tf.constant(0), state, outputs, records),
         maximum_iterations=num_steps)
+    if deferred is not None:
+        deferred.finish(records)
     outputs = tf.nest.map_structure(  # [time, batch, size]; reshape keeps rank if time == 0
         lambda ta, size: tf.reshape(ta.stack(), tf.concat(
             [[num_steps, batch_size], tf.TensorShape(size).as_list()], 0)),

@@ -1,0 +1,72 @@
+"""Weight gradients of a recurrent loop's matmuls, computed once after the loop.
+
+Backpropagating through a loop whose step computes x_t @ W adds x_t^T g_t to W's
+gradient at every step: a small matmul per step (its inner dimension is the batch) and a
+W-sized accumulation per step. `DeferredMatmuls` computes the same sum as one matmul,
+X^T G over all steps at once ([time * batch] inner dimension):
+
+- inside the loop the step multiplies by W under `stop_gradient`, so the loop's backward
+  pass computes only the gradients of the x_t; it records each x_t, and adds `zeros`,
+  step t of an all-zero tensor Z [time, batch, n], to the same sum as x_t @ W;
+- Z's gradient is then G, the gradient of that sum at every step, and Z's custom
+  gradient hands X^T G to W, X being the recorded inputs, stacked after the loop.
+
+Z's gradient function reads X, which the loop computes after Z: gradients run after the
+forward pass, when X exists. Several kernels may feed one sum (an LSTM's late-input and
+recurrent kernels both feed its gates): they share Z and G.
+"""
+import collections
+
+import tensorflow as tf
+
+DeferredStep = collections.namedtuple("DeferredStep", ("kernels", "zeros", "inputs"))
+DeferredStep.__doc__ = """What a loop step gets: `kernels` {name: W under stop_gradient}, `zeros`
+[batch, n] to add to the sum, and `inputs`, a dict the step fills with {name: x_t}."""
+
+
+class DeferredMatmuls:
+    """The kernels one loop defers: {name: W [depth, n]}, read outside the loop (their
+    gradients reach the variables through this object), all feeding one [batch, n] sum.
+    device: where their gradient matmuls run (None: where the gradient is built)."""
+
+    def __init__(self, kernels, num_steps, batch_size, device=None):
+        self.names = sorted(kernels)
+        values = [kernels[name] for name in self.names]
+        width = values[0].shape[-1]
+        self._stacked = None  # {name: X [time, batch, depth]}, set by `finish`
+
+        @tf.custom_gradient
+        def zeros(*kernel_values):
+            def grad(g):  # g: [time, batch, n], the gradients of the sum at every step
+                with tf.device(device):
+                    flat_g = tf.reshape(g, [-1, width])
+                    return [tf.matmul(tf.reshape(self._stacked[name], [-1, w.shape[0]]),
+                                      flat_g, transpose_a=True)
+                            for name, w in zip(self.names, kernel_values)]
+            return tf.zeros(tf.stack([num_steps, batch_size, width]), values[0].dtype), grad
+
+        self._zeros = tf.TensorArray(values[0].dtype, size=num_steps).unstack(zeros(*values))
+        self._kernels = {name: tf.stop_gradient(v) for name, v in zip(self.names, values)}
+        self._num_steps = num_steps
+
+    def step(self, t):
+        """Step t's DeferredStep."""
+        return DeferredStep(self._kernels, self._zeros.read(t), {})
+
+    def records(self):
+        """Empty per-step records for the loop to carry: {name: TensorArray}."""
+        return {name: tf.TensorArray(kernel.dtype, size=self._num_steps,
+                                     element_shape=tf.TensorShape([None, kernel.shape[0]]))
+                for name, kernel in self._kernels.items()}
+
+    def write(self, records, t, step):
+        """Records step t's inputs (after the step filled `step.inputs`)."""
+        missing = set(self.names) - set(step.inputs)
+        if missing:
+            raise ValueError(f"the loop step did not record {sorted(missing)}")
+        return {name: records[name].write(t, tf.stop_gradient(step.inputs[name]))
+                for name in self.names}
+
+    def finish(self, records):
+        """After the loop: the recorded inputs for the gradient."""
+        self._stacked = {name: records[name].stack() for name in self.names}
