@@ -41,6 +41,13 @@ state, late_inputs=z_t)` then adds those k features at each step. It equals prep
 `concat([x_t, z_t])`, dropout masks included. Cells whose `prepare_inputs` takes no
 `late_size` (ResidualWrapper, user cells that override it) cannot take late inputs.
 
+Deferred weight gradients: a loop that owns its steps (`nmt.rnn.dynamic_rnn`, the attention
+decoder) may ask `cell.deferrable_kernels(late_size, like)` for kernels whose gradients it
+computes after the loop (`nmt.deferred`), and then passes `step(..., deferred=d)`: the
+cell multiplies by `d.kernels` (under stop_gradient), adds `d.zeros` to the same sum and
+records the matmul inputs in `d.inputs`. LSTMCell defers its recurrent kernel and the late
+inputs' rows; wrappers pass it on, MultiRNNCell to layer 0. Other cells return None.
+
 Variables are created in `build(input_size)`, either eagerly when the constructor gets
 `input_size=`, or on the first `prepare_inputs` / call from the static last dimension of
 the inputs (under `tf.init_scope`, so a first call inside `tf.function` works).

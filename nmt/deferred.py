@@ -31,7 +31,7 @@ class DeferredMatmuls:
 
     def __init__(self, kernels, num_steps, batch_size, device=None):
         self.names = sorted(kernels)
-        values = [kernels[name] for name in self.names]
+        values = [tf.convert_to_tensor(kernels[name]) for name in self.names]  # variables: read
         width = values[0].shape[-1]
         self._stacked = None  # {name: X [time, batch, depth]}, set by `finish`
 
