@@ -19,6 +19,8 @@ import collections
 
 import tensorflow as tf
 
+from nmt import devices
+
 DeferredStep = collections.namedtuple("DeferredStep", ("kernels", "zeros", "inputs"))
 DeferredStep.__doc__ = """What a loop step gets: `kernels` {name: W under stop_gradient}, `zeros`
 [batch, n] to add to the sum, and `inputs`, a dict the step fills with {name: x_t}."""
@@ -38,7 +40,7 @@ class DeferredMatmuls:
         @tf.custom_gradient
         def zeros(*kernel_values):
             def grad(g):  # g: [time, batch, n], the gradients of the sum at every step
-                with tf.device(device):
+                with devices.scope(device):  # None keeps a replica's device scope
                     flat_g = tf.reshape(g, [-1, width])
                     return [tf.matmul(tf.reshape(self._stacked[name], [-1, w.shape[0]]),
                                       flat_g, transpose_a=True)
