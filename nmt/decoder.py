@@ -193,23 +193,23 @@ class AttentionDecoder(tf.Module):
                                    num_steps)
         deferred = self._deferred(training, num_steps, batch_size, dtype)
         records = deferred.records() if deferred is not None else {}
-        outputs = tf.TensorArray(dtype, size=num_steps)
-        alignments = tf.TensorArray(dtype, size=num_steps if return_alignments else 0)
+        # Only what is asked for is carried (XLA cannot differentiate an unwritten list).
+        arrays = {name: tf.TensorArray(dtype, size=num_steps)
+                  for name in (("outputs", "alignments") if return_alignments else ("outputs",))}
         for t in tf.range(num_steps):
             deferred_t = deferred.step(t) if deferred is not None else None
             output, state = self._step(rnn.read_step(prepared, t), state, memory, training,
                                        deferred=deferred_t)
             if deferred is not None:
                 records = deferred.write(records, t, deferred_t)
-            outputs = outputs.write(t, output)
-            if return_alignments:
-                alignments = alignments.write(t, state["alignments"])
+            values = {"outputs": output, "alignments": state["alignments"]}
+            arrays = {name: array.write(t, values[name]) for name, array in arrays.items()}
         if deferred is not None:
             deferred.finish(records)
-        outputs = tf.transpose(outputs.stack(), [1, 0, 2])
+        stacked = {name: tf.transpose(array.stack(), [1, 0, 2]) for name, array in arrays.items()}
         if not return_alignments:
-            return outputs
-        return outputs, tf.transpose(alignments.stack(), [1, 0, 2])
+            return stacked["outputs"]
+        return stacked["outputs"], stacked["alignments"]
 
     def _deferred(self, training, num_steps, batch_size, dtype):
         """nmt.deferred.DeferredMatmuls for layer 0's kernels when training and its cell
