@@ -23,7 +23,10 @@ optimizer update) goes where TensorFlow's placer puts it; optimizer slots sit wi
 their variables. N = 0 means no placement.
 
 Without GPUs, N devices are the first N logical CPUs, which `split_cpu(K)` makes
-(before TensorFlow initialises its devices) - how the tests run on one CPU.
+(before TensorFlow initialises its devices) - how the tests run on one CPU. A split
+CPU runs one op at a time: with TensorFlow 2.21, oneDNN's batched matmuls corrupt the
+heap when two logical CPUs run them at once, as mirrored replicas do (a crash within
+a few thousand steps, docs/distributed.md); they share the same cores anyway.
 """
 import contextlib
 
@@ -152,6 +155,7 @@ def split_cpu(num_devices):
 
     Must run before TensorFlow initialises its devices (first op, first device
     listing); if it is too late, an existing split of the same size is accepted.
+    Ops then run one at a time (inter-op parallelism 1, see the module docstring).
     """
     if num_devices <= 0:
         return
@@ -159,6 +163,7 @@ def split_cpu(num_devices):
     try:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         present = len(tf.config.list_logical_devices("CPU"))
         if present != num_devices:

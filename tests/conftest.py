@@ -8,16 +8,9 @@ import tensorflow as tf  # noqa: E402
 NUM_LOGICAL_CPUS = 3
 
 
-def _split_cpu():
-    cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS)
-    except RuntimeError:  # devices already initialised by an earlier import
-        pass
+from nmt import devices  # noqa: E402
 
-
-_split_cpu()
+devices.split_cpu(NUM_LOGICAL_CPUS)  # as the trainer does for --num_cpu_devices
 
 
 # ----------------------------------------------------------------------------

@@ -53,6 +53,13 @@ def test_device_type_prefers_gpus_and_falls_back_to_logical_cpus():
     assert len(devices.replica_devices(0)) == 3  # 0: all of them
 
 
+def test_a_split_cpu_runs_one_op_at_a_time():
+    # conftest split the CPU with devices.split_cpu: replicas on logical CPUs must not
+    # run oneDNN batched matmuls at once (heap corruption with TensorFlow 2.21)
+    assert len(tf.config.list_logical_devices("CPU")) == 3
+    assert tf.config.threading.get_inter_op_parallelism_threads() == 1
+
+
 def test_split_cpu_too_late_accepts_the_same_split_and_refuses_another():
     devices.split_cpu(0)
     devices.split_cpu(3)  # conftest already made 3
