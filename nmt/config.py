@@ -19,6 +19,7 @@ DECAYS = ("none", "rsqrt", "plateau", "exponential")
 SP_MODEL_TYPES = ("unigram", "bpe")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 PRECISIONS = ("fp32", "bf16", "fp16", "bf16_output")  # nmt.precision
+DECODE_PRECISIONS = ("fp32", "bf16_output", "bf16")  # nmt.precision, for search
 
 
 class ConfigError(ValueError):
@@ -183,10 +184,12 @@ class DecodeConfig:
     batch_size: int = 256               # sentences per batch when batch_tokens is 0
     batch_tokens: int = 0               # >0: batch by a source-token budget
     max_input_len: int = 200            # longer inputs are truncated to this many pieces
+    decode_precision: str = "fp32"      # search in fp32; bf16_output: output projection in bf16 (AMX); bf16: all in bf16
 
     def validate(self):
         for name in ("beam_size", "num_hypotheses", "batch_size", "max_input_len"):
             _check_positive(name, getattr(self, name))
+        _check_choice("decode_precision", self.decode_precision, DECODE_PRECISIONS)
         if self.num_hypotheses > self.beam_size:
             raise ConfigError(f"num_hypotheses ({self.num_hypotheses}) cannot exceed "
                               f"beam_size ({self.beam_size})")

@@ -224,12 +224,38 @@ class AttentionDecoder(tf.Module):
         return deferred_lib.DeferredMatmuls(kernels, num_steps, batch_size,
                                             device=self.layer_devices[0])
 
-    def step(self, ids, state, memory, rows=None):
+    def inference_projection(self, dtype):
+        """-> project(outputs `[n, output_size]`) -> float32 logits `[n, vocab]`, the matmul
+        in `dtype`, for a search. The weights are read and cast once, here, before the
+        loop (a bf16 projection on AMX then costs no per-step cast of the [vocab,
+        output_size] table), and the bias is added in float32 after the matmul (a bf16
+        bias add costs about as much as the bf16 matmul itself)."""
+        def weights():
+            if self.output_layer is not None:
+                layer = self.output_layer
+                bias = layer.bias if layer.bias is not None else tf.zeros([layer.units])
+                return tf.cast(layer.kernel, dtype), tf.cast(bias, tf.float32)
+            return tf.cast(self.embedding.table, dtype), tf.cast(self.output_bias, tf.float32)
+
+        kernel, bias = devices_lib.call_on(self.softmax_device, weights)
+        tied = self.output_layer is None  # the table is [vocab, output_size]
+
+        def project(outputs):
+            return devices_lib.call_on(
+                self.softmax_device,
+                lambda o: tf.cast(tf.matmul(tf.cast(o, dtype), kernel, transpose_b=tied),
+                                  tf.float32) + bias, outputs)
+
+        return project
+
+    def step(self, ids, state, memory, rows=None, projection=None):
         """ids `[n]` int32 -> logits `[n, vocab]` float32, next state (inference).
 
         The logits are not normalised: nmt.search normalises only what it ranks.
         rows: optional `[m]` int32; then the logits are those rows' only, `[m, vocab]`
         (the state still advances for all n). Search skips finished rows this way.
+        projection: `inference_projection(dtype)` (None: the output projection in the
+        compute dtype, its weights read at this step, as when training).
         """
         inputs = self.embedding(ids, memory.values.dtype)  # [n, embedding_size]
         if self.input_feeding:  # known before this step: one input matmul for both
@@ -239,4 +265,5 @@ class AttentionDecoder(tf.Module):
                                    state, memory, training=False, feed_in_inputs=True)
         if rows is not None:
             output = tf.gather(output, rows)
-        return tf.cast(self.logits(output), tf.float32), state
+        logits = projection(output) if projection is not None else self.logits(output)
+        return tf.cast(logits, tf.float32), state

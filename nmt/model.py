@@ -111,21 +111,24 @@ class Seq2Seq(tf.Module):
         _, weights = self.decoder.teacher_forced(encoded, tgt_in, return_alignments=True)
         return weights
 
-    def search_inputs(self, src, src_len, max_length_ratio=None, compute_dtype=tf.float32):
+    def search_inputs(self, src, src_len, max_length_ratio=None, compute_dtype=tf.float32,
+                      projection_dtype=None):
         """-> (step_fn, initial_state, context) for nmt.search; the context is the
         encoder memory, which the search tiles for its beam and drops rows of.
 
         With max_length_ratio, a hypothesis must end (EOS is forced) after
         ratio * source length + 10 steps, so each sentence stops on its own.
+        projection_dtype: the output projection's dtype (None: compute_dtype).
         """
         memory, state = self.decoder.initial_state(
             self.encode(src, src_len, compute_dtype=compute_dtype))
+        projection = self.decoder.inference_projection(projection_dtype or compute_dtype)
         if max_length_ratio is not None:
             state["limit"] = tf.cast(max_length_ratio * tf.cast(src_len, tf.float32), tf.int32) + 9
             state["time"] = tf.zeros_like(src_len)
 
         def step_fn(ids, state, rows=None, *, context):
-            logits, new_state = self.decoder.step(ids, state, context, rows)
+            logits, new_state = self.decoder.step(ids, state, context, rows, projection)
             if max_length_ratio is not None:
                 new_state["limit"], new_state["time"] = state["limit"], state["time"] + 1
                 must_end = state["time"] >= state["limit"]
@@ -143,7 +146,7 @@ class Seq2Seq(tf.Module):
 
     def translate(self, src, src_len, beam_size=1, length_penalty=0.0, coverage_penalty=0.0,
                   num_hypotheses=1, max_length=200, max_length_ratio=None,
-                  compute_dtype=tf.float32, compact=True):
+                  compute_dtype=tf.float32, projection_dtype=None, compact=True):
         """src `[batch, src_time]` -> Translation.
 
         max_length (a Python int) bounds the search loop; max_length_ratio, if
@@ -153,7 +156,7 @@ class Seq2Seq(tf.Module):
         """
         batch_size = tf.shape(src)[0]
         step_fn, state, context = self.search_inputs(src, src_len, max_length_ratio,
-                                                     compute_dtype)
+                                                     compute_dtype, projection_dtype)
         if uses_greedy_search(beam_size, num_hypotheses, coverage_penalty):
             result = search.greedy_search(step_fn, state, batch_size, BOS_ID, EOS_ID, max_length,
                                           context=context, compact=compact)

@@ -10,6 +10,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
+from nmt import precision
 from nmt.data import pad_batch
 
 Hypothesis = collections.namedtuple("Hypothesis", ["text", "score", "ids"])
@@ -36,15 +37,16 @@ def length_sorted_batches(lengths, batch_size, batch_tokens=0):
 class Translator:
     """A loaded model plus its vocabularies and a DecodeConfig."""
 
-    def __init__(self, model, src_vocab, tgt_vocab, decode_config, compute_dtype=tf.float32,
-                 compact=True):
-        """compute_dtype: the search's activations (nmt.precision); float32 by default,
-        whatever precision the model was trained in. compact: the search drops finished
-        sentences' rows (nmt.search); False keeps every row to the end, for comparison."""
+    def __init__(self, model, src_vocab, tgt_vocab, decode_config, compact=True):
+        """decode_config.decode_precision sets the search's dtypes (nmt.precision), whatever
+        precision the model was trained in. compact: the search drops finished sentences'
+        rows (nmt.search); False keeps every row to the end, for comparison."""
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.config = decode_config
         self.num_truncated = 0
         c = decode_config
+        compute_dtype = precision.compute_dtype(c.decode_precision)
+        projection_dtype = precision.projection_dtype(c.decode_precision)
 
         @tf.function(autograph=False,
                      input_signature=[tf.TensorSpec([None, None], tf.int32),
@@ -56,7 +58,8 @@ class Translator:
                                    num_hypotheses=c.num_hypotheses,
                                    max_length=int(c.max_length_ratio * c.max_input_len) + 10,
                                    max_length_ratio=c.max_length_ratio,
-                                   compute_dtype=compute_dtype, compact=compact)
+                                   compute_dtype=compute_dtype,
+                                   projection_dtype=projection_dtype, compact=compact)
 
         self._translate_batch = translate_batch
 

@@ -18,6 +18,13 @@ def test_grid_groups_settings_by_beam_size_with_the_baseline_first():
         bench_decoding.settings_grid(["5"], ["64"], ["yes"])
 
 
+def test_grid_compares_precisions_within_each_beam_size():
+    grid = bench_decoding.settings_grid(["5", "1"], ["64"], ["true"], ["fp32", "bf16_output"])
+    assert grid == [Setting(5, 64, True, "fp32"), Setting(5, 64, True, "bf16_output"),
+                    Setting(1, 64, True, "fp32"), Setting(1, 64, True, "bf16_output")]
+    assert "bf16_output" in grid[1].name()
+
+
 class FakeTranslator:
     """Translates by upper-casing, with one line changed, and counts its passes."""
 
@@ -44,3 +51,12 @@ def test_measure_compares_each_setting_with_its_beam_sizes_first():
                                         "load_start": 0.5, "load_end": 0.7,
                                         "rows": list(rows.values())})
     assert markdown.count("\n| beam ") == 4
+
+
+def test_measure_scores_each_setting_against_the_references():
+    lines = ["a man rides a red bike down the hill", "two dogs play in the snow together"]
+    references = [line.upper() for line in lines]
+    translators = {Setting(5, 64, True): FakeTranslator(), Setting(5, 64, False): FakeTranslator(1)}
+    rows = bench_decoding.measure(translators, lines, rounds=1, references=references)
+    assert rows[Setting(5, 64, True)]["bleu"] == pytest.approx(100.0)
+    assert 0 < rows[Setting(5, 64, False)]["bleu"] < 100.0  # "TOGETHER!" is no match

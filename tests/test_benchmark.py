@@ -119,3 +119,11 @@ def test_bf16_training_is_compared_with_the_peers_fp32_figure():
     ours = {"train_tokens_per_s": 3000.0, "train_bf16_tokens_per_s": 4500.0, "beam5_bleu": 30.0}
     ratios = benchmark.peer_ratios(ours, {"train_tokens_per_s": 1500.0, "beam5_bleu": 0.0})
     assert ratios == {"train_tokens_per_s": 2.0, "train_bf16_tokens_per_s": 3.0}
+
+
+def test_bf16_decoding_is_compared_with_the_peers_fp32_decoding():
+    ours = {"beam5_sentences_per_s": 100.0, "beam5_bf16_sentences_per_s": 150.0,
+            "greedy_bf16_command_s": 4.0}
+    ratios = benchmark.peer_ratios(ours, {"beam5_sentences_per_s": 50.0, "greedy_command_s": 8.0})
+    assert ratios == {"beam5_sentences_per_s": 2.0, "beam5_bf16_sentences_per_s": 3.0,
+                      "greedy_bf16_command_s": 0.5}

@@ -161,6 +161,18 @@ def test_translate_stdin_to_stdout_matches_file_mode(trained, awkward_file, tran
     assert piped.stdout == translated_file[2].read_text(encoding="utf-8")
 
 
+def test_translate_in_bf16_keeps_one_line_per_input_line(trained, awkward_file):
+    source, count = awkward_file
+    with open(source, "rb") as f:
+        stdin = f.read()
+    result = run("nmt-translate", f"--model_dir={trained}", "--decode_precision=bf16", *DECODE,
+                 stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert len(lines) == count + 1 and lines[-1] == ""
+    assert [i for i, line in enumerate(lines[:-1]) if line == ""] == sorted(EMPTY)
+
+
 def test_translate_n_best(trained, multi30k_slice):
     with open(os.path.join(multi30k_slice.plain, "test_2016_flickr.en"), "rb") as f:
         lines = f.read().splitlines()[:4]

@@ -1,4 +1,5 @@
 """Mixed precision: float32 master weights, bf16/fp16 compute, dynamic loss scaling."""
+import dataclasses
 import os
 
 import numpy as np
@@ -96,6 +97,64 @@ def test_bf16_output_runs_only_the_output_projection_in_bf16():
     assert precision.projection_dtype("bf16_output") == tf.bfloat16
     assert precision.compute_dtype("bf16_output") == tf.float32
     assert precision.projection_dtype("bf16") is None
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["output_layer", "tied"])
+def test_bf16_output_search_projects_in_bf16_with_weights_cast_once_before_the_loop(tied):
+    fields = dict(tie_output_embeddings=True, embedding_size=16) if tied else {}
+    model = build_model(dataclasses.replace(MODEL, **fields), VOCAB, VOCAB)
+    batch = random_batch(np.random.default_rng(1), vocab=VOCAB)
+    search = tf.function(lambda src, src_len: model.translate(
+        src, src_len, beam_size=2, max_length=6, projection_dtype=tf.bfloat16),
+        input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
+    graph_def = search.get_concrete_function(batch.src, batch.src_len).graph.as_graph_def()
+    in_loops = [(f, n) for f in graph_def.library.function for n in f.node_def
+                if n.op == "MatMul" and n.attr["T"].type == tf.bfloat16.as_datatype_enum]
+    assert len(in_loops) == 1  # the output projection, inside the search loop's body
+    body, matmul = in_loops[0]
+    loop_inputs = {arg.name for arg in body.signature.input_arg}
+    assert matmul.input[1] in loop_inputs  # the bf16 weights come in: cast before the loop
+    assert matmul_dtypes(search, batch.src, batch.src_len) == {tf.float32, tf.bfloat16}
+
+    def step_logits(projection_dtype):
+        step_fn, state, memory = model.search_inputs(batch.src, batch.src_len,
+                                                     projection_dtype=projection_dtype)
+        logits, _ = step_fn(batch.tgt_in[:, 0], state, context=memory)
+        return logits.numpy()
+
+    fp32, mixed = step_logits(None), step_logits(tf.bfloat16)
+    assert mixed.dtype == np.float32 and not np.array_equal(mixed, fp32)  # rounded in bf16
+    np.testing.assert_allclose(mixed, fp32, atol=3e-2 * np.abs(fp32).max())
+
+
+def test_decode_precision_is_validated_and_sets_the_translators_dtypes():
+    with pytest.raises(config_lib.ConfigError, match="decode_precision must be one of fp32, "
+                                                     "bf16_output, bf16"):
+        config_lib.DecodeConfig(decode_precision="fp16").validate()
+    seen = []
+    model = build_model(MODEL, VOCAB, VOCAB)
+    original = model.translate
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs["compute_dtype"], kwargs["projection_dtype"]))
+        return original(*args, **kwargs)
+
+    model.translate = recording
+    vocab = FakeVocab()
+    for name in ("fp32", "bf16_output", "bf16"):
+        Translator(model, vocab, vocab, config_lib.DecodeConfig(
+            beam_size=2, decode_precision=name, max_input_len=8)).translate_text(["3 4 5"])
+    assert seen == [(tf.float32, None), (tf.float32, tf.bfloat16), (tf.bfloat16, None)]
+
+
+class FakeVocab:
+    """Ids written as numbers: "3 4 5" <-> [3, 4, 5]."""
+
+    def encode(self, lines):
+        return [[int(t) for t in line.split()] for line in lines]
+
+    def decode(self, ids):
+        return " ".join(str(i) for i in ids)
 
 
 def test_bf16_output_step_moves_the_weights_like_fp32():
@@ -259,5 +318,5 @@ def test_trainer_resumes_a_bf16_run_in_fp16_and_translates(multi30k_slice, tmp_p
     assert any(name.startswith("loss_scale/scale") for name in names)
     lines = ["A man is riding a bike .", "Two dogs play ."]
     translator = Translator(resumed.model, resumed.src_vocab, resumed.tgt_vocab,
-                            resumed.config.decode, compute_dtype=tf.bfloat16)
+                            dataclasses.replace(resumed.config.decode, decode_precision="bf16"))
     assert len(translator.translate_text(lines)) == 2  # decoding may honour the precision

@@ -3,8 +3,9 @@
     python tools/bench_decoding.py --model_dir=runs/multi30k-bench-en-de
     python tools/bench_decoding.py --model_dir=D --beam_sizes=5 --batch_sizes=64,128 --rounds=5
 
-For every beam size, decode batch size (sentences) and compaction setting (the
-search dropping finished sentences' rows, nmt.search), it builds a Translator on
+For every beam size, decode batch size (sentences), compaction setting (the
+search dropping finished sentences' rows, nmt.search) and decode precision
+(`--decode_precision`: fp32, bf16_output, bf16), it builds a Translator on
 the model dir's best checkpoint and translates the test set: the first pass
 ("after loading", tracing included, as tools/benchmark.py counts it; the first
 setting also pays the process's one-time warm-up) and then
@@ -13,8 +14,10 @@ round, so a change in the machine's load hits every setting alike; the table
 gives the median of each setting and its ratio to the first setting of its beam
 size. Lines that differ from that first setting's output are counted: compaction
 must change none; another batch size may change a few, because a matmul over
-other rows can round differently. One Markdown table (or --json, one JSON
-object) is printed.
+other rows can round differently; a lower precision changes some. With
+--reference, each setting's first-pass output is also scored (cased sacreBLEU);
+tune on val (`--source=data/multi30k/val.en.gz --reference=data/multi30k/val.de.gz`).
+One Markdown table (or --json, one JSON object) is printed.
 """
 import dataclasses
 import gzip
@@ -39,6 +42,9 @@ def define_flags():
     flags.DEFINE_list("beam_sizes", ["5", "1"], "Beam sizes (1: greedy search).")
     flags.DEFINE_list("batch_sizes", ["64"], "Decode batch sizes, in sentences.")
     flags.DEFINE_list("compact", ["true", "false"], "Compaction settings to compare.")
+    flags.DEFINE_list("precisions", ["fp32"], "Decode precisions to compare (fp32, "
+                      "bf16_output, bf16).")
+    flags.DEFINE_string("reference", None, "Reference lines: score each setting's output.")
     flags.DEFINE_integer("rounds", 3, "Warm passes per setting (alternating).")
     flags.DEFINE_boolean("json", False, "Print one JSON object instead of Markdown.")
     flags.mark_flag_as_required("model_dir")
@@ -49,16 +55,17 @@ class Setting:
     beam_size: int
     batch_size: int
     compact: bool
+    precision: str = "fp32"
 
     def name(self):
         return (f"beam {self.beam_size}, batch {self.batch_size}, "
-                f"{'compact' if self.compact else 'all rows'}")
+                f"{'compact' if self.compact else 'all rows'}, {self.precision}")
 
 
-def settings_grid(beam_sizes, batch_sizes, compact):
+def settings_grid(beam_sizes, batch_sizes, compact, precisions=("fp32",)):
     """Every combination, grouped by beam size; the first of each group is its baseline."""
-    return [Setting(int(beam), int(batch), _bool(c))
-            for beam in beam_sizes for batch in batch_sizes for c in compact]
+    return [Setting(int(beam), int(batch), _bool(c), p)
+            for beam in beam_sizes for batch in batch_sizes for c in compact for p in precisions]
 
 
 def _bool(text):
@@ -79,8 +86,9 @@ def timed(translator, lines):
     return time.perf_counter() - start, out
 
 
-def measure(translators, lines, rounds):
-    """translators {Setting: Translator} -> {Setting: row dict}, warm passes alternating."""
+def measure(translators, lines, rounds, references=None):
+    """translators {Setting: Translator} -> {Setting: row dict}, warm passes alternating;
+    with references, each row has the first pass's cased BLEU."""
     first, outputs, warm = {}, {}, {s: [] for s in translators}
     for setting, translator in translators.items():
         first[setting], outputs[setting] = timed(translator, lines)
@@ -101,6 +109,9 @@ def measure(translators, lines, rounds):
             "lines_differing_from_baseline": sum(
                 a != b for a, b in zip(outputs[setting], outputs[baseline])),
         }
+        if references is not None:
+            import sacrebleu
+            rows[setting]["bleu"] = sacrebleu.corpus_bleu(outputs[setting], [references]).score
     return rows
 
 
@@ -109,11 +120,12 @@ def markdown(result):
              f"{result['rounds']} warm rounds; load average {result['load_start']:.2f} at start, "
              f"{result['load_end']:.2f} at end.", "",
              "| setting | after loading (sent/s) | warm median (sent/s) | warm × baseline "
-             "| lines ≠ baseline |", "| --- | ---: | ---: | ---: | ---: |"]
+             "| lines ≠ baseline | BLEU |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
+        bleu = f"{r['bleu']:.2f}" if "bleu" in r else "n/a"
         lines.append(f"| {r['setting']} | {r['after_loading_sentences_per_s']:.0f} | "
                      f"{r['warm_sentences_per_s']:.0f} | {r['warm_speedup_vs_baseline']:.2f} | "
-                     f"{r['lines_differing_from_baseline']} |")
+                     f"{r['lines_differing_from_baseline']} | {bleu} |")
     return "\n".join(lines)
 
 
@@ -125,16 +137,19 @@ def main(argv):
 
     config, model, src_vocab, tgt_vocab = model_dir_lib.load(FLAGS.model_dir, "best")
     lines = read_lines(FLAGS.source)
-    grid = settings_grid(FLAGS.beam_sizes, FLAGS.batch_sizes, FLAGS.compact)
+    references = read_lines(FLAGS.reference) if FLAGS.reference else None
+    grid = settings_grid(FLAGS.beam_sizes, FLAGS.batch_sizes, FLAGS.compact, FLAGS.precisions)
     translators = {
         s: Translator(model, src_vocab, tgt_vocab,
                       dataclasses.replace(config.decode, beam_size=s.beam_size, num_hypotheses=1,
-                                          batch_size=s.batch_size, batch_tokens=0),
+                                          batch_size=s.batch_size, batch_tokens=0,
+                                          decode_precision=s.precision),
                       compact=s.compact)
         for s in grid}
     load_start = os.getloadavg()[0]
-    rows = measure(translators, lines, FLAGS.rounds)
-    result = {"model_dir": FLAGS.model_dir, "source": FLAGS.source, "lines": len(lines),
+    rows = measure(translators, lines, FLAGS.rounds, references)
+    result = {"model_dir": FLAGS.model_dir, "source": FLAGS.source, "reference": FLAGS.reference,
+              "lines": len(lines),
               "rounds": FLAGS.rounds, "load_start": load_start, "load_end": os.getloadavg()[0],
               "rows": list(rows.values())}
     print(json.dumps(result, indent=1) if FLAGS.json else markdown(result))

@@ -42,7 +42,7 @@ sys.path.insert(0, TOOLS)  # tools/ is not a package
 import bench_peers  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ("matmul", "train", "train_bf16", "profile", "scaling", "translate")
+PARTS = ("matmul", "train", "train_bf16", "profile", "scaling", "translate", "translate_bf16")
 recipe = None  # recipes/multi30k.py, loaded by define_flags()
 
 
@@ -336,9 +336,10 @@ def timed_translate(translator, lines):
     return seconds, [r[0].text for r in results], pieces
 
 
-def run_translation(model_dir, src, ref, decode, work_dir, results):
-    """Beam 5 and greedy over the test set, in process (cold, then warm) and as a command."""
-    for mode, beam_size in (("beam5", 5), ("greedy", 1)):
+def run_translation(model_dir, src, ref, decode, work_dir, results, label=""):
+    """Beam 5 and greedy over the test set, in process (cold, then warm) and as a command;
+    the figures are named `beam5{label}_...` and `greedy{label}_...`."""
+    for mode, beam_size in ((f"beam5{label}", 5), (f"greedy{label}", 1)):
         translator = load_translator(model_dir, decode, beam_size)
         seconds, hyps, pieces = timed_translate(translator, src)  # includes tracing
         warm_seconds, _, _ = timed_translate(translator, src)
@@ -350,7 +351,7 @@ def run_translation(model_dir, src, ref, decode, work_dir, results):
                         f"{mode}_bleu": evaluation.score(hyps, ref).bleu})
         command_s, rss_mb = time_command(model_dir, beam_size, decode, work_dir)
         results.update({f"{mode}_command_s": command_s, f"{mode}_command_rss_mb": rss_mb})
-        if mode == "beam5":
+        if mode == "beam5" and not label:
             results["translate_by_length"] = translation_by_length(translator, src)
 
 
@@ -385,7 +386,7 @@ def time_command(model_dir, beam_size, decode, work_dir):
         f"--model_dir={model_dir}", f"--input={test_file('src')}",
         f"--output={os.path.join(work_dir, f'command.beam{beam_size}.txt')}",
         f"--beam_size={beam_size}", f"--length_penalty={decode.length_penalty}",
-        f"--batch_size={decode.batch_size}"]
+        f"--batch_size={decode.batch_size}", f"--decode_precision={decode.decode_precision}"]
     with open(os.path.join(work_dir, "command.log"), "ab") as log:
         start = time.perf_counter()
         run = subprocess.run(argv, stdout=log, stderr=log)
@@ -430,6 +431,13 @@ FIGURES = (  # (key, label); ratios nmt/peer are printed for every key a peer re
     ("greedy_command_s", "greedy: whole translate command, s (lower is better)"),
     ("greedy_command_rss_mb", "greedy: translate command peak RSS, MiB"),
     ("greedy_bleu", "greedy: test BLEU"),
+    ("beam5_bf16_sentences_per_s", "beam 5, --decode_precision=bf16: sentences/s after loading"),
+    ("beam5_bf16_warm_sentences_per_s", "beam 5, --decode_precision=bf16: sentences/s, second pass"),
+    ("beam5_bf16_command_s", "beam 5, --decode_precision=bf16: whole command, s"),
+    ("beam5_bf16_bleu", "beam 5, --decode_precision=bf16: test BLEU"),
+    ("greedy_bf16_sentences_per_s", "greedy, --decode_precision=bf16: sentences/s after loading"),
+    ("greedy_bf16_command_s", "greedy, --decode_precision=bf16: whole command, s"),
+    ("greedy_bf16_bleu", "greedy, --decode_precision=bf16: test BLEU"),
 )
 
 
@@ -455,8 +463,10 @@ def peer_ratios(results, figures):
             if key in results and figures.get(PEER_KEY.get(key, key))}
 
 
-# Our figures compared with another of the peers' (they train in fp32 only).
-PEER_KEY = {"train_bf16_tokens_per_s": "train_tokens_per_s"}
+# Our figures compared with another of the peers' (they train and decode in fp32 only).
+PEER_KEY = {"train_bf16_tokens_per_s": "train_tokens_per_s",
+            **{f"{mode}_bf16_{figure}": f"{mode}_{figure}" for mode in ("beam5", "greedy")
+               for figure in ("sentences_per_s", "warm_sentences_per_s", "command_s", "bleu")}}
 
 
 def fmt(value):
@@ -554,12 +564,17 @@ def measure(parts, work_dir, results):
     del trainer
     if "scaling" in parts:
         run_scaling(work_dir, results)
-    if "translate" in parts:
-        if not model_dir:
-            raise app.UsageError("translate needs --model_dir or the train part")
+    translating = [p for p in ("translate", "translate_bf16") if p in parts]
+    if translating and not model_dir:
+        raise app.UsageError("translate needs --model_dir or the train part")
+    for part in translating:
         src = corpus_lib.read_lines(test_file("src"))
         ref = corpus_lib.read_lines(test_file("tgt"))
-        run_translation(model_dir, src, ref, bench_config().decode, work_dir, results)
+        decode = bench_config().decode
+        if part == "translate_bf16":
+            decode = dataclasses.replace(decode, decode_precision="bf16")
+        run_translation(model_dir, src, ref, decode, work_dir, results,
+                        label="_bf16" if part == "translate_bf16" else "")
         results["translate_model_dir"] = model_dir
     if FLAGS.peers:
         run_peers(results)

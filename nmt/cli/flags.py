@@ -18,6 +18,7 @@ CHOICES = {
     "bridge": config_lib.BRIDGES, "optimizer": config_lib.OPTIMIZERS, "decay": config_lib.DECAYS,
     "sp_model_type": config_lib.SP_MODEL_TYPES,
     "strategy": config_lib.STRATEGIES, "precision": config_lib.PRECISIONS,
+    "decode_precision": config_lib.DECODE_PRECISIONS,
 }
 
 
