@@ -106,6 +106,17 @@ def placed_and_plain():
     return placement, placed, plain
 
 
+@pytest.mark.parametrize("projection_dtype", [None, tf.bfloat16], ids=["fp32", "bf16_output"])
+def test_a_placed_model_translates_like_the_plain_one(placed_and_plain, projection_dtype):
+    _, placed, plain = placed_and_plain
+    batch = random_batch(np.random.default_rng(3))
+    placed_out, plain_out = (
+        model.translate(batch.src, batch.src_len, beam_size=3, max_length=8,
+                        projection_dtype=projection_dtype) for model in (placed, plain))
+    np.testing.assert_array_equal(placed_out.ids, plain_out.ids)
+    np.testing.assert_allclose(placed_out.scores, plain_out.scores, rtol=1e-5)
+
+
 def test_each_layer_and_part_lives_on_its_device(placed_and_plain):
     placement, model, _ = placed_and_plain
     assert placement["encoder"] == [CPU(0), CPU(1)]
