@@ -47,6 +47,7 @@ class DataConfig:
     joint_vocab: bool = True        # one sentencepiece model for both languages
     sp_model_type: str = "unigram"  # unigram | bpe
     sample_alpha: float = 0.0       # >0: subword regularisation while training (Kudo 2018)
+    word_dropout: float = 0.0       # >0: this fraction of source and decoder-input pieces become <unk> while training, drawn anew every epoch
     max_src_len: int = 50           # pieces; longer training pairs are dropped and counted
     max_tgt_len: int = 50           # pieces, EOS not counted
     max_line_chars: int = 1000      # characters; longer training lines are skipped and reported
@@ -66,6 +67,8 @@ class DataConfig:
                               f"sentence ({longest} tokens)")
         if not 0.0 <= self.sample_alpha < 1.0:
             raise ConfigError(f"sample_alpha must be in [0, 1) (got {self.sample_alpha})")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ConfigError(f"word_dropout must be in [0, 1) (got {self.word_dropout})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,9 @@ only shuffles and groups indices with numpy; tf.data gathers and pads the
 batches. One `train_dataset` call is exactly one epoch: every kept sentence
 appears once (the last partial batch of each bucket is kept). The trainer calls
 it again for every epoch with a new seed (e.g. `seed = base_seed + epoch`),
-which reshuffles and, with subword sampling, re-segments the sentences.
+which reshuffles and, with subword sampling, re-segments the sentences; with word
+dropout, it also draws which pieces become <unk> (source and decoder input only:
+the decoder still predicts the real target).
 
 Time dimensions are padded to multiples of `bucket_width`, so an XLA-compiled
 train step sees few distinct shapes.
@@ -21,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from nmt import corpus as corpus_lib
-from nmt.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
+from nmt.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
 
 # One training batch; all int32.
 #   src      [batch, src_time]  source ids, PAD_ID-padded
@@ -136,14 +138,17 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optiona
 
 def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
                   batch_tokens: Optional[int] = None, shuffle: bool = True, seed: int = 0,
-                  bucket_width: int = 8, sample_alpha: float = 0.0) -> tf.data.Dataset:
+                  bucket_width: int = 8, sample_alpha: float = 0.0,
+                  word_dropout: float = 0.0) -> tf.data.Dataset:
     """One epoch of `Batch`es over `encoded`.
 
     batch_size: at most this many sentences per batch; batch_tokens: at most
     this many padded tokens, batch * max(src_time, tgt_time). Give either or
     both. seed: shuffles (and with sample_alpha > 0 re-segments) this epoch;
     pass a different seed every epoch. sample_alpha > 0 re-encodes the raw
-    lines with subword sampling before batching.
+    lines with subword sampling before batching. word_dropout > 0 replaces
+    each source and decoder-input piece by UNK_ID with that probability
+    (Sennrich et al. 2016 drop whole words likewise); tgt_out keeps the real ids.
     """
     if batch_size is None and batch_tokens is None:
         raise ValueError("give batch_size or batch_tokens (or both)")
@@ -157,22 +162,37 @@ def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
         src_ids, tgt_ids = _sampled_ids(encoded, sample_alpha, seed)
     else:
         src_ids, tgt_ids = encoded.src_ids, encoded.tgt_ids
+    if not 0.0 <= word_dropout < 1.0:
+        raise ValueError(f"word_dropout must be in [0, 1) (got {word_dropout})")
     src_values, src_lens = _flat(src_ids)
     tgt_values, tgt_lens = _flat(tgt_ids)
+    tgt_in_values = tgt_values
+    if word_dropout > 0.0:
+        noise = np.random.default_rng([seed, 1])  # its own stream: the shuffle stays the same
+        src_values = _drop_words(src_values, word_dropout, noise)
+        tgt_in_values = _drop_words(tgt_values, word_dropout, noise)
     rng = np.random.default_rng(seed) if shuffle else None
     batches = plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width, rng)
     index = tf.RaggedTensor.from_row_lengths(
         np.concatenate(batches).astype(np.int64), [len(b) for b in batches])
     src_rt = tf.RaggedTensor.from_row_lengths(src_values, src_lens)  # [n, (len)]
     tgt_rt = tf.RaggedTensor.from_row_lengths(tgt_values, tgt_lens)  # [n, (len)]
-    make = _batch_fn(src_rt, tgt_rt, bucket_width)
+    tgt_in_rt = tf.RaggedTensor.from_row_lengths(tgt_in_values, tgt_lens)  # [n, (len)]
+    make = _batch_fn(src_rt, tgt_rt, bucket_width, tgt_in_rt)
     dataset = tf.data.Dataset.from_tensor_slices(index)
     return dataset.map(make, num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def _batch_fn(src_rt: tf.RaggedTensor, tgt_rt: tf.RaggedTensor, bucket_width: int):
-    """index [batch] -> Batch, time dims padded to multiples of bucket_width."""
+def _drop_words(values: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Each id replaced by UNK_ID with probability `rate`."""
+    return np.where(rng.random(len(values)) < rate, np.int32(UNK_ID), values)
+
+
+def _batch_fn(src_rt: tf.RaggedTensor, tgt_rt: tf.RaggedTensor, bucket_width: int,
+              tgt_in_rt: tf.RaggedTensor):
+    """index [batch] -> Batch, time dims padded to multiples of bucket_width; the decoder
+    input comes from tgt_in_rt (the target ids, or with word dropout's <unk>s)."""
 
     def pad_to(ragged, time):  # [batch, (len)] -> [batch, time]
         dense = ragged.to_tensor(default_value=PAD_ID)
@@ -182,12 +202,13 @@ def _batch_fn(src_rt: tf.RaggedTensor, tgt_rt: tf.RaggedTensor, bucket_width: in
     def make(index):
         src = tf.gather(src_rt, index)  # [batch, (src_len)]
         tgt = tf.gather(tgt_rt, index)  # [batch, (tgt_len - 1)]
+        tgt_input = tf.gather(tgt_in_rt, index)  # the same lengths
         src_len = tf.cast(src.row_lengths(), tf.int32)  # [batch]
         tgt_len = tf.cast(tgt.row_lengths(), tf.int32) + 1  # [batch], EOS counted
         src_time = _round_up(tf.reduce_max(src_len), bucket_width)
         tgt_time = _round_up(tf.reduce_max(tgt_len), bucket_width)
         special = tf.ones_like(index, tf.int32)[:, None]  # [batch, 1]
-        tgt_in = tf.concat([special * BOS_ID, tgt], axis=1)  # [batch, (tgt_len)]
+        tgt_in = tf.concat([special * BOS_ID, tgt_input], axis=1)  # [batch, (tgt_len)]
         tgt_out = tf.concat([tgt, special * EOS_ID], axis=1)  # [batch, (tgt_len)]
         return Batch(pad_to(src, src_time), src_len, pad_to(tgt_in, tgt_time),
                      pad_to(tgt_out, tgt_time), tgt_len)

@@ -205,7 +205,8 @@ class Trainer:
         dataset = data_lib.train_dataset(
             self.encoded, batch_size=None if d.batch_tokens else d.batch_size,
             batch_tokens=d.batch_tokens or None, seed=self.config.train.seed + epoch,
-            bucket_width=d.bucket_width, sample_alpha=d.sample_alpha)
+            bucket_width=d.bucket_width, sample_alpha=d.sample_alpha,
+            word_dropout=d.word_dropout)
         return dataset
 
     def _install_signal_handlers(self):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nmt import corpus, data, vocab
-from nmt.vocab import BOS_ID, EOS_ID, PAD_ID
+from nmt.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "multi30k")
 
@@ -71,6 +71,34 @@ def test_seeds_change_order_and_same_seed_repeats():
     fixed = lambda seed: np.concatenate([b.src[:, 0] for b in epoch(
         data.train_dataset(enc, batch_size=32, shuffle=False, seed=seed))])
     np.testing.assert_array_equal(fixed(0), fixed(1))
+
+
+def test_word_dropout_hides_source_and_decoder_input_pieces_but_never_the_targets():
+    enc = synthetic(n=400)
+    clean = epoch(data.train_dataset(enc, batch_size=16, seed=7))
+    noisy = epoch(data.train_dataset(enc, batch_size=16, seed=7, word_dropout=0.2))
+    other = epoch(data.train_dataset(enc, batch_size=16, seed=8, word_dropout=0.2))
+    hidden = {"src": [], "tgt_in": []}
+    for a, b in zip(clean, noisy):
+        for field in ("src_len", "tgt_len", "tgt_out"):  # same order, lengths and targets
+            np.testing.assert_array_equal(getattr(b, field), getattr(a, field))
+        np.testing.assert_array_equal(b.tgt_in[:, 0], BOS_ID)
+        for field in ("src", "tgt_in"):
+            x, y = getattr(a, field), getattr(b, field)
+            changed = x != y
+            assert np.all(y[changed] == UNK_ID) and np.all(x[changed] != PAD_ID)
+            hidden[field].append(changed.sum() / (x[:, 1:] != PAD_ID).sum()
+                                 if field == "tgt_in" else changed.sum() / (x != PAD_ID).sum())
+    for field, shares in hidden.items():
+        assert 0.17 < np.mean(shares) < 0.23, (field, np.mean(shares))
+    def hidden_by_sentence(batches):  # tgt_out[:, 0] names the sentence (i + 4)
+        return {int(b.tgt_out[r, 0]): tuple(np.flatnonzero(b.src[r] == UNK_ID))
+                for b in batches for r in range(len(b.src))}
+    assert hidden_by_sentence(noisy) != hidden_by_sentence(other)  # a new draw every epoch
+    assert hidden_by_sentence(noisy) == hidden_by_sentence(
+        epoch(data.train_dataset(enc, batch_size=16, seed=7, word_dropout=0.2)))
+    with pytest.raises(ValueError, match="word_dropout"):
+        data.train_dataset(enc, batch_size=16, word_dropout=1.0)
 
 
 def test_plan_batches_keeps_partial_batches():

@@ -256,3 +256,13 @@ def test_trace_per_shape_traces_the_step_once_per_batch_shape(trace_per_shape):
         assert traces >= len(set(shapes)) == 5
     else:  # the first shape, then one trace with unknown dims serves the rest
         assert traces <= 3
+
+
+def test_word_dropout_reaches_the_trainers_batches(multi30k_slice, tmp_path):
+    config = tiny_config(multi30k_slice, num_train_steps=1)
+    noisy = config.replace(data={"word_dropout": 0.3})
+    unks = []
+    for i, c in enumerate((config, noisy)):
+        batch = next(iter(training.Trainer(c, str(tmp_path / f"run{i}")).epoch_dataset(0)))
+        unks.append(int(np.sum(batch.src.numpy() == 1)) + int(np.sum(batch.tgt_in.numpy() == 1)))
+    assert unks[0] == 0 and unks[1] > 0  # UNK_ID 1: byte fallback leaves none of its own

@@ -27,6 +27,8 @@ LEVERS = {
     "no_label_smoothing": ("label smoothing 0.1 -> 0", ["--label_smoothing=0"]),
     "variational_dropout": ("one dropout mask per sequence", ["--variational_dropout"]),
     "dropout_0.2": ("dropout 0.3 -> 0.2", ["--dropout=0.2"]),
+    "word_dropout_0.1": ("10 % of source and decoder-input pieces -> <unk> while training",
+                         ["--word_dropout=0.1"]),
     "tied_embeddings": ("source = target embeddings = softmax weights",
                         ["--share_embeddings", "--tie_output_embeddings"]),
     "subword_sampling": ("sentencepiece sampling while training, alpha 0.1",
