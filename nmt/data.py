@@ -158,12 +158,12 @@ def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
             raise ValueError(f"{name} must be >= 1 (got {value})")
     if not encoded.src_ids:
         raise ValueError("no sentence pairs to batch (all filtered out?)")
+    if not 0.0 <= word_dropout < 1.0:
+        raise ValueError(f"word_dropout must be in [0, 1) (got {word_dropout})")
     if sample_alpha > 0.0:
         src_ids, tgt_ids = _sampled_ids(encoded, sample_alpha, seed)
     else:
         src_ids, tgt_ids = encoded.src_ids, encoded.tgt_ids
-    if not 0.0 <= word_dropout < 1.0:
-        raise ValueError(f"word_dropout must be in [0, 1) (got {word_dropout})")
     src_values, src_lens = _flat(src_ids)
     tgt_values, tgt_lens = _flat(tgt_ids)
     tgt_in_values = tgt_values

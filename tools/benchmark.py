@@ -567,9 +567,10 @@ def measure(parts, work_dir, results):
     translating = [p for p in ("translate", "translate_bf16") if p in parts]
     if translating and not model_dir:
         raise app.UsageError("translate needs --model_dir or the train part")
-    for part in translating:
+    if translating:
         src = corpus_lib.read_lines(test_file("src"))
         ref = corpus_lib.read_lines(test_file("tgt"))
+    for part in translating:
         decode = bench_config().decode
         if part == "translate_bf16":
             decode = dataclasses.replace(decode, decode_precision="bf16")
