@@ -36,6 +36,7 @@ from absl import logging
 from nmt import devices
 from nmt import precision
 from nmt.config import ConfigError
+from nmt import data as data_lib
 from nmt.data import Batch
 from nmt.model import LossOutput
 from nmt.updates import apply_clipped_gradients
@@ -134,7 +135,8 @@ def distribute_dataset(strategy, dataset):
                 lambda j: shard_batch(batch, first + j, replicas))
 
         # Consecutive elements go to the worker's replicas in order.
-        return dataset.flat_map(slices).prefetch(tf.data.AUTOTUNE)
+        return data_lib.without_autotune(
+            dataset.flat_map(slices).prefetch(data_lib.PREFETCH_BATCHES))
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 

@@ -73,6 +73,14 @@ def test_seeds_change_order_and_same_seed_repeats():
     np.testing.assert_array_equal(fixed(0), fixed(1))
 
 
+def test_train_dataset_runs_without_the_autotuner():
+    """With tf.data's autotuner on, ending an epoch's iterator waited up to a minute for
+    the autotuner's next round (TF 2.21), so training stood idle at every epoch end."""
+    dataset = data.train_dataset(synthetic(), batch_size=16, seed=3)
+    assert dataset.options().autotune.enabled is False
+    assert dataset.map(lambda *batch: batch[0]).options().autotune.enabled is False
+
+
 def test_word_dropout_hides_source_and_decoder_input_pieces_but_never_the_targets():
     enc = synthetic(n=400)
     clean = epoch(data.train_dataset(enc, batch_size=16, seed=7))
