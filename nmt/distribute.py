@@ -33,10 +33,10 @@ import tempfile
 import tensorflow as tf
 from absl import logging
 
+from nmt import data as data_lib
 from nmt import devices
 from nmt import precision
 from nmt.config import ConfigError
-from nmt import data as data_lib
 from nmt.data import Batch
 from nmt.model import LossOutput
 from nmt.updates import apply_clipped_gradients
