@@ -5,6 +5,7 @@ import glob
 import gzip
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -118,13 +119,24 @@ def test_trainer_trains_and_resumes_under_mirrored(tmp_path):
 # Two worker processes on 127.0.0.1 running nmt-train with strategy=multi_worker.
 
 def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    """`count` ports free now, below the kernel's ephemeral range: a port from that range
+    can be taken, before its worker binds it, by an outgoing connection's source port
+    (even the other worker's own connection attempt to it: a TCP self-connect)."""
+    low = 32768
+    if os.path.exists("/proc/sys/net/ipv4/ip_local_port_range"):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    ports = []
+    for port in random.Random().sample(range(low // 2, low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports below {low}")
 
 
 def run_workers(tmp_path, prefix, out_dir, steps):
@@ -154,8 +166,9 @@ def run_workers(tmp_path, prefix, out_dir, steps):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    for proc, err in zip(procs, logs):
-        assert proc.returncode == 0, err[-3000:]
+    both = "\n\n".join(f"worker {index} (exit {proc.returncode}):\n{err[-3000:]}"
+                       for index, (proc, err) in enumerate(zip(procs, logs)))
+    assert all(proc.returncode == 0 for proc in procs), both
     return logs
 
 
