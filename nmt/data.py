@@ -20,6 +20,7 @@ destroying an iterator waits for the autotuner's next round, up to a minute in
 TensorFlow 2.21, so training stood idle for 0-60 s at the end of every epoch.
 """
 import collections
+import hashlib
 import itertools
 from typing import List, Optional, Sequence, Tuple
 
@@ -55,6 +56,16 @@ EncodedCorpus = collections.namedtuple("EncodedCorpus", [
 
 # What length filtering did: pairs kept, dropped, and kept after truncation.
 FilterStats = collections.namedtuple("FilterStats", ["kept", "dropped_too_long", "truncated"])
+
+
+def fingerprint(encoded: EncodedCorpus) -> int:
+    """A 63-bit digest of the kept pairs' ids: equal only if the corpus, the length
+    limits and the vocabularies encode the same training data."""
+    digest = hashlib.blake2b(digest_size=8)
+    for side in (encoded.src_ids, encoded.tgt_ids):
+        digest.update(np.asarray([len(ids) for ids in side], np.int64).tobytes())
+        digest.update(np.concatenate(side or [np.zeros(0, np.int32)]).tobytes())
+    return int.from_bytes(digest.digest(), "little") >> 1
 
 
 def _round_up(n, multiple):

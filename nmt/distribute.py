@@ -18,6 +18,10 @@ seed, same resume position), and each worker's input pipeline keeps only the
 slices of its own replicas: the input is sharded per worker, and every worker
 runs the same number of steps (no collective waits on a worker out of data).
 
+Before the first step the workers compare a fingerprint of their encoded training
+data (check_workers_agree): each trains or loads its own sentencepiece model, and
+a different corpus, flag or sentencepiece version would otherwise go unnoticed.
+
 Checkpoints. Only the chief writes to the run dir; the other workers write their
 checkpoints, logs and summaries to a temporary dir, and every worker resumes from
 the chief's latest checkpoint (so the run dir must be shared, e.g. NFS or GCS).
@@ -107,6 +111,20 @@ def any_worker(strategy, flag):
         return flag
     votes = strategy.run(lambda: tf.constant(float(flag)))
     return bool(strategy.reduce(SUM, votes, axis=None) > 0)
+
+
+def check_workers_agree(strategy, what, value):
+    """Raises ConfigError on every worker unless all workers hold the same int `value`
+    (a fingerprint of `what`); a no-op on one machine. Workers that build different
+    batches would train one model on inconsistent token ids without any error."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    local = strategy.run(lambda: tf.constant([value], tf.int64))
+    values = strategy.gather(local, axis=0).numpy().tolist()
+    if len(set(values)) > 1:
+        raise ConfigError(f"the workers disagree on {what} (fingerprints per replica: "
+                          f"{', '.join(f'{v:x}' for v in values)}); every worker needs the "
+                          "same corpus files, flags and sentencepiece version")
 
 
 def shard_batch(batch, index, count):

@@ -118,6 +118,8 @@ class Trainer:
         logging.info("training pairs: %d kept, %d dropped as longer than %d/%d pieces, "
                      "%d skipped with an empty side", stats.kept, stats.dropped_too_long,
                      d.max_src_len, d.max_tgt_len, self.train_corpus.skipped_empty)
+        distribute.check_workers_agree(self.strategy, "the encoded training data",
+                                       data_lib.fingerprint(self.encoded))
         tf.random.set_seed(config.train.seed)
         if config.train.deterministic:  # process-wide; on GPU, cuDNN and atomics need it
             tf.config.experimental.enable_op_determinism()

@@ -140,6 +140,24 @@ def test_encode_corpus_counts_dropped_and_truncated(real):
     assert max(map(len, enc.src_ids)) <= 15 and max(map(len, enc.tgt_ids)) <= 18
 
 
+def test_fingerprint_tells_apart_ids_pair_boundaries_and_sides():
+    base = synthetic(n=50)
+    same = synthetic(n=50)
+    assert data.fingerprint(base) == data.fingerprint(same)
+    assert 0 <= data.fingerprint(base) < 2 ** 63  # fits a signed int64 collective
+    one_id = synthetic(n=50)
+    one_id.tgt_ids[30] = one_id.tgt_ids[30].copy()
+    one_id.tgt_ids[30][0] += 1
+    assert data.fingerprint(one_id) != data.fingerprint(base)
+    moved = synthetic(n=50)  # the same ids in sequence, one boundary moved
+    moved.src_ids[0], moved.src_ids[1] = (moved.src_ids[0][:-1],
+                                          np.r_[moved.src_ids[0][-1:], moved.src_ids[1]])
+    assert np.array_equal(np.concatenate(moved.src_ids), np.concatenate(base.src_ids))
+    assert data.fingerprint(moved) != data.fingerprint(base)
+    swapped = base._replace(src_ids=base.tgt_ids, tgt_ids=base.src_ids)
+    assert data.fingerprint(swapped) != data.fingerprint(base)
+
+
 def test_sampling_changes_segmentation_across_epochs_not_text(real):
     pc, src_vocab, tgt_vocab = real
     enc, _ = data.encode_corpus(pc, src_vocab, tgt_vocab, 40, 40)

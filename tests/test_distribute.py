@@ -139,8 +139,10 @@ def free_ports(count):
     raise RuntimeError(f"no {count} free ports below {low}")
 
 
-def run_workers(tmp_path, prefix, out_dir, steps):
-    """Runs both workers to the end (or kills them at the timeout); -> their stderr."""
+def run_workers(tmp_path, prefix, out_dir, steps, worker_flags=((), ()), succeed=True):
+    """Runs both workers to the end (or kills them at the timeout), worker i with its
+    own worker_flags[i] too; asserts all succeed, or with succeed=False that all fail.
+    -> their stderr."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     flags = [f"--train_prefix={prefix}", f"--out_dir={out_dir}", "--strategy=multi_worker",
              f"--num_train_steps={steps}", "--logtostderr"]
@@ -153,9 +155,9 @@ def run_workers(tmp_path, prefix, out_dir, steps):
         env = dict(os.environ, TMPDIR=str(scratch), CUDA_VISIBLE_DEVICES="",
                    TF_CONFIG=json.dumps({"cluster": cluster,
                                          "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen([sys.executable, "-m", "nmt.cli.train", *flags], env=env,
-                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        command = [sys.executable, "-m", "nmt.cli.train", *flags, *worker_flags[index]]
+        procs.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
     logs = []
     try:
         for proc in procs:
@@ -168,7 +170,7 @@ def run_workers(tmp_path, prefix, out_dir, steps):
                 proc.wait()
     both = "\n\n".join(f"worker {index} (exit {proc.returncode}):\n{err[-3000:]}"
                        for index, (proc, err) in enumerate(zip(procs, logs)))
-    assert all(proc.returncode == 0 for proc in procs), both
+    assert all((proc.returncode == 0) == succeed for proc in procs), both
     return logs
 
 
@@ -203,3 +205,12 @@ def test_two_workers_stay_in_sync_and_resume_from_the_chief(tmp_path):
     worker = model_weights(worker_dir)
     for name in chief:
         np.testing.assert_array_equal(chief[name], worker[name], err_msg=name)
+
+
+def test_workers_that_encode_different_training_data_stop_before_training(tmp_path):
+    prefix = write_tiny_corpus(str(tmp_path))
+    logs = run_workers(tmp_path, prefix, str(tmp_path / "run"), steps=2,
+                       worker_flags=((), ("--max_tgt_len=12",)), succeed=False)
+    for err in logs:
+        assert "the workers disagree on the encoded training data" in err, err[-3000:]
+        assert " tgt tokens/s" not in err  # no training step ran
