@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -139,6 +140,17 @@ def free_ports(count):
     raise RuntimeError(f"no {count} free ports below {low}")
 
 
+def worker_report(tmp_path, index, returncode, err):
+    """A worker's exit, its fatal lines (a C++ CHECK or abort comes long before the
+    Python stack dump) and its log's tail; the whole log is kept in tmp_path."""
+    path = tmp_path / f"worker{index}.log"
+    path.write_text(err)
+    fatal = [line for line in err.splitlines()
+             if re.match(r"[FE]\d{4} |Fatal Python error|.*Check failed", line)]
+    return (f"worker {index} (exit {returncode}, whole log in {path}):\n"
+            + "\n".join(fatal[:20]) + "\n...\n" + err[-2000:])
+
+
 def run_workers(tmp_path, prefix, out_dir, steps, worker_flags=((), ()), succeed=True):
     """Runs both workers to the end (or kills them at the timeout), worker i with its
     own worker_flags[i] too; asserts all succeed, or with succeed=False that all fail.
@@ -168,9 +180,9 @@ def run_workers(tmp_path, prefix, out_dir, steps, worker_flags=((), ()), succeed
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    both = "\n\n".join(f"worker {index} (exit {proc.returncode}):\n{err[-3000:]}"
-                       for index, (proc, err) in enumerate(zip(procs, logs)))
-    assert all((proc.returncode == 0) == succeed for proc in procs), both
+    assert all((proc.returncode == 0) == succeed for proc in procs), "\n\n".join(
+        worker_report(tmp_path, index, proc.returncode, err)
+        for index, (proc, err) in enumerate(zip(procs, logs)))
     return logs
 
 
