@@ -61,6 +61,12 @@ def make_strategy(config):
     if "TF_CONFIG" not in os.environ:
         raise ConfigError("strategy=multi_worker needs the cluster in the TF_CONFIG "
                           "environment variable (see docs/distributed.md)")
+    if not tf.config.list_physical_devices("GPU"):
+        # CPU-only workers run one op at a time: the oneDNN heap corruption of split CPUs
+        # (devices.split_cpu) also struck CPU workers, as "malloc(): mismatching
+        # next->prev_size" inside a step (docs/distributed.md).
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        logging.info("multi_worker without GPUs: one op at a time (inter-op parallelism 1)")
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     logging.info("MultiWorkerMirroredStrategy: %s, %d replicas in sync",
                  json.loads(os.environ["TF_CONFIG"]).get("task"), strategy.num_replicas_in_sync)
