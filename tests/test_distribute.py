@@ -141,12 +141,14 @@ def free_ports(count):
 
 
 def worker_report(tmp_path, index, returncode, err):
-    """A worker's exit, its fatal lines (a C++ CHECK or abort comes long before the
-    Python stack dump) and its log's tail; the whole log is kept in tmp_path."""
+    """A worker's exit, its fatal lines (a C++ CHECK, an error log line or glibc's heap
+    check comes long before the Python stack dump) and its log's tail; the whole log is
+    kept in tmp_path."""
     path = tmp_path / f"worker{index}.log"
     path.write_text(err)
     fatal = [line for line in err.splitlines()
-             if re.match(r"[FE]\d{4} |Fatal Python error|.*Check failed", line)]
+             if re.match(r"[FE]\d{4} |Fatal Python error|.*Check failed|"
+                         r"(malloc|free|realloc)\(\): |corrupted |double free", line)]
     return (f"worker {index} (exit {returncode}, whole log in {path}):\n"
             + "\n".join(fatal[:20]) + "\n...\n" + err[-2000:])
 
