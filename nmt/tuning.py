@@ -14,6 +14,11 @@ not decoded again); their rows say which row they copy.
 Writes a Markdown and a JSON table (default RUN_DIR/tuning.md and
 RUN_DIR/tuning.json, both whole or not at all). The best setting is the row
 with the highest cased BLEU (the first such row on a tie).
+
+`score_with_val_pick` (recipes/multi30k.py --tune_decoding) then scores every
+shipped set with that row's model and setting, so the reported test figures
+come from choices made on val alone; a mean of checkpoints is first written
+out as a model dir of its own, RUN_DIR/averaged, that nmt-translate can load.
 """
 import dataclasses
 import datetime
@@ -38,19 +43,19 @@ def weights_fingerprint(model):
 
 
 def model_variants(run_dir, checkpoint, average_last):
-    """Yields (label, model, checkpoint paths) for the --checkpoint model, then the mean
-    of each last K; also (label, None, reason) for a K that cannot be averaged."""
+    """Yields (label, k, model, checkpoint paths) for the --checkpoint model (k None), then
+    the mean of each last k; also (label, k, None, reason) for a k that cannot be averaged."""
     path = model_dir_lib.checkpoint_path(run_dir, checkpoint)
     _, model, _, _ = model_dir_lib.load(run_dir, path)
-    yield f"{checkpoint} ({_short(path)})", model, [path]
+    yield f"{checkpoint} ({_short(path)})", None, model, [path]
     for k in average_last:
         try:
             _, model, _, _, paths = checkpoints.average_model(run_dir, k)
         except ModelDirError as e:
-            yield f"mean of last {k}", None, str(e)
+            yield f"mean of last {k}", k, None, str(e)
             continue
         names = ", ".join(os.path.basename(p) for p in paths)
-        yield f"mean of last {k} ({names})", model, paths
+        yield f"mean of last {k} ({names})", k, model, paths
 
 
 def _short(path):
@@ -78,13 +83,13 @@ def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
     src_vocab, tgt_vocab = model_dir_lib.load_vocabs(run_dir, config)
     dev = report.dev_set(report.resolve_data_dir(run_dir, config.data, data_dir), config.data)
     rows, skipped, done = [], [], {}  # done: search key -> index of the row that ran it
-    for label, model, paths in model_variants(run_dir, checkpoint, average_last):
+    for label, k, model, paths in model_variants(run_dir, checkpoint, average_last):
         if model is None:
             skipped.append(f"{label}: {paths}")
             continue
         fingerprint = weights_fingerprint(model)
         for beam, alpha, beta in grid(beam_sizes, length_penalties, coverage_penalties):
-            row = {"model": label, "checkpoints": paths, "beam_size": beam,
+            row = {"model": label, "average_last": k, "checkpoints": paths, "beam_size": beam,
                    "length_penalty": alpha, "coverage_penalty": beta}
             key = search_key(fingerprint, beam, alpha, beta)
             if key in done:
@@ -108,7 +113,8 @@ def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
     if not rows:
         raise ModelDirError(f"{run_dir}: nothing to tune ({'; '.join(skipped)})")
     best = max(range(len(rows)), key=lambda i: (rows[i]["bleu"], -i))
-    record = {"run_dir": os.path.abspath(run_dir), "dev_set": dev.name,
+    record = {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint,
+              "dev_set": dev.name,
               "dev_src": os.path.abspath(dev.src_path), "dev_ref": os.path.abspath(dev.ref_path),
               "run_decode": dataclasses.asdict(config.decode),
               "date": datetime.date.today().isoformat(), "signatures": signatures,
@@ -117,6 +123,36 @@ def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
     report.write_tables(markdown, record, output_md or os.path.join(run_dir, "tuning.md"),
                         output_json or os.path.join(run_dir, "tuning.json"))
     return record, markdown
+
+
+AVERAGED_DIR = "averaged"  # RUN_DIR/averaged: the mean of checkpoints val picked
+
+
+def score_with_val_pick(run_dir, data_dir=None, length_penalties=(0.6, 1.0),
+                        average_last=(5,)):
+    """Tunes the length penalty and the model (RUN_DIR/best or the mean of the last k
+    checkpoints) on the dev set at the run's beam size and coverage penalty, then scores
+    every shipped set with the dev set's pick (report.score_run_dir), writing
+    RUN_DIR/scores.{md,json} and RUN_DIR/scores/. -> (tune record, score record, markdown)"""
+    decode = model_dir_lib.load_config(run_dir).decode
+    tuned, _ = tune(run_dir, "best", data_dir, beam_sizes=[decode.beam_size],
+                    length_penalties=length_penalties,
+                    coverage_penalties=[decode.coverage_penalty], average_last=average_last)
+    pick = tuned["rows"][tuned["best"]]
+    model_dir, checkpoint = run_dir, "best"
+    if pick["average_last"] is not None:
+        model_dir, checkpoint = os.path.join(run_dir, AVERAGED_DIR), "latest"
+        checkpoints.average_checkpoints(run_dir, pick["average_last"], model_dir)
+    record, markdown = report.score_run_dir(
+        model_dir, checkpoint, data_dir,
+        {"beam_size": pick["beam_size"], "length_penalty": pick["length_penalty"],
+         "coverage_penalty": pick["coverage_penalty"]},
+        output_md=os.path.join(run_dir, "scores.md"),
+        output_json=os.path.join(run_dir, "scores.json"),
+        hyp_dir=os.path.join(run_dir, "scores"))
+    note = (f"Picked on {tuned['dev_set']} only (RUN_DIR/tuning.md, row {tuned['best']}): "
+            f"{pick['model']}, length penalty {pick['length_penalty']}.")
+    return tuned, record, note + "\n\n" + markdown
 
 
 def format_markdown(record):

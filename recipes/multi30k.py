@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from nmt import devices, model_dir as model_dir_lib, report, training
+from nmt import devices, model_dir as model_dir_lib, report, training, tuning
 from nmt.cli import common
 from nmt.cli.flags import define_config_flags, overrides_from_flags
 
@@ -60,6 +60,9 @@ flags.DEFINE_enum("preset", "default", sorted(PRESETS), "Named setup.")
 flags.DEFINE_string("out_dir", None, "Run dir (default runs/multi30k-PRESET-SRC-TGT).")
 flags.DEFINE_bool("score_test_sets", True, "After training, score the best checkpoint on every "
                   "shipped set (off: training and its val evaluations only, e.g. for ablations).")
+flags.DEFINE_bool("pick_on_val", False, "Before scoring, pick the model (the best checkpoint "
+                  "or the mean of the last 5) and the length penalty (0.6 or 1.0) on val, and "
+                  "score every set with val's pick (nmt.tuning.score_with_val_pick).")
 CONFIG_FLAGS = define_config_flags(
     ["data", "model", "train", "decode"],
     rename={"decode.batch_size": "decode_batch_size", "decode.batch_tokens": "decode_batch_tokens"},
@@ -97,7 +100,11 @@ def main(argv):
             logging.info("--noscore_test_sets: not scoring; val evaluations are in %s",
                          os.path.join(out_dir, model_dir_lib.LOG_FILE))
             return
-        record, markdown = report.score_run_dir(out_dir, "best", data_dir=DATA_DIR)
+        if FLAGS.pick_on_val:
+            tuned, record, markdown = tuning.score_with_val_pick(out_dir, data_dir=DATA_DIR)
+            record["picked_on_val"] = tuned["rows"][tuned["best"]]
+        else:
+            record, markdown = report.score_run_dir(out_dir, "best", data_dir=DATA_DIR)
         result = {"preset": FLAGS.preset, "src": config.data.src, "tgt": config.data.tgt,
                   "train_minutes": minutes, "train_tokens_per_s": tokens_per_s,
                   "parameters": params, "scores": record}

@@ -2,7 +2,9 @@
 the table, shared searches really are equal, only the dev set is read."""
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
 import sacrebleu
 
@@ -108,3 +110,47 @@ def test_best_is_the_argmax_of_its_own_table(tiny_run, tmp_path, monkeypatch):
         assert r["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score
         assert r["bleu_lc"] == evaluation.score(hyps, refs).bleu_lc
     assert sorted(os.listdir(tmp_path)) == ["t.json", "t.md"]
+
+
+@pytest.mark.parametrize("forced_average", [None, 2])
+def test_every_set_is_scored_with_the_model_and_setting_val_picked(
+        tiny_run, tmp_path, monkeypatch, forced_average):
+    """Whichever row val picks (forced here to the best checkpoint, then to the mean of
+    the last 2), the scored dev set reproduces that row's numbers exactly, so the test
+    sets were translated by the same model with the same setting."""
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(tiny_run.run_dir, run_dir)
+    real_tune = tuning.tune
+
+    def tune_then_force(*args, **kwargs):
+        record, markdown = real_tune(*args, **kwargs)
+        record["best"] = [r["average_last"] for r in record["rows"]].index(forced_average)
+        return record, markdown
+
+    monkeypatch.setattr(tuning, "tune", tune_then_force)
+    tuned, record, markdown = tuning.score_with_val_pick(
+        run_dir, tiny_run.data_dir, length_penalties=[0.0, 1.0], average_last=[2])
+    pick = tuned["rows"][tuned["best"]]
+    assert [r["beam_size"] for r in tuned["rows"]] == [2] * 4  # the run's beam
+    assert record["decode"]["length_penalty"] == pick["length_penalty"]
+    dev = [e for e in record["sets"] if e["role"] == "dev"]
+    assert len(dev) == 1 and (dev[0]["bleu"], dev[0]["chrf"]) == (pick["bleu"], pick["chrf"])
+    config = model_dir_lib.load_config(run_dir)
+    assert [e["name"] for e in record["sets"]] == [
+        s.name for s in report.eval_sets(tiny_run.data_dir, config.data)]
+    averaged_dir = os.path.join(run_dir, tuning.AVERAGED_DIR)
+    if forced_average is None:
+        assert record["checkpoint"] == model_dir_lib.checkpoint_path(run_dir, "best")
+        assert not os.path.exists(averaged_dir)
+    else:
+        assert record["checkpoint"].startswith(averaged_dir)
+        _, saved, _, _ = model_dir_lib.load(averaged_dir, "latest")
+        _, mean, _, _, _ = checkpoints.average_model(run_dir, 2)
+        for a, b in zip(saved.trainable_variables, mean.trainable_variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with open(os.path.join(run_dir, "scores.json")) as f:
+        assert json.load(f) == record
+    assert markdown.startswith(f"Picked on val only (RUN_DIR/tuning.md, row {tuned['best']}): "
+                               f"{pick['model']}")
+    for e in record["sets"]:
+        assert os.path.dirname(e["hypotheses"]) == os.path.join(run_dir, "scores")
