@@ -165,7 +165,8 @@ class Seq2Seq(tf.Module):
                                         max_length, length_penalty=length_penalty,
                                         coverage_penalty=coverage_penalty,
                                         num_hypotheses=num_hypotheses, source_length=src_len,
-                                        context=context, compact=compact)
+                                        context=context, compact=compact,
+                                        max_lengths=state.get("limit"))
         return Translation(*result)
 
 

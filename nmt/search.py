@@ -342,7 +342,7 @@ _BeamConfig = collections.namedtuple("_BeamConfig", [
 
 def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, max_length,
                 length_penalty=0.0, coverage_penalty=0.0, num_hypotheses=1,
-                source_length=None, context=None, compact=True):
+                source_length=None, context=None, compact=True, max_lengths=None):
     """Beam search with GNMT length and coverage penalties (Wu et al. 2016 §7).
 
     step_fn(ids [n] int32, state[, rows][, context]) -> (logits [n, vocab], state),
@@ -360,9 +360,11 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
 
     Stopping rule: a sentence is done when its finished set is full and no
     alive hypothesis can beat the worst finished score: best alive log-prob
-    / lp(max_length) <= worst finished score. Log-probs (<= 0) only decrease,
-    lp grows with length and the coverage penalty is <= 0, so this bound (as
-    in GNMT / tensor2tensor) is tight without penalties and safe with them.
+    / lp(L) <= worst finished score, where L is the longest length the
+    sentence can return: max_length, or its max_lengths entry if smaller.
+    Log-probs (<= 0) only decrease, lp grows with length and the coverage
+    penalty is <= 0, so this bound (as in GNMT / tensor2tensor) is tight
+    without penalties and safe with them.
     The loop stops when every sentence is done, or after max_length steps
     (eos step counted).
 
@@ -378,6 +380,11 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
       context: optional nested per-sentence tensors [batch, ...] for step_fn
         (see the module docstring).
       compact: drop done sentences' rows as they accumulate (module docstring).
+      max_lengths: optional [batch] int, a bound on each sentence's returned
+        length that step_fn guarantees (e.g. it forces eos after so many
+        tokens). With length_penalty > 0 it tightens the stopping rule, so a
+        sentence stops as soon as its result is settled instead of running
+        its alive hypotheses out to their forced eos; the result is the same.
 
     Returns SearchResult: ids [batch, num_hypotheses, max_length] int32,
     scores [batch, num_hypotheses] float32, lengths [batch, num_hypotheses] int32.
@@ -400,16 +407,20 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
 
     step = _scoring_step(step_fn, context is not None)
 
-    def search(state, source_length, context):
+    def search(state, source_length, context, max_lengths):
         source_mask = _source_mask(state, source_length, config)
+        longest = (max_length if max_lengths is None
+                   else tf.minimum(tf.cast(max_lengths, tf.int32), max_length))
+        lp_longest = gnmt_length_penalty(longest, config.alpha)  # [] or [batch]
         loop = _initial_beam_loop(state, context, config)
-        loop = _while_loop(lambda loop: _beam_not_done(loop, config),
-                           lambda loop: _beam_step(loop, step, source_mask, config, compact),
+        loop = _while_loop(lambda loop: _beam_not_done(loop, config, lp_longest),
+                           lambda loop: _beam_step(loop, step, source_mask, config, compact,
+                                                   lp_longest),
                            loop, max_length, compact)
         return _beam_result(loop, source_mask, config)
 
     return _run_as_graph(search, initial_state, source_length,
-                         () if context is None else context)
+                         () if context is None else context, max_lengths)
 
 
 def _source_mask(state, source_length, config):
@@ -443,7 +454,7 @@ def _initial_beam_loop(state, context, config):
                            for width in (2 * beam, 2 * beam, beam))))
 
 
-def _sentence_done(loop, config):
+def _sentence_done(loop, config, lp_longest):
     """[batch] bool: no alive hypothesis can still enter the full finished set.
 
     Once true it stays true: alive log-probs only fall and the worst finished
@@ -451,20 +462,20 @@ def _sentence_done(loop, config):
     its later steps are skipped (its candidates score -inf).
     """
     best_alive = tf.reduce_max(loop.alive_log_prob, axis=1)  # [batch]
-    bound = best_alive / gnmt_length_penalty(config.max_length, config.alpha)
+    bound = best_alive / lp_longest  # lp of the longest length the sentence can return
     worst_finished = loop.finished_scores[:, -1]  # [batch], -inf while not full
     return bound <= worst_finished
 
 
-def _beam_not_done(loop, config):
+def _beam_not_done(loop, config, lp_longest):
     """False once every sentence is done (see beam_search's stopping rule)."""
-    return tf.logical_not(tf.reduce_all(_sentence_done(loop, config)))
+    return tf.logical_not(tf.reduce_all(_sentence_done(loop, config, lp_longest)))
 
 
-def _beam_step(loop, step, source_mask, config, compact):
+def _beam_step(loop, step, source_mask, config, compact, lp_longest):
     batch, beam = config.batch_size, config.beam_size
     carried = loop.carried
-    live = tf.gather(~_sentence_done(loop, config), carried.slots)  # [A]
+    live = tf.gather(~_sentence_done(loop, config, lp_longest), carried.slots)  # [A]
     live = tf.cast(tf.where(live)[:, 0], tf.int32)  # [m] carried sentences not done
     sentences = tf.gather(carried.slots, live)  # [m] their batch index
     rows = tf.reshape(live[:, None] * beam + tf.range(beam)[None, :], [-1])  # [m*beam]
@@ -526,7 +537,8 @@ def _beam_step(loop, step, source_mask, config, compact):
                          history.origins.write(loop.step, origins),
                          history.keep.write(loop.step, keep)))
     if compact:
-        loop = loop._replace(carried=_compact(loop.carried, ~_sentence_done(loop, config), beam))
+        loop = loop._replace(carried=_compact(loop.carried,
+                                              ~_sentence_done(loop, config, lp_longest), beam))
     return loop
 
 

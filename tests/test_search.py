@@ -434,3 +434,44 @@ def test_logits_need_not_be_normalised():
         np.testing.assert_array_equal(got.ids.numpy(), want.ids.numpy())
         np.testing.assert_array_equal(got.lengths.numpy(), want.lengths.numpy())
         np.testing.assert_allclose(got.scores.numpy(), want.scores.numpy(), rtol=1e-5)
+
+
+class ForcedEosLM(PrefixLM):
+    """PrefixLM that forces eos once a hypothesis has limit[sentence] tokens, as the
+    model does with max_length_ratio, and counts the steps it runs."""
+
+    def __init__(self, log_probs, limits):
+        super().__init__(log_probs)
+        self.limits = tf.constant(limits, tf.int32)
+        self.steps = tf.Variable(0)
+
+    def step_fn(self, ids, state):
+        self.steps.assign_add(1)
+        log_probs, new_state = super().step_fn(ids, state)
+        must_end = (state["step"] >= tf.gather(self.limits, state["sentence"]))[:, None]
+        eos_only = tf.where(tf.range(self.vocab) == EOS, 0.0, -1e9)[None, :]
+        return tf.where(must_end, eos_only, log_probs), new_state
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_per_sentence_length_bounds_stop_sooner_with_the_same_result(length_penalty):
+    max_length, limits = 8, [5, 6, 7]
+    lm = ForcedEosLM(random_table(3, 4, max_length, eos_bias=2.0, seed=19), limits)
+
+    def run(max_lengths):
+        lm.steps.assign(0)
+        result = search.beam_search(lm.step_fn, lm.initial_state([0, 1, 2]), 3, BOS, EOS, 3,
+                                    max_length, length_penalty=length_penalty,
+                                    num_hypotheses=2, max_lengths=max_lengths)
+        return [t.numpy() for t in result], int(lm.steps.numpy())
+
+    (ids, scores, lengths), bounded_steps = run(tf.constant(limits))
+    (want_ids, want_scores, want_lengths), steps = run(None)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(lengths, want_lengths)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+    assert lengths.max(axis=1).tolist() <= limits  # the bounds hold
+    if length_penalty:  # lp(8) bounds more loosely than lp(limit): the loop ran on
+        assert bounded_steps < steps
+    else:  # without a length penalty the bound is already tight
+        assert bounded_steps == steps
