@@ -44,10 +44,15 @@ class Ensemble(tf.Module):
             log_probs = tf.stack([tf.nn.log_softmax(logits)
                                   for logits, _ in outputs])  # [models, n, vocab]
             new_states = tuple(s for _, s in outputs)
-            return (tf.reduce_logsumexp(log_probs, axis=0) - log_m,
-                    {"models": new_states, "alignments": _mean_alignments(new_states)})
+            new_state = {"models": new_states, "alignments": _mean_alignments(new_states)}
+            if "limit" in state:
+                new_state["limit"] = state["limit"]
+            return tf.reduce_logsumexp(log_probs, axis=0) - log_m, new_state
 
-        return step_fn, {"models": states, "alignments": _mean_alignments(states)}, contexts
+        state = {"models": states, "alignments": _mean_alignments(states)}
+        if max_length_ratio is not None:  # every model forces eos at this same limit,
+            state["limit"] = states[0]["limit"]  # which bounds beam search (Seq2Seq.translate)
+        return step_fn, state, contexts
 
     # The search dispatch (greedy or beam, penalties) is Seq2Seq's, over our search_inputs.
     translate = Seq2Seq.translate

@@ -29,6 +29,21 @@ def test_ensemble_of_copies_equals_model(tiny_model_dir, batch, beam_size):
     np.testing.assert_allclose(double.scores.numpy(), single.scores.numpy(), rtol=1e-5)
 
 
+def test_ensemble_hands_the_models_length_limit_to_the_search(tiny_model_dir, batch):
+    """The limit bounds beam search's stopping rule (nmt.search max_lengths)."""
+    model_dir, _, _ = tiny_model_dir
+    _, model, _, _ = model_dir_lib.load(model_dir, "last")
+    _, state, _ = model.search_inputs(*batch, max_length_ratio=2.0)
+    step_fn, ensemble_state, contexts = Ensemble([model, model]).search_inputs(
+        *batch, max_length_ratio=2.0)
+    np.testing.assert_array_equal(ensemble_state["limit"].numpy(), state["limit"].numpy())
+    ids = tf.fill([2], 2)
+    _, new_state = step_fn(ids, ensemble_state, context=contexts)
+    assert tf.nest.map_structure(lambda t: t.shape, new_state) == \
+        tf.nest.map_structure(lambda t: t.shape, ensemble_state)  # a loop-carried structure
+    assert "limit" not in Ensemble([model]).search_inputs(*batch)[1]
+
+
 def test_ensemble_forced_scores_of_copies_equal_model(tiny_model_dir):
     model_dir, _, _ = tiny_model_dir
     _, model, _, _ = model_dir_lib.load(model_dir, "last")
