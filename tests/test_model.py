@@ -74,6 +74,35 @@ def test_smoothed_cross_entropy_matches_numpy():
     np.testing.assert_allclose(plain.numpy(), nll, rtol=1e-5)
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_smoothed_cross_entropy_gradient_matches_tensorflow_ops(eps):
+    """The hand-written gradient equals autodiff through TensorFlow's own ops, for any
+    upstream of both outputs, and with the NLL output unused (as when training)."""
+    rng = np.random.default_rng(1)
+    logits = tf.constant(rng.normal(size=(3, 4, 9)).astype(np.float32) * 3.0)
+    labels = tf.constant(rng.integers(0, 9, size=(3, 4)).astype(np.int32))
+    up_smoothed, up_nll = (tf.constant(rng.normal(size=(3, 4)).astype(np.float32))
+                           for _ in range(2))
+
+    def reference(lg):
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=lg)
+        return (1 - eps) * nll + eps * tf.reduce_mean(-tf.nn.log_softmax(lg), -1), nll
+
+    @tf.function
+    def gradients(loss_fn):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(logits)
+            smoothed, nll = loss_fn(logits)
+            both = tf.reduce_sum(smoothed * up_smoothed + nll * up_nll)
+            smoothed_only = tf.reduce_sum(smoothed * up_smoothed)
+        return tape.gradient(both, logits), tape.gradient(smoothed_only, logits)
+
+    want = gradients(reference)
+    got = gradients(lambda lg: smoothed_cross_entropy(lg, labels, eps))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_loss_sums_valid_target_tokens():
     model = _model()
     batch = _batch(_pairs(0, [5, 2, 4], [3, 6, 1]), src_time=8, tgt_time=10)
