@@ -17,7 +17,7 @@ from nmt import devices as devices_lib
 from nmt import rnn
 from nmt.attention import build_attention
 from nmt.encoder import make_cell
-from nmt.layers import Dense
+from nmt.layers import Dense, add_bias
 from nmt.precision import read
 
 
@@ -179,7 +179,8 @@ class AttentionDecoder(tf.Module):
         if self.output_layer is not None:
             return self.output_layer(outputs)
         table = read(self.embedding.table, outputs)
-        return tf.tensordot(outputs, table, axes=[[-1], [1]]) + read(self.output_bias, outputs)
+        return add_bias(tf.tensordot(outputs, table, axes=[[-1], [1]]),
+                        read(self.output_bias, outputs))
 
     def teacher_forced(self, encoder_output, tgt_in, training=False, return_alignments=False):
         """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, output_size]` (and alignments

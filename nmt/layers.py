@@ -6,6 +6,20 @@ from nmt.cells import glorot_uniform
 from nmt.precision import read
 
 
+@tf.custom_gradient
+def add_bias(x, bias):
+    """x `[..., units]` + bias `[units]`, whose gradient sums over the rows with one
+    matmul (ones @ dy). TensorFlow's gradient of a broadcast add is a column
+    reduction, about 5x slower on a CPU: 10 ms of a benchmark-model training step
+    went to it for the [1,100, 8,000] logits alone."""
+    def grad(dy):
+        rows = tf.reshape(dy, [-1, tf.shape(dy)[-1]])
+        ones = tf.ones([1, tf.shape(rows)[0]], dy.dtype)
+        return dy, tf.reshape(tf.matmul(ones, rows), tf.shape(bias))
+
+    return x + bias, grad
+
+
 class Dense(tf.Module):
     """y = activation(x @ kernel + bias); x `[..., input_size]` -> `[..., units]`, in x's dtype."""
 
@@ -28,7 +42,7 @@ class Dense(tf.Module):
         else:
             y = tf.tensordot(x, kernel, axes=1)
         if self.bias is not None:
-            y = y + read(self.bias, y)
+            y = add_bias(y, read(self.bias, y))
         return self.activation(y) if self.activation else y
 
 

@@ -1,8 +1,9 @@
 """Dense and Embedding against NumPy; seeded initialisation."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from nmt.layers import Dense, Embedding
+from nmt.layers import Dense, Embedding, add_bias
 
 
 def test_dense_matches_numpy_for_any_rank():
@@ -35,3 +36,24 @@ def test_embedding_lookup_and_dtype_cast():
     np.testing.assert_array_equal(embedding(tf.constant(ids)).numpy(), embedding.table.numpy()[ids])
     dense = Dense(4, 2)
     assert dense(tf.ones([1, 4], tf.float16)).dtype == tf.float16
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (2, 3, 7)])
+def test_add_bias_gradient_equals_the_broadcast_add_gradient(shape):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype(np.float32))
+    bias = tf.constant(rng.normal(size=shape[-1:]).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+
+    def gradients(plain):
+        @tf.function
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch([x, bias])
+                y = x + bias if plain else add_bias(x, bias)
+                loss = tf.reduce_sum(y * upstream)
+            return (y,) + tuple(tape.gradient(loss, [x, bias]))
+        return run()
+
+    for got, want in zip(gradients(plain=False), gradients(plain=True)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)

@@ -75,12 +75,17 @@ def test_smoothed_cross_entropy_matches_numpy():
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_smoothed_cross_entropy_gradient_matches_tensorflow_ops(eps):
+@pytest.mark.parametrize("unlikely_target", [False, True])
+def test_smoothed_cross_entropy_gradient_matches_tensorflow_ops(eps, unlikely_target):
     """The hand-written gradient equals autodiff through TensorFlow's own ops, for any
-    upstream of both outputs, and with the NLL output unused (as when training)."""
+    upstream of both outputs, and with the NLL output unused (as when training);
+    also when a target's probability is too small for -log p (about 1e-44 here)."""
     rng = np.random.default_rng(1)
-    logits = tf.constant(rng.normal(size=(3, 4, 9)).astype(np.float32) * 3.0)
-    labels = tf.constant(rng.integers(0, 9, size=(3, 4)).astype(np.int32))
+    logits = rng.normal(size=(3, 4, 9)).astype(np.float32) * 3.0
+    labels = rng.integers(0, 9, size=(3, 4)).astype(np.int32)
+    if unlikely_target:
+        logits[1, 2, labels[1, 2]] -= 100.0
+    logits, labels = tf.constant(logits), tf.constant(labels)
     up_smoothed, up_nll = (tf.constant(rng.normal(size=(3, 4)).astype(np.float32))
                            for _ in range(2))
 
@@ -101,6 +106,8 @@ def test_smoothed_cross_entropy_gradient_matches_tensorflow_ops(eps):
     got = gradients(lambda lg: smoothed_cross_entropy(lg, labels, eps))
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    for g, w in zip(smoothed_cross_entropy(logits, labels, eps), reference(logits)):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5)
 
 
 def test_loss_sums_valid_target_tokens():
