@@ -18,7 +18,6 @@ tools/benchmark.py.
 """
 import collections
 import glob
-import gzip
 import os
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from absl import app, flags
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)  # tools/ is not a package
 import benchmark  # noqa: E402
+from nmt import corpus as corpus_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 MODES = ("train", "beam", "greedy")
@@ -144,9 +144,7 @@ def profile_translation(log_dir):
     decode = benchmark.bench_config().decode
     translator = benchmark.load_translator(FLAGS.model_dir, decode,
                                            5 if FLAGS.mode == "beam" else 1)
-    source = f"{FLAGS.test_prefix}.{benchmark.bench_config().data.src}.gz"
-    with gzip.open(source, "rt", encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for line in f]
+    lines = corpus_lib.read_lines(benchmark.test_file("src"))
     translator.translate(lines)  # traces, warms caches
     tf.profiler.experimental.start(log_dir)
     translator.translate(lines)
