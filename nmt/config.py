@@ -137,6 +137,7 @@ class TrainConfig:
     min_learning_rate: float = 1e-5
     max_gradient_norm: float = 5.0      # global-norm clipping; 0 disables
     label_smoothing: float = 0.1
+    moving_average_decay: float = 0.0   # >0 (e.g. 0.9995): evaluate, save and translate an exponential moving average of the weights
     num_train_steps: int = 0            # stop after this many steps (0: use num_epochs)
     num_epochs: int = 0                 # stop after this many epochs (0: use num_train_steps)
     max_time_minutes: float = 0.0       # >0: stop after this much training wall time
@@ -164,6 +165,9 @@ class TrainConfig:
         _check_positive("learning_rate", self.learning_rate)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if not 0.0 <= self.moving_average_decay < 1.0:
+            raise ConfigError("moving_average_decay must be in [0, 1) "
+                              f"(got {self.moving_average_decay})")
         if not (self.num_train_steps or self.num_epochs or self.max_time_minutes):
             raise ConfigError("set num_train_steps, num_epochs or max_time_minutes")
         if self.decay == "exponential" and self.decay_steps <= 0:

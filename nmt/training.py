@@ -5,6 +5,7 @@ out_dir resumes from the last checkpoint: weights, optimizer slots, step,
 schedule state, dropout RNG and the data position (epoch, batch in epoch).
 """
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -30,6 +31,7 @@ from nmt.model import build_model
 from nmt.optimizers import FusedAdam
 from nmt.translate import Translator
 from nmt.updates import apply_clipped_gradients
+from nmt.weight_average import WeightAverage
 
 EvalResult = collections.namedtuple("EvalResult", ["loss", "perplexity", "bleu", "chrf"])
 
@@ -132,9 +134,13 @@ class Trainer:
                                else None)
             if self.strategy is not None:
                 self.model_variables_built()  # slots are created in the scope
+            self.weight_average = (
+                WeightAverage(self.model.trainable_variables, config.train.moving_average_decay)
+                if config.train.moving_average_decay else None)
         self.progress = Progress()
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              progress=self.progress, **self._loss_scale_part())
+                                              progress=self.progress, **self._loss_scale_part(),
+                                              **self._weight_average_part())
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(out_dir, model_dir_lib.CKPT_DIR),
             max_to_keep=config.train.keep_checkpoints)
@@ -142,6 +148,10 @@ class Trainer:
             tf.train.Checkpoint(model=self.model, progress=self.progress),
             os.path.join(out_dir, model_dir_lib.BEST_DIR), max_to_keep=1)
         self.train_step = self._make_train_step(placement)
+        if self.weight_average is not None:
+            variables = self.model.trainable_variables
+            self.update_average = tf.function(
+                lambda step: self.weight_average.update(variables, step))
         self.eval_step = make_eval_step(self.model)
         self.stop_signal = None
         self.summaries = summaries_lib.Summaries(out_dir)
@@ -170,6 +180,23 @@ class Trainer:
             return {}
         return {"loss_scale": self.loss_scale}
 
+    def _weight_average_part(self):
+        """{"training_weights": ...} with a moving average: checkpoints are written with
+        the average in the model (averaged_weights), the training weights beside it."""
+        return {} if self.weight_average is None else {"training_weights": self.weight_average}
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Inside, the model holds the moving average of its weights (if one is kept)."""
+        if self.weight_average is None:
+            yield
+            return
+        self.weight_average.swap(self.model.trainable_variables)
+        try:
+            yield
+        finally:
+            self.weight_average.swap(self.model.trainable_variables)
+
     def _read_eval_set(self, prefix):
         if not prefix:
             return None
@@ -187,12 +214,15 @@ class Trainer:
         checkpoint = self.checkpoint  # every saved value, the save counter included
         if self.loss_scale is not None and not self._loss_scale_part(path):
             checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                             progress=self.progress)  # no scale saved
+                                             progress=self.progress,
+                                             **self._weight_average_part())  # no scale saved
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise model_dir_lib.ModelDirError(
                 f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0]})") from None
+        if self.weight_average is not None:  # saved with the average in the model
+            self.weight_average.swap(self.model.trainable_variables)
         p = self.progress
         logging.info("resuming from %s at step %d (epoch %d, batch %d)", path,
                      int(p.step), int(p.epoch) + 1, int(p.batch_in_epoch))
@@ -259,8 +289,11 @@ class Trainer:
                 out, norm, applied = self.train_step(data_lib.Batch(*batch))
                 p.step.assign_add(1)
                 p.batch_in_epoch.assign_add(1)
-                if not bool(applied) and not self._loss_scale_overflow(out):
-                    self._on_nonfinite(int(p.step))
+                if not bool(applied):
+                    if not self._loss_scale_overflow(out):
+                        self._on_nonfinite(int(p.step))
+                elif self.weight_average is not None:
+                    self.update_average(p.step)
                 meter.add(out, norm, int(out.num_tokens))  # target tokens, EOS counted
                 step = int(p.step)
                 if step % t.steps_per_stats == 0:
@@ -332,7 +365,8 @@ class Trainer:
         if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables):
             raise TrainingError(f"step {int(self.progress.step)}: weights are not finite; "
                                 f"not saving over {self.manager.latest_checkpoint}")
-        path = model_dir_lib.save_durably(self.manager, int(self.progress.step))
+        with self.averaged_weights():
+            path = model_dir_lib.save_durably(self.manager, int(self.progress.step))
         logging.info("saved %s", path)
 
     def evaluate(self, eval_set):
@@ -356,14 +390,17 @@ class Trainer:
     def evaluate_and_keep_best(self):
         p, t = self.progress, self.config.train
         start = time.time()
-        result = self.evaluate(self.dev)
-        improved = result.bleu > float(p.best_bleu)
-        if improved:
-            p.best_bleu.assign(result.bleu)
-            p.bad_evals.assign(0)
-            model_dir_lib.save_durably(self.best_manager, int(p.step))
-        else:
-            p.bad_evals.assign_add(1)
+        with self.averaged_weights():
+            result = self.evaluate(self.dev)
+            improved = result.bleu > float(p.best_bleu)
+            if improved:
+                p.best_bleu.assign(result.bleu)
+                p.bad_evals.assign(0)
+                model_dir_lib.save_durably(self.best_manager, int(p.step))
+            else:
+                p.bad_evals.assign_add(1)
+            self.summaries.write_attention(int(p.step), self.model, self.src_vocab,
+                                           self.tgt_vocab, self.dev)
         if t.decay == "plateau":
             plateau = schedule.Plateau(t.plateau_patience, t.decay_factor,
                                        best=float(p.best_bleu) if not improved else -1.0,
@@ -376,8 +413,6 @@ class Trainer:
                      int(p.step), result.loss, result.perplexity, result.bleu, result.chrf,
                      " (new best)" if improved else "", time.time() - start)
         self.log_record({"kind": "eval", "step": int(p.step), **result._asdict()})
-        self.summaries.write_attention(int(p.step), self.model, self.src_vocab, self.tgt_vocab,
-                                       self.dev)
         return result
 
     def log_record(self, record):
