@@ -116,6 +116,26 @@ def test_trainer_trains_and_resumes_under_mirrored(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_moving_average_under_mirrored_is_saved_and_resumed(tmp_path):
+    """The weight average's variables are mirrored like the weights: updated after each
+    step, written as the checkpoint's model, swapped back on resume."""
+    prefix = write_tiny_corpus(str(tmp_path))
+    config = config_lib.override(config_lib.Config(), {
+        **TINY, "data.train_prefix": prefix, "train.num_train_steps": 3,
+        "train.strategy": "mirrored", "train.num_gpus": 2, "train.moving_average_decay": 0.5})
+    out_dir = str(tmp_path / "run")
+    trainer = training.Trainer(config, out_dir)
+    trainer.run()
+    weights = [v.numpy() for v in trainer.model.trainable_variables]
+    averages = [v.numpy() for v in trainer.weight_average.values]
+    assert any(not np.array_equal(a, b) for a, b in zip(weights, averages))
+    resumed = training.Trainer(config.replace(train={"num_train_steps": 4}), out_dir)
+    resumed.restore()
+    for a, b in zip(weights + averages, list(resumed.model.trainable_variables) +
+                    list(resumed.weight_average.values)):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
 # ---------------------------------------------------------------------------
 # Two worker processes on 127.0.0.1 running nmt-train with strategy=multi_worker.
 
