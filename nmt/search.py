@@ -34,11 +34,12 @@ hypotheses (tests/test_search.py found it): under XLA pass compact=False.
 Layout of N (dropping rows keeps the carried sentences in this order). Greedy
 search: N = batch, row b is sentence b. Beam search:
 N = batch * beam_size, batch-major: row b * beam_size + k is beam k of sentence
-b. Beam search tiles `initial_state` to that layout with `tile_batch` and, after
-every step, reorders it with one `tf.gather` per tensor so each row's state
-follows its hypothesis. Without compaction the rows stay in that layout and
-reordering never moves a row to another sentence, so a step_fn may instead
-close over per-sentence tensors that it tiled itself with `tile_batch`.
+b. Beam search runs step 0 on `initial_state` as given (N = batch: a sentence's
+beams would all be the same hypothesis there), gathers the state to that
+layout with that step's survivors, and after every step reorders it with one
+`tf.gather` per tensor so each row's state follows its hypothesis. So a
+step_fn reads per-sentence tensors through the state or the context, which
+move with the rows, never by closing over a copy tiled to a fixed layout.
 
 Both searches return `SearchResult(ids, scores, lengths)`:
   ids     [batch, num_hypotheses, max_length] int32, without bos, padded with
@@ -320,8 +321,9 @@ def greedy_search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length
 _BeamLoop = collections.namedtuple("_BeamLoop", [
     "step", "carried", "alive_log_prob", "alive_coverage", "alive_candidate",
     "finished_scores", "finished_lengths", "finished_candidate", "history"])
-# step []; carried _Carried with A <= batch sentences, so A*beam rows;
-# alive_log_prob [batch, beam]; alive_coverage [batch, beam, src_time] (src_time 1
+# step []; carried _Carried with A <= batch sentences, so A*beam rows (A before
+# step 0, and beam reads 1 in the shapes here); alive_log_prob [batch, beam];
+# alive_coverage [batch, beam, src_time] (src_time 1
 # and unused without coverage); alive_candidate [batch, beam]: the candidate of
 # the last step each alive hypothesis is; finished_scores [batch, F] (-inf = empty
 # slot, sorted best first); finished_lengths [batch, F], which is also the step
@@ -347,8 +349,9 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
 
     step_fn(ids [n] int32, state[, rows][, context]) -> (logits [n, vocab], state),
     rows batch-major (row a * beam_size + k is beam k of carried sentence a);
-    `initial_state` and `context` have leading dimension batch and are tiled
-    here. At step 0 only beam 0 of each sentence is alive (the others score -inf).
+    `initial_state` and `context` have leading dimension batch. Step 0 runs on them
+    as they are, one row per sentence (its beams would all be the same hypothesis),
+    and its beam_size best extensions tile the state to beam_size rows.
 
     Each step ranks the 2 * beam_size best extensions of a sentence by summed
     log-probability. Eos extensions ranked inside the top beam_size move to a
@@ -413,10 +416,11 @@ def beam_search(step_fn, initial_state, batch_size, bos_id, eos_id, beam_size, m
                    else tf.minimum(tf.cast(max_lengths, tf.int32), max_length))
         lp_longest = gnmt_length_penalty(longest, config.alpha)  # [] or [batch]
         loop = _initial_beam_loop(state, context, config)
+        loop = _beam_step(loop, step, source_mask, config, compact, lp_longest, width=1)
         loop = _while_loop(lambda loop: _beam_not_done(loop, config, lp_longest),
                            lambda loop: _beam_step(loop, step, source_mask, config, compact,
-                                                   lp_longest),
-                           loop, max_length, compact)
+                                                   lp_longest, width=beam_size),
+                           loop, max_length - 1, compact)
         return _beam_result(loop, source_mask, config)
 
     return _run_as_graph(search, initial_state, source_length,
@@ -432,20 +436,20 @@ def _source_mask(state, source_length, config):
 
 
 def _initial_beam_loop(state, context, config):
+    """Before step 0: one alive hypothesis (bos) per sentence, one row each."""
     batch, beam, num_hyps = config.batch_size, config.beam_size, config.num_hypotheses
     if config.beta > 0:
         src_time = tf.shape(state[ALIGNMENTS_KEY])[-1]
     else:
         src_time = 1
-    first_beam = tf.one_hot(0, beam, on_value=0.0, off_value=_NEG_INF)  # [beam]
     return _BeamLoop(
         step=tf.constant(0),
         carried=_Carried(slots=tf.range(batch),
-                         ids=tf.fill([batch * beam], tf.constant(config.bos_id, tf.int32)),
-                         state=tile_batch(state, beam), context=tile_batch(context, beam)),
-        alive_log_prob=tf.tile(first_beam[None, :], [batch, 1]),
-        alive_coverage=tf.zeros([batch, beam, src_time], tf.float32),
-        alive_candidate=tf.zeros([batch, beam], tf.int32),
+                         ids=tf.fill([batch], tf.constant(config.bos_id, tf.int32)),
+                         state=state, context=context),
+        alive_log_prob=tf.zeros([batch, 1], tf.float32),
+        alive_coverage=tf.zeros([batch, 1, src_time], tf.float32),
+        alive_candidate=tf.zeros([batch, 1], tf.int32),
         finished_scores=tf.fill([batch, num_hyps], _NEG_INF),
         finished_lengths=tf.zeros([batch, num_hyps], tf.int32),
         finished_candidate=tf.zeros([batch, num_hyps], tf.int32),
@@ -472,14 +476,16 @@ def _beam_not_done(loop, config, lp_longest):
     return tf.logical_not(tf.reduce_all(_sentence_done(loop, config, lp_longest)))
 
 
-def _beam_step(loop, step, source_mask, config, compact, lp_longest):
+def _beam_step(loop, step, source_mask, config, compact, lp_longest, width):
+    """One search step over `width` carried rows per sentence (1 at step 0, then beam);
+    the step leaves beam rows per sentence."""
     batch, beam = config.batch_size, config.beam_size
     carried = loop.carried
     live = tf.gather(~_sentence_done(loop, config, lp_longest), carried.slots)  # [A]
     live = tf.cast(tf.where(live)[:, 0], tf.int32)  # [m] carried sentences not done
     sentences = tf.gather(carried.slots, live)  # [m] their batch index
-    rows = tf.reshape(live[:, None] * beam + tf.range(beam)[None, :], [-1])  # [m*beam]
-    logits, state = step(carried.ids, carried.state, rows, carried.context)  # [m*beam, vocab]
+    rows = tf.reshape(live[:, None] * width + tf.range(width)[None, :], [-1])  # [m*width]
+    logits, state = step(carried.ids, carried.state, rows, carried.context)  # [m*width, vocab]
     vocab = logits.shape[-1]  # static when known
     _check(vocab is None or vocab >= 2, f"beam search needs vocab >= 2 (got {vocab})")
     # A sentence's 2*beam best extensions are among its rows' 2*beam best each, and a
@@ -492,31 +498,34 @@ def _beam_step(loop, step, source_mask, config, compact, lp_longest):
     best_probability = _probability_of(logits, row_tokens[:, 0])  # [m*beam]
     row_best -= row_best[:, :1] - tf.math.log(best_probability)[:, None]  # log-probs
     totals = (tf.gather(loop.alive_log_prob, sentences)[:, :, None]
-              + tf.reshape(row_best, [-1, beam, per_row]))  # [m, beam, per_row]
+              + tf.reshape(row_best, [-1, width, per_row]))  # [m, width, per_row]
     # Candidates: the 2*beam best extensions, sorted; -inf for done sentences. [batch, 2*beam]
-    sentence_scores, pick = tf.math.top_k(tf.reshape(totals, [-1, beam * per_row]), k=2 * beam)
-    sentence_tokens = tf.gather(tf.reshape(row_tokens, [-1, beam * per_row]), pick, batch_dims=1)
+    sentence_scores, pick = _top_candidates(tf.reshape(totals, [-1, width * per_row]), 2 * beam)
+    sentence_tokens = tf.gather(tf.reshape(row_tokens, [-1, width * per_row]), pick, batch_dims=1)
     scores = tf.tensor_scatter_nd_update(tf.fill([batch, 2 * beam], _NEG_INF),
                                          sentences[:, None], sentence_scores)
-    origins = tf.scatter_nd(sentences[:, None], pick // per_row, [batch, 2 * beam])
+    origins = tf.scatter_nd(sentences[:, None], pick // per_row, [batch, 2 * beam])  # < width
     tokens = tf.scatter_nd(sentences[:, None], sentence_tokens, [batch, 2 * beam])
-    coverage = loop.alive_coverage  # [batch, beam, src_time]
+    coverage = loop.alive_coverage  # [batch, width, src_time]
     if config.beta > 0:
         alignments = tf.cast(state[ALIGNMENTS_KEY], tf.float32)  # [A*beam, src_time]
         coverage = tf.tensor_scatter_nd_add(
             coverage, carried.slots[:, None],
-            tf.reshape(alignments, [-1, beam, tf.shape(coverage)[-1]]))
+            tf.reshape(alignments, [-1, width, tf.shape(coverage)[-1]]))
     coverage = tf.gather(coverage, origins, batch_dims=1)  # [batch, 2*beam, src_time]
     is_eos = tf.equal(tokens, config.eos_id)
 
     # Alive: the beam best non-eos candidates; one gather per state tensor.
     alive_log_prob, keep = tf.math.top_k(tf.where(is_eos, _NEG_INF, scores), k=beam)
     keep_origins = tf.gather(tf.gather(origins, keep, batch_dims=1), carried.slots)  # [A, beam]
-    rows = tf.reshape(tf.range(tf.size(carried.slots))[:, None] * beam + keep_origins,
+    rows = tf.reshape(tf.range(tf.size(carried.slots))[:, None] * width + keep_origins,
                       [-1])  # [A*beam]
     state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
     ids = tf.gather(tf.gather(tokens, keep, batch_dims=1), carried.slots)  # [A, beam]
     carried = carried._replace(ids=tf.reshape(ids, [-1]), state=state)
+    if width != beam:  # step 0: each sentence's context goes to its beam rows
+        carried = carried._replace(
+            context=tf.nest.map_structure(lambda t: tf.gather(t, rows), carried.context))
 
     # Finished: eos candidates ranked inside the top beam, merged into the set.
     ranked_in = tf.range(2 * beam)[None, :] < beam
@@ -540,6 +549,20 @@ def _beam_step(loop, step, source_mask, config, compact, lp_longest):
         loop = loop._replace(carried=_compact(loop.carried,
                                               ~_sentence_done(loop, config, lp_longest), beam))
     return loop
+
+
+def _top_candidates(totals, k):
+    """top_k(totals [m, n], k) -> (values, indices), with -inf fillers when n < k (step 0
+    over a vocabulary smaller than 2 * beam): index j >= n is j % n, the entry that beam
+    j // n would have offered, all beams being the same hypothesis at step 0."""
+    n = totals.shape[-1]
+    if n is None or n >= k:
+        return tf.math.top_k(totals, k=k)
+    values, indices = tf.math.top_k(totals, k=n)
+    rows = tf.shape(totals)[0]
+    fillers = tf.tile((tf.range(n, k) % n)[None, :], [rows, 1])
+    return (tf.concat([values, tf.fill([rows, k - n], _NEG_INF)], 1),
+            tf.concat([indices, fillers], 1))
 
 
 def _final_scores(log_prob, length, coverage, source_mask, config):
