@@ -173,8 +173,7 @@ class Trainer:
         starts afresh), so checkpoints stay interchangeable between precisions."""
         if self.loss_scale is None:
             return {}
-        if path and not any(name.startswith("loss_scale/") for name in
-                            tf.train.load_checkpoint(path).get_variable_to_shape_map()):
+        if path and not _checkpoint_has(path, "loss_scale/"):
             logging.info("%s has no loss scale: starting it at %g", path,
                          self.loss_scale.current())
             return {}
@@ -211,18 +210,32 @@ class Trainer:
             logging.info("starting a new run in %s", self.out_dir)
             return
         self.model_variables_built()
+        saved_average = _checkpoint_has(path, "training_weights/")
+        average = self.weight_average  # where the saved training weights go, if any
+        if saved_average and average is None:  # the run kept an average; this one does not
+            with distribute.scope(self.strategy):
+                average = WeightAverage(self.model.trainable_variables, decay=0.5)
         checkpoint = self.checkpoint  # every saved value, the save counter included
-        if self.loss_scale is not None and not self._loss_scale_part(path):
-            checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                             progress=self.progress,
-                                             **self._weight_average_part())  # no scale saved
+        if ((self.loss_scale is not None and not self._loss_scale_part(path))
+                or saved_average != (self.weight_average is not None)):
+            checkpoint = tf.train.Checkpoint(
+                model=self.model, optimizer=self.optimizer, progress=self.progress,
+                **self._loss_scale_part(path),
+                **({"training_weights": average} if saved_average else {}))
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise model_dir_lib.ModelDirError(
                 f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0]})") from None
-        if self.weight_average is not None:  # saved with the average in the model
-            self.weight_average.swap(self.model.trainable_variables)
+        if saved_average:  # the model holds the average: the training weights go back in
+            average.swap(self.model.trainable_variables)
+            if self.weight_average is None:
+                logging.info("%s kept a moving average of the weights: resuming from its "
+                             "training weights, without one", path)
+        elif self.weight_average is not None:
+            self.weight_average.reset(self.model.trainable_variables)
+            logging.info("%s has no moving average of the weights: starting it at the "
+                         "restored weights", path)
         p = self.progress
         logging.info("resuming from %s at step %d (epoch %d, batch %d)", path,
                      int(p.step), int(p.epoch) + 1, int(p.batch_in_epoch))
@@ -426,6 +439,12 @@ class Trainer:
         if last_eval is not None:
             scores = {"dev": {**last_eval._asdict(), **evaluation.signatures()}}
         model_dir_lib.write_run_record(self.out_dir, float(self.progress.train_seconds), scores)
+
+
+def _checkpoint_has(path, prefix):
+    """Whether the checkpoint at `path` saved any variable under `prefix`."""
+    names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    return any(name.startswith(prefix) for name in names)
 
 
 class ThroughputMeter:

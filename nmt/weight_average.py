@@ -35,6 +35,11 @@ class WeightAverage(tf.Module):
         for average, v in zip(self.values, variables):
             average.assign_sub((1.0 - keep) * (average - v))
 
+    def reset(self, variables):
+        """Starts the average at the values of `variables`."""
+        for average, v in zip(self.values, variables):
+            average.assign(v)
+
     def swap(self, variables):
         """Exchanges the values of `variables` and the average (twice: a no-op)."""
         for average, v in zip(self.values, variables):

@@ -87,3 +87,34 @@ def test_evaluation_scores_the_average(multi30k_slice, tmp_path):
         averaged = trainer.evaluate(trainer.dev)
     assert result.loss == pytest.approx(averaged.loss)
     assert result.loss != pytest.approx(last_weights.loss)
+
+
+def test_a_run_resumed_with_an_average_starts_it_at_the_restored_weights(
+        multi30k_slice, tmp_path):
+    out = str(tmp_path)
+    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out)
+    first.run()
+    trained = values(first.model.trainable_variables)
+    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4,
+                                           moving_average_decay=0.5), out)
+    resumed.restore()
+    assert_all_equal(values(resumed.model.trainable_variables), trained)
+    assert_all_equal(values(resumed.weight_average.values), trained)
+    resumed.run()
+    assert int(resumed.progress.step) == 4
+
+
+def test_a_run_resumed_without_its_average_continues_from_the_training_weights(
+        multi30k_slice, tmp_path):
+    """Not from the average, which its checkpoints hold as the model."""
+    out = str(tmp_path)
+    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=2,
+                                         moving_average_decay=0.5), out)
+    first.run()
+    trained = values(first.model.trainable_variables)
+    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)
+    resumed.restore()
+    assert resumed.weight_average is None
+    assert_all_equal(values(resumed.model.trainable_variables), trained)
+    resumed.run()
+    assert int(resumed.progress.step) == 4
