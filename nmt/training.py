@@ -442,8 +442,12 @@ class Trainer:
 
 
 def _checkpoint_has(path, prefix):
-    """Whether the checkpoint at `path` saved any variable under `prefix`."""
-    names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    """Whether the checkpoint at `path` saved any variable under `prefix` (False if its
+    index cannot be read: restoring it then fails with the one-line error)."""
+    try:
+        names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError):
+        return False
     return any(name.startswith(prefix) for name in names)
 
 

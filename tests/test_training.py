@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from nmt import model_dir as model_dir_lib
 from nmt import training
 from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
 
@@ -266,3 +267,14 @@ def test_word_dropout_reaches_the_trainers_batches(multi30k_slice, tmp_path):
         batch = next(iter(training.Trainer(c, str(tmp_path / f"run{i}")).epoch_dataset(0)))
         unks.append(int(np.sum(batch.src.numpy() == 1)) + int(np.sum(batch.tgt_in.numpy() == 1)))
     assert unks[0] == 0 and unks[1] > 0  # UNK_ID 1: byte fallback leaves none of its own
+
+
+def test_resume_from_a_truncated_checkpoint_is_a_one_line_error(multi30k_slice, tmp_path):
+    out = str(tmp_path)
+    training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out).run()
+    index = tf.train.latest_checkpoint(os.path.join(out, "ckpt")) + ".index"
+    with open(index, "r+b") as f:
+        f.truncate(10)
+    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)
+    with pytest.raises(model_dir_lib.ModelDirError, match=r"ckpt-2: cannot resume"):
+        resumed.restore()
