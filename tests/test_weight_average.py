@@ -89,15 +89,21 @@ def test_evaluation_scores_the_average(multi30k_slice, tmp_path):
     assert result.loss != pytest.approx(last_weights.loss)
 
 
+def train_then_resume(multi30k_slice, out, first_decay, then_decay):
+    """2 steps with moving_average_decay=first_decay, then a restored trainer for 4 with
+    then_decay (0: off). -> (the first run's training weights, the restored trainer)."""
+    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=2,
+                                         moving_average_decay=first_decay), out)
+    first.run()
+    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4,
+                                           moving_average_decay=then_decay), out)
+    resumed.restore()
+    return values(first.model.trainable_variables), resumed
+
+
 def test_a_run_resumed_with_an_average_starts_it_at_the_restored_weights(
         multi30k_slice, tmp_path):
-    out = str(tmp_path)
-    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out)
-    first.run()
-    trained = values(first.model.trainable_variables)
-    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4,
-                                           moving_average_decay=0.5), out)
-    resumed.restore()
+    trained, resumed = train_then_resume(multi30k_slice, str(tmp_path), 0.0, 0.5)
     assert_all_equal(values(resumed.model.trainable_variables), trained)
     assert_all_equal(values(resumed.weight_average.values), trained)
     resumed.run()
@@ -107,13 +113,7 @@ def test_a_run_resumed_with_an_average_starts_it_at_the_restored_weights(
 def test_a_run_resumed_without_its_average_continues_from_the_training_weights(
         multi30k_slice, tmp_path):
     """Not from the average, which its checkpoints hold as the model."""
-    out = str(tmp_path)
-    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=2,
-                                         moving_average_decay=0.5), out)
-    first.run()
-    trained = values(first.model.trainable_variables)
-    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)
-    resumed.restore()
+    trained, resumed = train_then_resume(multi30k_slice, str(tmp_path), 0.5, 0.0)
     assert resumed.weight_average is None
     assert_all_equal(values(resumed.model.trainable_variables), trained)
     resumed.run()
