@@ -239,11 +239,13 @@ class RNNCell(tf.Module):
 
 
 def _sequence_matmul(inputs, kernel, bias):
-    """inputs [batch, time, depth] @ kernel [depth, n] + bias [n] -> [batch, time, n],
-    in the dtype of the inputs."""
+    """inputs [batch, time, depth] @ kernel [depth, n] + bias [n] (None: none) ->
+    [batch, time, n], in the dtype of the inputs."""
     batch_time = tf.shape(inputs)[:2]
     flat = tf.reshape(inputs, [-1, inputs.shape[-1]])  # [batch * time, depth]
-    out = tf.matmul(flat, read(kernel, flat)) + read(bias, flat)  # [batch * time, n]
+    out = tf.matmul(flat, read(kernel, flat))  # [batch * time, n]
+    if bias is not None:
+        out += read(bias, flat)
     return tf.reshape(out, tf.concat([batch_time, [kernel.shape[-1]]], 0))
 
 
@@ -328,12 +330,18 @@ class LSTMCell(RNNCell):
     `cell_clip` on c', and a projection h' <- h' W_p clipped to `proj_clip` (Sak et al. 2014).
     State: LSTMStateTuple(c [batch, num_units], h [batch, num_proj or num_units]).
     The four gate matmuls are fused: input kernel [input_size, 4 units], recurrent kernel
-    [h_size, 4 units]; `prepare_inputs` applies the input kernel to the whole sequence."""
+    [h_size, 4 units]; `prepare_inputs` applies the input kernel to the whole sequence.
+
+    layer_norm (Ba et al. 2016 §3.1): the gates are LN(x W_x) g_x + LN(h W_h) g_h + b, and
+    the output reads LN(c') g_c + b_c, each LN over the units of one row with gains g
+    (initialised to 1); c itself is not normalised. Without late inputs, LN(x W_x) is
+    computed for the whole sequence in `prepare_inputs`; with them, after they are added."""
 
     def __init__(self, num_units, use_peepholes=False, cell_clip=None, initializer=None,
                  num_proj=None, proj_clip=None, forget_bias=1.0, activation=tf.tanh,
-                 input_size=None, name=None):
+                 layer_norm=False, input_size=None, name=None):
         self.num_units = num_units
+        self.layer_norm = layer_norm
         self.use_peepholes = use_peepholes
         self.cell_clip = cell_clip
         self.num_proj = num_proj
@@ -367,20 +375,35 @@ class LSTMCell(RNNCell):
             self.w_o_diag = tf.Variable(init([n], f32), name="w_o_diag")
         if self.num_proj:
             self.proj_kernel = tf.Variable(init([n, self.num_proj], f32), name="proj_kernel")
+        if self.layer_norm:
+            self.input_gain = tf.Variable(tf.ones([4 * n]), name="input_gain")
+            self.recurrent_gain = tf.Variable(tf.ones([4 * n]), name="recurrent_gain")
+            self.memory_gain = tf.Variable(tf.ones([n]), name="memory_gain")
+            self.memory_shift = tf.Variable(tf.zeros([n]), name="memory_shift")
 
     def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
-        return _input_projection(self, inputs, late_size)  # [batch, time, 4n]
+        if not self.layer_norm:
+            return _input_projection(self, inputs, late_size)  # [batch, time, 4n]
+        self._maybe_build(_static_depth(inputs) + late_size)
+        kernel = self.input_kernel[:-late_size] if late_size else self.input_kernel
+        projected = _sequence_matmul(inputs, kernel, None)  # [batch, time, 4n], no bias
+        if late_size:  # normalised in `step`, once the late inputs are added
+            return projected
+        return tf.cast(layer_norm(projected, self.input_gain), projected.dtype)
 
     def deferrable_kernels(self, late_size, like):
-        """The recurrent kernel and the late inputs' rows of the input kernel."""
+        """The recurrent kernel, and the late inputs' rows of the input kernel (not with
+        layer_norm, whose two normalised sums cannot share one deferred sum)."""
         kernels = {"recurrent": read(self.recurrent_kernel, like)}
-        if late_size:
+        if late_size and not self.layer_norm:
             kernels["late"] = read(self.input_kernel, like)[-late_size:]
         return kernels
 
     def step(self, prepared_t, state, training=False, late_inputs=None, deferred=None):
         c_prev, h_prev = state
-        if deferred is None:
+        if self.layer_norm:
+            gates = self._normalised_gates(prepared_t, h_prev, late_inputs, deferred)
+        elif deferred is None:
             gates = (_late_projection(self, prepared_t, late_inputs)
                      + tf.matmul(h_prev, read(self.recurrent_kernel, h_prev)))  # [batch, 4n]
         else:  # nmt.deferred: the kernels' gradients are computed after the loop
@@ -399,12 +422,34 @@ class LSTMCell(RNNCell):
             c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
         if self.use_peepholes:
             o += read(self.w_o_diag, c) * c
-        h = tf.cast(tf.sigmoid(o) * self._activation(c), h_prev.dtype)  # [batch, num_units]
+        memory = layer_norm(c, self.memory_gain) + self.memory_shift if self.layer_norm else c
+        h = tf.cast(tf.sigmoid(o) * self._activation(memory), h_prev.dtype)  # [batch, num_units]
         if self.num_proj:
             h = tf.matmul(h, read(self.proj_kernel, h))  # [batch, num_proj]
             if self.proj_clip is not None:
                 h = tf.clip_by_value(h, -self.proj_clip, self.proj_clip)
         return h, LSTMStateTuple(c, h)
+
+    def _normalised_gates(self, prepared_t, h_prev, late_inputs, deferred):
+        """layer_norm: LN(x W_x) g_x + LN(h W_h) g_h + b, float32 [batch, 4n]."""
+        if late_inputs is None:  # normalised in prepare_inputs
+            from_inputs = tf.cast(prepared_t, tf.float32)
+        else:
+            from_inputs = layer_norm(_late_projection(self, prepared_t, late_inputs),
+                                     self.input_gain)
+        if deferred is None:
+            recurrent = tf.matmul(h_prev, read(self.recurrent_kernel, h_prev))
+        else:  # nmt.deferred: the recurrent kernel's gradient is computed after the loop
+            recurrent = deferred.zeros + tf.matmul(h_prev, deferred.kernels["recurrent"])
+            deferred.inputs["recurrent"] = h_prev
+        return from_inputs + layer_norm(recurrent, self.recurrent_gain) + self.bias
+
+
+def layer_norm(x, gain, epsilon=1e-5):
+    """(x - mean) / sqrt(variance + epsilon) * gain over the last axis, in float32."""
+    x = tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + epsilon) * gain
 
 
 MultiPrepared = collections.namedtuple("MultiPrepared", ("first", "upper_noise"))

@@ -88,6 +88,7 @@ class ModelConfig:
     dropout: float = 0.3                # on layer inputs (embeddings too) and the attentional vector
     variational_dropout: bool = False   # one dropout mask per sequence (Gal & Ghahramani 2016)
     forget_bias: float = 1.0
+    layer_norm: bool = False            # layer-normalised LSTM gates and memory (Ba et al. 2016)
     share_embeddings: bool = False      # source and target embeddings shared (needs joint vocab)
     tie_output_embeddings: bool = False  # softmax weights = target embeddings (Press & Wolf 2017)
 
@@ -104,6 +105,8 @@ class ModelConfig:
                               f"(got {self.num_units})")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.layer_norm and self.unit_type != "lstm":
+            raise ConfigError(f"layer_norm applies to LSTM cells (got unit_type={self.unit_type})")
         if self.bridge == "copy" and self.num_encoder_layers != self.num_decoder_layers:
             raise ConfigError("bridge=copy needs as many encoder as decoder layers "
                               f"(got {self.num_encoder_layers} and {self.num_decoder_layers})")

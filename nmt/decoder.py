@@ -84,7 +84,8 @@ class AttentionDecoder(tf.Module):
                 residual = config.residual and i >= 1 and not self.gnmt
                 layers.append(make_cell(config.unit_type, units, input_size, config.dropout,
                                         config.variational_dropout, config.forget_bias,
-                                        residual=residual, device=devices[i], seed=seed + 1 + i))
+                                        residual=residual, device=devices[i], seed=seed + 1 + i,
+                                        layer_norm=config.layer_norm))
             self.layers = layers
             self.cell = cells_lib.MultiRNNCell(layers)
             with devices_lib.scope(attention_device):

@@ -25,12 +25,13 @@ EncoderOutput = collections.namedtuple("EncoderOutput", ["annotations", "thought
 
 
 def make_cell(unit_type, num_units, input_size, dropout, variational, forget_bias,
-              residual=False, device=None, seed=None):
+              residual=False, device=None, seed=None, layer_norm=False):
     """One recurrent layer's cell with its wrappers: Dropout(inputs) -> Residual -> Device.
     The cell's variables are created on `device` (None: unplaced)."""
     with devices_lib.scope(device):  # the cell is built here, eagerly from input_size
         if unit_type == "lstm":
-            cell = cells_lib.LSTMCell(num_units, forget_bias=forget_bias, input_size=input_size)
+            cell = cells_lib.LSTMCell(num_units, forget_bias=forget_bias, layer_norm=layer_norm,
+                                      input_size=input_size)
         else:
             cell = cells_lib.GRUCell(num_units, input_size=input_size)
     if dropout > 0.0:
@@ -71,7 +72,8 @@ class Encoder(tf.Module):
                 residual = config.residual and i >= 1
                 kwargs = dict(unit_type=config.unit_type, input_size=input_size,
                               dropout=config.dropout, variational=config.variational_dropout,
-                              forget_bias=config.forget_bias, device=devices[i])
+                              forget_bias=config.forget_bias, layer_norm=config.layer_norm,
+                              device=devices[i])
                 seeds = (seed + 2 * i, seed + 2 * i + 1)  # dropout RNGs, saved in checkpoints
                 if self.bidirectional[i]:
                     half = config.num_units // 2

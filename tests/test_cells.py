@@ -133,6 +133,47 @@ def test_lstm_matches_numpy(kwargs):
     np.testing.assert_allclose(out, h, atol=1e-5)
 
 
+def _layer_norm_numpy(x, gain):
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * gain
+
+
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_layer_norm_lstm_matches_numpy(peepholes):
+    """Ba et al. (2016): gates LN(x W_x) g_x + LN(h W_h) g_h + b; h = o * tanh(LN(c) g_c + b_c)."""
+    cell = cells.LSTMCell(UNITS, use_peepholes=peepholes, layer_norm=True, input_size=DEPTH)
+    _randomise(cell)
+    x, state = _inputs(), _random_state(cell)
+    out, next_state = cell(x, state)
+    c, h = (s.numpy() for s in state)
+    gates = (_layer_norm_numpy(x.numpy() @ cell.input_kernel.numpy(), cell.input_gain.numpy())
+             + _layer_norm_numpy(h @ cell.recurrent_kernel.numpy(), cell.recurrent_gain.numpy())
+             + cell.bias.numpy())
+    i, j, f, o = np.split(gates, 4, axis=1)
+    if peepholes:
+        i, f = i + cell.w_i_diag.numpy() * c, f + cell.w_f_diag.numpy() * c
+    c = _sigmoid(f + 1.0) * c + _sigmoid(i) * np.tanh(j)
+    if peepholes:
+        o = o + cell.w_o_diag.numpy() * c
+    h = _sigmoid(o) * np.tanh(_layer_norm_numpy(c, cell.memory_gain.numpy())
+                              + cell.memory_shift.numpy())
+    np.testing.assert_allclose(next_state.c, c, atol=1e-5)
+    np.testing.assert_allclose(out, h, atol=1e-5)
+    plain = cells.LSTMCell(UNITS, use_peepholes=peepholes, input_size=DEPTH)
+    for name in ("input_kernel", "recurrent_kernel", "bias"):
+        getattr(plain, name).assign(getattr(cell, name))
+    assert not np.allclose(plain(x, state)[0], out, atol=1e-3)  # the normalisation shows
+
+
+def test_layer_norm_lstm_output_ignores_the_scale_of_its_inputs():
+    """With zero state, LN makes the gates (and so h) invariant to scaling the inputs."""
+    cell = cells.LSTMCell(UNITS, layer_norm=True, input_size=DEPTH)
+    _randomise(cell)
+    zero = cell.zero_state(BATCH)
+    np.testing.assert_allclose(cell(_inputs(), zero)[0], cell(7.0 * _inputs(), zero)[0],
+                               atol=1e-4)
+
+
 def test_lstm_cell_clip_bounds_memory():
     cell = cells.LSTMCell(UNITS, cell_clip=0.1, input_size=DEPTH)
     _randomise(cell)
@@ -176,6 +217,7 @@ def _all_cells():
         cells.BasicRNNCell(UNITS),
         cells.GRUCell(UNITS),
         cells.LSTMCell(UNITS, use_peepholes=True, num_proj=3, cell_clip=1.0),
+        cells.LSTMCell(UNITS, layer_norm=True, name="layer_norm_lstm"),
         cells.MultiRNNCell([cells.LSTMCell(UNITS), cells.GRUCell(UNITS)]),
         cells.DropoutWrapper(cells.LSTMCell(UNITS), 0.5, 0.5, 0.5, variational_recurrent=True),
         cells.ResidualWrapper(cells.GRUCell(DEPTH)),
@@ -209,6 +251,7 @@ def _late_cells():
         cells.BasicRNNCell(UNITS),
         cells.GRUCell(UNITS),
         cells.LSTMCell(UNITS, use_peepholes=True, num_proj=3, cell_clip=1.0),
+        cells.DropoutWrapper(cells.LSTMCell(UNITS, layer_norm=True), 0.5, 0.5, 0.5),
         cells.MultiRNNCell([cells.DropoutWrapper(cells.LSTMCell(UNITS), 0.5, 0.5, 0.5),
                             cells.DropoutWrapper(cells.GRUCell(UNITS), 0.5)]),
         cells.DropoutWrapper(cells.LSTMCell(UNITS), 0.5, 0.5, 0.5, variational_recurrent=True),

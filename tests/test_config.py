@@ -43,6 +43,7 @@ def test_bad_choice_lists_the_choices():
     (ModelConfig(unit_type="rnn"), "unit_type"),
     (ModelConfig(num_decoder_layers=0), "num_decoder_layers"),
     (ModelConfig(dropout=1.0), "dropout"),
+    (ModelConfig(unit_type="gru", layer_norm=True), "layer_norm"),
     (ModelConfig(bridge="copy", num_encoder_layers=2, num_decoder_layers=3), "bridge"),
     (ModelConfig(attention_architecture="gnmt", num_decoder_layers=1), "attention_architecture"),
     (ModelConfig(tie_output_embeddings=True, embedding_size=8, num_units=16), "tie_output_embeddings"),

@@ -44,7 +44,10 @@ def _teacher_forced_equals_steps(model):
     dict(unit_type="gru", encoder_type="gnmt", attention="normed_bahdanau", residual=True),
     dict(tie_output_embeddings=True, attention="scaled_luong"),
     dict(attention_layer_size=6, embedding_size=6, tie_output_embeddings=True),
-], ids=["standard", "no_input_feeding", "gnmt", "gru", "tied", "narrow_attentional_tied"])
+    dict(layer_norm=True),
+    dict(layer_norm=True, attention_architecture="gnmt", num_decoder_layers=2),
+], ids=["standard", "no_input_feeding", "gnmt", "gru", "tied", "narrow_attentional_tied",
+        "layer_norm", "layer_norm_gnmt"])
 def test_teacher_forced_equals_step_by_step(fields):
     _teacher_forced_equals_steps(_model(**fields))
 

@@ -64,22 +64,23 @@ def test_a_step_that_does_not_record_its_inputs_is_refused():
         deferred.write(deferred.records(), 0, step)
 
 
-def _encoder_cell(seed):
+def _encoder_cell(seed, layer_norm=False):
     """Two stacked LSTM layers with dropout (one of them projected, with peepholes)."""
     return cells.MultiRNNCell([
-        cells.DropoutWrapper(cells.LSTMCell(5, use_peepholes=True, num_proj=4, input_size=3),
+        cells.DropoutWrapper(cells.LSTMCell(5, use_peepholes=True, num_proj=4, input_size=3,
+                                            layer_norm=layer_norm),
                              input_keep_prob=0.7, state_keep_prob=0.8, seed=seed),
-        cells.DropoutWrapper(cells.LSTMCell(4, input_size=4), input_keep_prob=0.7,
-                             seed=seed + 1)])
+        cells.DropoutWrapper(cells.LSTMCell(4, input_size=4, layer_norm=layer_norm),
+                             input_keep_prob=0.7, seed=seed + 1)])
 
 
-def _encoder_gradients(defer, monkeypatch):
+def _encoder_gradients(defer, monkeypatch, layer_norm=False):
     """A bidirectional run over padded sequences (one of length 0) -> the gradients of a
     weighted sum of its outputs and final states, for the inputs and every variable."""
     if not defer:
         monkeypatch.setattr(rnn, "_deferred", lambda *args: None)
     tf.random.set_seed(3)
-    cell_fw, cell_bw = _encoder_cell(1), _encoder_cell(11)
+    cell_fw, cell_bw = _encoder_cell(1, layer_norm), _encoder_cell(11, layer_norm)
     x = tf.constant(np.random.default_rng(2).normal(size=(4, 6, 3)), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -95,10 +96,11 @@ def _encoder_gradients(defer, monkeypatch):
     return [total.numpy()] + [g.numpy() for g in grads]
 
 
-def test_encoder_gradients_are_the_same_with_batched_weight_gradients(monkeypatch):
-    assert rnn._deferred(_encoder_cell(0), True, tf.float32, 6, 4) is not None
-    plain = _encoder_gradients(False, monkeypatch)
-    deferred = _encoder_gradients(True, monkeypatch)
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_encoder_gradients_are_the_same_with_batched_weight_gradients(monkeypatch, layer_norm):
+    assert rnn._deferred(_encoder_cell(0, layer_norm), True, tf.float32, 6, 4) is not None
+    plain = _encoder_gradients(False, monkeypatch, layer_norm)
+    deferred = _encoder_gradients(True, monkeypatch, layer_norm)
     for a, b in zip(plain, deferred):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
@@ -135,7 +137,9 @@ def _training_gradients(model, batch, saved):
     dict(attention_architecture="gnmt", num_decoder_layers=3, bridge="zero"),
     dict(input_feeding=False, attention="bahdanau"),
     dict(attention_layer_size=6, residual=True, num_decoder_layers=3),
-], ids=["standard", "variational", "gnmt", "no_input_feeding", "narrow_attentional_residual"])
+    dict(layer_norm=True),
+], ids=["standard", "variational", "gnmt", "no_input_feeding", "narrow_attentional_residual",
+        "layer_norm"])
 def test_decoder_training_gradients_are_the_same_with_batched_weight_gradients(
         fields, monkeypatch, tmp_path):
     model, batch = _model(**fields), _batch()

@@ -122,10 +122,11 @@ def test_loss_sums_valid_target_tokens():
     assert out.num_tokens.numpy() == np.sum(batch.tgt_len)
 
 
-@pytest.mark.parametrize("encoder_type", ["bi", "gnmt"])
-def test_loss_is_padding_invariant(encoder_type):
+@pytest.mark.parametrize("encoder_type,layer_norm", [("bi", False), ("gnmt", False),
+                                                      ("bi", True)])
+def test_loss_is_padding_invariant(encoder_type, layer_norm):
     """A padded batch's loss is the sum of its sentences' losses computed alone."""
-    model = _model(encoder_type=encoder_type, attention="bahdanau")
+    model = _model(encoder_type=encoder_type, attention="bahdanau", layer_norm=layer_norm)
     pairs = _pairs(1, [5, 2, 4], [3, 6, 1])
     out = model.loss(_batch(pairs, src_time=9, tgt_time=11), label_smoothing=0.1)
     alone = [model.loss(_batch([p]), label_smoothing=0.1) for p in pairs]
