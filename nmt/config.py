@@ -190,6 +190,7 @@ class DecodeConfig:
     length_penalty: float = 0.6         # GNMT alpha: ((5 + length) / 6) ** alpha
     coverage_penalty: float = 0.0       # GNMT beta
     num_hypotheses: int = 1             # n-best per input line
+    mbr: bool = False                   # minimum Bayes risk: pick from the beam's n-best by expected sentence BLEU against it (nmt.mbr)
     max_length_ratio: float = 2.0       # output steps <= ratio * source pieces + 10
     batch_size: int = 256               # sentences per batch when batch_tokens is 0
     batch_tokens: int = 0               # >0: batch by a source-token budget
@@ -204,6 +205,9 @@ class DecodeConfig:
             raise ConfigError(f"num_hypotheses ({self.num_hypotheses}) cannot exceed "
                               f"beam_size ({self.beam_size})")
         _check_positive("max_length_ratio", self.max_length_ratio)
+        if self.mbr and self.beam_size < 2:
+            raise ConfigError("mbr picks among the beam's hypotheses: it needs beam_size >= 2 "
+                              f"(got {self.beam_size})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,9 @@ class ServingModule(tf.Module):
     """A Seq2Seq (or Ensemble) with its tokenizers; `serve(inputs)` is the signature."""
 
     def __init__(self, model, src_vocab, tgt_vocab, decode_config):
+        if decode_config.mbr:
+            raise ValueError("the SavedModel serves the beam's best hypothesis; MBR reranking "
+                             "runs in nmt-translate only: export without --mbr")
         super().__init__(name="nmt_serving")
         text = _tensorflow_text()
         self.model = model

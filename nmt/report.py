@@ -169,7 +169,8 @@ def format_run_scores(record):
         "",
         f"- checkpoint: `{record['checkpoint']}`",
         f"- decoding: beam {d['beam_size']}, length penalty {d['length_penalty']}, "
-        f"coverage penalty {d['coverage_penalty']}",
+        f"coverage penalty {d['coverage_penalty']}"
+        f"{', MBR reranking of the beam' if d.get('mbr') else ''}",
         f"- data: `{record['data_dir']}`; role dev = the run's dev set (tune on it), "
         f"test = report only",
         "",

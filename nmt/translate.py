@@ -3,14 +3,16 @@
 Every input line yields exactly one result. A line that encodes to no pieces
 (empty or whitespace-only) gets an empty translation without touching the
 model. Inputs longer than DecodeConfig.max_input_len pieces are truncated to
-it (bounded memory; the truncation is counted).
+it (bounded memory; the truncation is counted). With DecodeConfig.mbr, the search
+returns its whole n-best list (beam_size hypotheses), which nmt.mbr reorders by
+expected BLEU before the first num_hypotheses are kept.
 """
 import collections
 
 import numpy as np
 import tensorflow as tf
 
-from nmt import precision
+from nmt import mbr, precision
 from nmt.data import pad_batch
 
 Hypothesis = collections.namedtuple("Hypothesis", ["text", "score", "ids"])
@@ -45,6 +47,7 @@ class Translator:
         self.config = decode_config
         self.num_truncated = 0
         c = decode_config
+        self.search_hypotheses = c.beam_size if c.mbr else c.num_hypotheses
         compute_dtype = precision.compute_dtype(c.decode_precision)
         projection_dtype = precision.projection_dtype(c.decode_precision)
 
@@ -55,7 +58,7 @@ class Translator:
             return model.translate(src, src_len, beam_size=c.beam_size,
                                    length_penalty=c.length_penalty,
                                    coverage_penalty=c.coverage_penalty,
-                                   num_hypotheses=c.num_hypotheses,
+                                   num_hypotheses=self.search_hypotheses,
                                    max_length=int(c.max_length_ratio * c.max_input_len) + 10,
                                    max_length_ratio=c.max_length_ratio,
                                    compute_dtype=compute_dtype,
@@ -97,6 +100,8 @@ class Translator:
                                          float(scores[row, k]),
                                          out_ids[row, k, :out_lengths[row, k]].tolist())
                               for k in range(out_ids.shape[1])]
+                if self.config.mbr:
+                    results[i] = mbr.rerank(results[i])[:self.config.num_hypotheses]
             if progress:
                 progress(len(indices))
         return results

@@ -1,7 +1,8 @@
 """Decoding settings compared on a run's dev set only (tools/tune_decoding.py).
 
-Every combination of beam size, GNMT length penalty and coverage penalty is
-scored on the dev set (sacreBLEU cased BLEU, lower-cased BLEU, chrF), for the
+Every combination of beam size, GNMT length penalty, coverage penalty and,
+optionally, minimum Bayes risk reranking (nmt.mbr; beams of 2 or more) is scored
+on the dev set (sacreBLEU cased BLEU, lower-cased BLEU, chrF), for the
 --checkpoint model and, with --average_last=K,..., for the mean of the last K
 checkpoints in RUN_DIR/ckpt (nmt.checkpoints.average_model; a K larger than the
 number of checkpoints is skipped and said so). Test sets are never read.
@@ -63,21 +64,24 @@ def _short(path):
     return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
 
 
-def grid(beam_sizes, length_penalties, coverage_penalties):
-    """Every (beam_size, length_penalty, coverage_penalty), beams varying slowest."""
-    return list(itertools.product(beam_sizes, length_penalties, coverage_penalties))
+def grid(beam_sizes, length_penalties, coverage_penalties, mbr=(False,)):
+    """Every (beam_size, length_penalty, coverage_penalty, mbr), beams varying slowest;
+    mbr=True only with beams of 2 or more (it picks among the beam's hypotheses)."""
+    return [combo for combo in itertools.product(beam_sizes, length_penalties,
+                                                 coverage_penalties, mbr)
+            if not (combo[3] and combo[0] < 2)]
 
 
-def search_key(fingerprint, beam_size, length_penalty, coverage_penalty):
+def search_key(fingerprint, beam_size, length_penalty, coverage_penalty, mbr=False):
     """Settings with equal keys give equal translations (greedy ignores length_penalty)."""
-    if uses_greedy_search(beam_size, 1, coverage_penalty):
+    if uses_greedy_search(beam_size, 1, coverage_penalty) and not mbr:
         length_penalty = None
-    return fingerprint, beam_size, length_penalty, coverage_penalty
+    return fingerprint, beam_size, length_penalty, coverage_penalty, mbr
 
 
 def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
          length_penalties=(0.0, 0.6, 1.0), coverage_penalties=(0.0, 0.2), average_last=(),
-         output_md=None, output_json=None):
+         output_md=None, output_json=None, mbr=(False,)):
     """Scores every setting on the dev set; writes both tables. -> (record, markdown)"""
     config = model_dir_lib.load_config(run_dir)
     src_vocab, tgt_vocab = model_dir_lib.load_vocabs(run_dir, config)
@@ -88,10 +92,11 @@ def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
             skipped.append(f"{label}: {paths}")
             continue
         fingerprint = weights_fingerprint(model)
-        for beam, alpha, beta in grid(beam_sizes, length_penalties, coverage_penalties):
+        for beam, alpha, beta, rerank in grid(beam_sizes, length_penalties,
+                                              coverage_penalties, mbr):
             row = {"model": label, "average_last": k, "checkpoints": paths, "beam_size": beam,
-                   "length_penalty": alpha, "coverage_penalty": beta}
-            key = search_key(fingerprint, beam, alpha, beta)
+                   "length_penalty": alpha, "coverage_penalty": beta, "mbr": rerank}
+            key = search_key(fingerprint, beam, alpha, beta, rerank)
             if key in done:
                 source = rows[done[key]]
                 row.update({k: source[k] for k in ("bleu", "bleu_lc", "chrf")},
@@ -99,7 +104,7 @@ def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
             else:
                 decode = config.replace(decode=dict(
                     beam_size=beam, length_penalty=alpha, coverage_penalty=beta,
-                    num_hypotheses=1)).validate().decode
+                    num_hypotheses=1, mbr=rerank)).validate().decode
                 result = report.translate_and_score(
                     Translator(model, src_vocab, tgt_vocab, decode), dev)
                 row.update({k: getattr(result.scores, k) for k in ("bleu", "bleu_lc", "chrf")},
@@ -107,8 +112,9 @@ def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
                 done[key] = len(rows)
                 signatures = {k: v for k, v in result.scores._asdict().items()
                               if k.endswith("_signature")}
-                logging.info("%s beam %d lp %g cp %g: BLEU %.2f (%.1f s)", label, beam, alpha,
-                             beta, result.scores.bleu, result.seconds)
+                logging.info("%s beam %d lp %g cp %g%s: BLEU %.2f (%.1f s)", label, beam,
+                             alpha, beta, " MBR" if rerank else "", result.scores.bleu,
+                             result.seconds)
             rows.append(row)
     if not rows:
         raise ModelDirError(f"{run_dir}: nothing to tune ({'; '.join(skipped)})")
@@ -129,15 +135,17 @@ AVERAGED_DIR = "averaged"  # RUN_DIR/averaged: the mean of checkpoints val picke
 
 
 def score_with_val_pick(run_dir, data_dir=None, length_penalties=(0.6, 1.0),
-                        average_last=(5,)):
-    """Tunes the length penalty and the model (RUN_DIR/best or the mean of the last k
-    checkpoints) on the dev set at the run's beam size and coverage penalty, then scores
+                        average_last=(5,), mbr=(False,)):
+    """Tunes the length penalty, the model (RUN_DIR/best or the mean of the last k
+    checkpoints) and, with mbr=(False, True), MBR reranking on the dev set at the run's
+    beam size and coverage penalty, then scores
     every shipped set with the dev set's pick (report.score_run_dir), writing
     RUN_DIR/scores.{md,json} and RUN_DIR/scores/. -> (tune record, score record, markdown)"""
     decode = model_dir_lib.load_config(run_dir).decode
     tuned, _ = tune(run_dir, "best", data_dir, beam_sizes=[decode.beam_size],
                     length_penalties=length_penalties,
-                    coverage_penalties=[decode.coverage_penalty], average_last=average_last)
+                    coverage_penalties=[decode.coverage_penalty], average_last=average_last,
+                    mbr=mbr)
     pick = tuned["rows"][tuned["best"]]
     model_dir, checkpoint = run_dir, "best"
     if pick["average_last"] is not None:
@@ -146,18 +154,20 @@ def score_with_val_pick(run_dir, data_dir=None, length_penalties=(0.6, 1.0),
     record, markdown = report.score_run_dir(
         model_dir, checkpoint, data_dir,
         {"beam_size": pick["beam_size"], "length_penalty": pick["length_penalty"],
-         "coverage_penalty": pick["coverage_penalty"]},
+         "coverage_penalty": pick["coverage_penalty"], "mbr": pick["mbr"]},
         output_md=os.path.join(run_dir, "scores.md"),
         output_json=os.path.join(run_dir, "scores.json"),
         hyp_dir=os.path.join(run_dir, "scores"))
     note = (f"Picked on {tuned['dev_set']} only (RUN_DIR/tuning.md, row {tuned['best']}): "
-            f"{pick['model']}, length penalty {pick['length_penalty']}.")
+            f"{pick['model']}, length penalty {pick['length_penalty']}"
+            f"{', MBR' if pick['mbr'] else ''}.")
     return tuned, record, note + "\n\n" + markdown
 
 
 def format_markdown(record):
     """The Markdown report of a tune record: the table, the best row, signatures."""
     table = [[i, r["model"], r["beam_size"], r["length_penalty"], r["coverage_penalty"],
+              "yes" if r.get("mbr") else "no",
               *(f"{r[key]:.2f}" for _, key in report.SCORE_COLUMNS),
               f"{r['translate_seconds']:.1f}" if r["same_as"] is None
               else f"same search as row {r['same_as']}"]
@@ -169,12 +179,12 @@ def format_markdown(record):
         f"{record['date']}",
         "",
         report.markdown_table(["row", "model", "beam", "length penalty", "coverage penalty",
-                               *(name for name, _ in report.SCORE_COLUMNS), "translate s"],
+                               "MBR", *(name for name, _ in report.SCORE_COLUMNS), "translate s"],
                               table),
         "",
         f"Best (highest cased BLEU): row {record['best']}: {best['model']}, beam "
         f"{best['beam_size']}, length penalty {best['length_penalty']}, coverage penalty "
-        f"{best['coverage_penalty']}: BLEU {best['bleu']:.2f} (cased), {best['bleu_lc']:.2f} "
+        f"{best['coverage_penalty']}{', MBR' if best.get('mbr') else ''}: BLEU {best['bleu']:.2f} (cased), {best['bleu_lc']:.2f} "
         f"(lower-cased), chrF {best['chrf']:.2f}.",
         f"The run's own setting: beam {d['beam_size']}, length penalty {d['length_penalty']}, "
         f"coverage penalty {d['coverage_penalty']}.",

@@ -57,6 +57,7 @@ def test_bad_choice_lists_the_choices():
     (TrainConfig(num_train_steps=1, decay="exponential"), "decay_steps"),
     (DecodeConfig(beam_size=2, num_hypotheses=3), "num_hypotheses"),
     (DecodeConfig(max_length_ratio=0.0), "max_length_ratio"),
+    (DecodeConfig(beam_size=1, mbr=True), "mbr"),
     (Config(data=DataConfig(joint_vocab=False), model=ModelConfig(share_embeddings=True)),
      "share_embeddings"),
 ])

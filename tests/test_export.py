@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import tiny_corpus
 from nmt import export, model_dir as model_dir_lib
 from nmt.translate import Translator
@@ -45,3 +47,11 @@ def test_exported_model_translates_like_translator(tiny_model_dir, tmp_path):
     for got, hyps in zip(served["scores"], expected):
         assert abs(got - hyps[0].score) < 1e-3
     assert served["translations"][10] == "" and served["scores"][10] == 0.0
+
+
+def test_mbr_is_refused_rather_than_silently_dropped(tiny_model_dir):
+    model_dir, _, _ = tiny_model_dir
+    config, model, src_vocab, tgt_vocab = model_dir_lib.load(model_dir, "last")
+    decode = config.replace(decode=dict(mbr=True)).validate().decode
+    with pytest.raises(ValueError, match="MBR reranking runs in nmt-translate only"):
+        export.ServingModule(model, src_vocab, tgt_vocab, decode)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nmt import corpus, vocab as vocab_lib
+from nmt import corpus, mbr, vocab as vocab_lib
 from nmt.config import DecodeConfig, ModelConfig
 from nmt.model import build_model
 from nmt.translate import Translator, length_sorted_batches
@@ -136,3 +136,19 @@ def test_results_follow_input_order(model, vocab, val_lines):
     backward = t.translate_text(val_lines[:12][::-1])
     assert len(set(forward)) > 6
     assert backward == forward[::-1]
+
+
+def test_mbr_reranks_the_whole_beam_and_keeps_num_hypotheses(model, vocab, val_lines):
+    """mbr=True: the search's full n-best (beam_size), reordered by nmt.mbr.rerank, cut to
+    num_hypotheses; one result per line, empty lines included."""
+    lines = val_lines[:12] + [""]
+    full = translator(model, vocab, beam_size=4, num_hypotheses=4, batch_size=5).translate(lines)
+    picked = translator(model, vocab, beam_size=4, num_hypotheses=2, mbr=True,
+                        batch_size=5).translate(lines)
+    assert len(picked) == len(lines) and all(len(hyps) == 2 for hyps in picked)
+    for nbest, hyps in zip(full[:-1], picked[:-1]):
+        want = mbr.rerank(nbest)[:2]
+        assert [h.ids for h in hyps] == [h.ids for h in want]
+        assert [h.score for h in hyps] == pytest.approx([h.score for h in want], abs=1e-4)
+    assert [h.text for h in picked[-1]] == ["", ""]
+    assert any(p[0].ids != f[0].ids for p, f in zip(picked, full))  # MBR changed a pick

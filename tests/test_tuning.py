@@ -51,7 +51,7 @@ def test_table_has_every_setting_of_every_model_and_skips_what_cannot_be_average
     assert len(record["skipped"]) == 1 and "last 5 of 2" in record["skipped"][0]
     for i, r in enumerate(record["rows"]):  # the Markdown shows the JSON's numbers
         assert (f"| {i} | {r['model']} | {r['beam_size']} | {r['length_penalty']} | "
-                f"{r['coverage_penalty']} | {r['bleu']:.2f} | {r['bleu_lc']:.2f} | "
+                f"{r['coverage_penalty']} | no | {r['bleu']:.2f} | {r['bleu_lc']:.2f} | "
                 f"{r['chrf']:.2f} |") in markdown
 
 
@@ -112,27 +112,30 @@ def test_best_is_the_argmax_of_its_own_table(tiny_run, tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["t.json", "t.md"]
 
 
-@pytest.mark.parametrize("forced_average", [None, 2])
+@pytest.mark.parametrize("forced_average,forced_mbr", [(None, False), (2, False), (None, True)])
 def test_every_set_is_scored_with_the_model_and_setting_val_picked(
-        tiny_run, tmp_path, monkeypatch, forced_average):
+        tiny_run, tmp_path, monkeypatch, forced_average, forced_mbr):
     """Whichever row val picks (forced here to the best checkpoint, then to the mean of
-    the last 2), the scored dev set reproduces that row's numbers exactly, so the test
-    sets were translated by the same model with the same setting."""
+    the last 2, then to MBR), the scored dev set reproduces that row's numbers exactly,
+    so the test sets were translated by the same model with the same setting."""
     run_dir = str(tmp_path / "run")
     shutil.copytree(tiny_run.run_dir, run_dir)
     real_tune = tuning.tune
 
     def tune_then_force(*args, **kwargs):
         record, markdown = real_tune(*args, **kwargs)
-        record["best"] = [r["average_last"] for r in record["rows"]].index(forced_average)
+        record["best"] = [(r["average_last"], r["mbr"]) for r in record["rows"]].index(
+            (forced_average, forced_mbr))
         return record, markdown
 
     monkeypatch.setattr(tuning, "tune", tune_then_force)
     tuned, record, markdown = tuning.score_with_val_pick(
-        run_dir, tiny_run.data_dir, length_penalties=[0.0, 1.0], average_last=[2])
+        run_dir, tiny_run.data_dir, length_penalties=[0.0, 1.0], average_last=[2],
+        mbr=[False, True])
     pick = tuned["rows"][tuned["best"]]
-    assert [r["beam_size"] for r in tuned["rows"]] == [2] * 4  # the run's beam
+    assert [r["beam_size"] for r in tuned["rows"]] == [2] * 8  # the run's beam
     assert record["decode"]["length_penalty"] == pick["length_penalty"]
+    assert record["decode"]["mbr"] == pick["mbr"] == forced_mbr
     dev = [e for e in record["sets"] if e["role"] == "dev"]
     assert len(dev) == 1 and (dev[0]["bleu"], dev[0]["chrf"]) == (pick["bleu"], pick["chrf"])
     config = model_dir_lib.load_config(run_dir)
@@ -154,3 +157,10 @@ def test_every_set_is_scored_with_the_model_and_setting_val_picked(
                                f"{pick['model']}")
     for e in record["sets"]:
         assert os.path.dirname(e["hypotheses"]) == os.path.join(run_dir, "scores")
+
+
+def test_mbr_rows_need_a_beam_and_are_searches_of_their_own():
+    combos = tuning.grid([1, 3], [0.6], [0.0], mbr=[False, True])
+    assert combos == [(1, 0.6, 0.0, False), (3, 0.6, 0.0, False), (3, 0.6, 0.0, True)]
+    assert tuning.search_key("w", 3, 0.6, 0.0, True) != tuning.search_key("w", 3, 0.6, 0.0)
+    assert tuning.search_key("w", 1, 0.6, 0.0) == tuning.search_key("w", 1, 1.0, 0.0)

@@ -37,6 +37,8 @@ LEVERS = {
                              ["--sample_alpha=0.5"]),
     "weight_average_0.999": ("translate a moving average of the weights, decay 0.999",
                              ["--moving_average_decay=0.999"]),
+    "layer_norm": ("layer-normalised LSTMs (gates and memory; Ba et al. 2016)",
+                   ["--layer_norm"]),
     "vocab_16k": ("joint vocabulary 8k -> 16k", ["--vocab_size=16000"]),
     "rsqrt_warmup": ("lr 0.002, 500 warm-up steps, inverse square root decay",
                      ["--learning_rate=0.002", "--warmup_steps=500", "--decay=rsqrt"]),

@@ -2,7 +2,7 @@
 
     python tools/tune_decoding.py --run_dir=runs/multi30k-default-en-de \
         --beam_sizes=1,5,10 --length_penalties=0,0.6,1.0 --coverage_penalties=0,0.2 \
-        --average_last=1,3,5
+        --average_last=1,3,5 --mbr=false,true
 
 Scores every combination on the run's dev set only (cased BLEU, lower-cased BLEU
 and chrF with sacreBLEU), for the --checkpoint model and, with --average_last,
@@ -29,14 +29,23 @@ flags.DEFINE_list("beam_sizes", ["1", "5", "10"], "Beam sizes to try.")
 flags.DEFINE_list("length_penalties", ["0", "0.6", "1.0"], "GNMT length penalties (alpha).")
 flags.DEFINE_list("coverage_penalties", ["0", "0.2"], "GNMT coverage penalties (beta).")
 flags.DEFINE_list("average_last", [], "Also try the mean of the last K checkpoints, each K.")
+flags.DEFINE_list("mbr", ["false"], "MBR reranking of the beam off (false) and/or on (true); "
+                  "on applies to beams of 2 or more (nmt/mbr.py).")
 flags.DEFINE_string("output_md", None, "Markdown table (default RUN_DIR/tuning.md).")
 flags.DEFINE_string("output_json", None, "JSON table (default RUN_DIR/tuning.json).")
 flags.mark_flag_as_required("run_dir")
 
 
+def _boolean(text):
+    if text.lower() not in ("true", "false"):
+        raise app.UsageError(f"--mbr takes true and/or false (got {text!r})")
+    return text.lower() == "true"
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    mbr = [_boolean(m) for m in FLAGS.mbr]
 
     def run():
         _, markdown = tuning.tune(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.data_dir,
@@ -44,7 +53,7 @@ def main(argv):
                                   [float(a) for a in FLAGS.length_penalties],
                                   [float(b) for b in FLAGS.coverage_penalties],
                                   [int(k) for k in FLAGS.average_last],
-                                  FLAGS.output_md, FLAGS.output_json)
+                                  FLAGS.output_md, FLAGS.output_json, mbr)
         print(markdown)
 
     common.run_main("tune_decoding", run)
