@@ -46,7 +46,8 @@ decoder) may ask `cell.deferrable_kernels(late_size, like)` for kernels whose gr
 computes after the loop (`nmt.deferred`), and then passes `step(..., deferred=d)`: the
 cell multiplies by `d.kernels` (under stop_gradient), adds `d.zeros` to the same sum and
 records the matmul inputs in `d.inputs`. LSTMCell defers its recurrent kernel and the late
-inputs' rows; wrappers pass it on, MultiRNNCell to layer 0. Other cells return None.
+inputs' rows (with layer_norm, the recurrent kernel only); wrappers pass it on, MultiRNNCell
+to layer 0. Other cells return None.
 
 Variables are created in `build(input_size)`, either eagerly when the constructor gets
 `input_size=`, or on the first `prepare_inputs` / call from the static last dimension of
