@@ -250,7 +250,20 @@ class AttentionDecoder(tf.Module):
 
         return project
 
-    def step(self, ids, state, memory, rows=None, projection=None):
+    def inference_inputs(self, dtype):
+        """-> prepare(ids `[n]`) -> the stacked cell's prepared inputs for one search step,
+        gathered from a table of every target token's (`_prepare` of the whole embedding
+        table in `dtype`, computed here, once per search). With input feeding the table
+        holds the embeddings' share of layer 0's input matmul and the attentional vector
+        joins at each step as a late input, as in training. A beam search's steps then
+        skip a [rows, embedding_size] x [embedding_size, 4 units] matmul each, for one
+        [vocab, embedding_size] x [embedding_size, 4 units] matmul per search: worth it
+        when rows x steps exceeds the vocabulary (beams, not greedy batches)."""
+        every_token = tf.range(self.embedding.vocab_size)[None]  # [1, vocab]
+        table = self._prepare(self.embedding(every_token, dtype), training=False)
+        return lambda ids: tf.nest.map_structure(lambda t: tf.gather(t[0], ids), table)
+
+    def step(self, ids, state, memory, rows=None, projection=None, inputs=None):
         """ids `[n]` int32 -> logits `[n, vocab]` float32, next state (inference).
 
         The logits are not normalised: nmt.search normalises only what it ranks.
@@ -258,13 +271,17 @@ class AttentionDecoder(tf.Module):
         (the state still advances for all n). Search skips finished rows this way.
         projection: `inference_projection(dtype)` (None: the output projection in the
         compute dtype, its weights read at this step, as when training).
+        inputs: `inference_inputs(dtype)` (None: embed and prepare the ids at this step).
         """
-        inputs = self.embedding(ids, memory.values.dtype)  # [n, embedding_size]
-        if self.input_feeding:  # known before this step: one input matmul for both
-            inputs = tf.concat([inputs, state["attention"]], -1)
-        prepared = self._prepare(inputs[:, None], training=False, feed_in_inputs=True)
-        output, state = self._step(tf.nest.map_structure(lambda p: p[:, 0], prepared),
-                                   state, memory, training=False, feed_in_inputs=True)
+        if inputs is not None:
+            output, state = self._step(inputs(ids), state, memory, training=False)
+        else:
+            embedded = self.embedding(ids, memory.values.dtype)  # [n, embedding_size]
+            if self.input_feeding:  # known before this step: one input matmul for both
+                embedded = tf.concat([embedded, state["attention"]], -1)
+            prepared = self._prepare(embedded[:, None], training=False, feed_in_inputs=True)
+            output, state = self._step(tf.nest.map_structure(lambda p: p[:, 0], prepared),
+                                       state, memory, training=False, feed_in_inputs=True)
         if rows is not None:
             output = tf.gather(output, rows)
         logits = projection(output) if projection is not None else self.logits(output)

@@ -28,10 +28,11 @@ class Ensemble(tf.Module):
         self.models = list(models)
 
     def search_inputs(self, src, src_len, max_length_ratio=None, compute_dtype=tf.float32,
-                      projection_dtype=None):
+                      projection_dtype=None, input_table=False):
         """-> (step_fn, initial_state, context) over all models (see the module docstring);
         the context is the tuple of the models' contexts."""
-        inputs = [m.search_inputs(src, src_len, max_length_ratio, compute_dtype, projection_dtype)
+        inputs = [m.search_inputs(src, src_len, max_length_ratio, compute_dtype, projection_dtype,
+                                  input_table)
                   for m in self.models]
         step_fns = [step_fn for step_fn, _, _ in inputs]
         states = tuple(state for _, state, _ in inputs)

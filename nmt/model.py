@@ -158,23 +158,27 @@ class Seq2Seq(tf.Module):
         return weights
 
     def search_inputs(self, src, src_len, max_length_ratio=None, compute_dtype=tf.float32,
-                      projection_dtype=None):
+                      projection_dtype=None, input_table=False):
         """-> (step_fn, initial_state, context) for nmt.search; the context is the
         encoder memory, which the search tiles for its beam and drops rows of.
 
         With max_length_ratio, a hypothesis must end (EOS is forced) after
         ratio * source length + 10 steps, so each sentence stops on its own.
         projection_dtype: the output projection's dtype (None: compute_dtype).
+        input_table: step from a table of every target token's prepared embedding
+        (Decoder.inference_inputs), which pays for beam search.
         """
         memory, state = self.decoder.initial_state(
             self.encode(src, src_len, compute_dtype=compute_dtype))
         projection = self.decoder.inference_projection(projection_dtype or compute_dtype)
+        inputs = self.decoder.inference_inputs(compute_dtype) if input_table else None
         if max_length_ratio is not None:
             state["limit"] = tf.cast(max_length_ratio * tf.cast(src_len, tf.float32), tf.int32) + 9
             state["time"] = tf.zeros_like(src_len)
 
         def step_fn(ids, state, rows=None, *, context):
-            logits, new_state = self.decoder.step(ids, state, context, rows, projection)
+            logits, new_state = self.decoder.step(ids, state, context, rows, projection,
+                                                  inputs)
             if max_length_ratio is not None:
                 new_state["limit"], new_state["time"] = state["limit"], state["time"] + 1
                 must_end = state["time"] >= state["limit"]
@@ -201,9 +205,11 @@ class Seq2Seq(tf.Module):
         False inside `tf.function(jit_compile=True)`.
         """
         batch_size = tf.shape(src)[0]
+        greedy = uses_greedy_search(beam_size, num_hypotheses, coverage_penalty)
         step_fn, state, context = self.search_inputs(src, src_len, max_length_ratio,
-                                                     compute_dtype, projection_dtype)
-        if uses_greedy_search(beam_size, num_hypotheses, coverage_penalty):
+                                                     compute_dtype, projection_dtype,
+                                                     input_table=not greedy)
+        if greedy:
             result = search.greedy_search(step_fn, state, batch_size, BOS_ID, EOS_ID, max_length,
                                           context=context, compact=compact)
         else:

@@ -29,12 +29,14 @@ def _inputs(seed=0):
 
 
 def _teacher_forced_equals_steps(model):
+    """Both inference step paths: embedding each step, and the prepared-embedding table."""
     src, src_len, tgt_in = _inputs()
     expected = model.logits(src, src_len, tgt_in).numpy()  # [batch, tgt_time, vocab]
-    memory, state = model.decoder.initial_state(model.encode(src, src_len))
-    for t in range(tgt_in.shape[1]):
-        logits, state = model.decoder.step(tgt_in[:, t], state, memory)
-        np.testing.assert_allclose(logits.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
+    for inputs in (None, model.decoder.inference_inputs(tf.float32)):
+        memory, state = model.decoder.initial_state(model.encode(src, src_len))
+        for t in range(tgt_in.shape[1]):
+            logits, state = model.decoder.step(tgt_in[:, t], state, memory, inputs=inputs)
+            np.testing.assert_allclose(logits.numpy(), expected[:, t], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("fields", [
@@ -52,11 +54,12 @@ def test_teacher_forced_equals_step_by_step(fields):
     _teacher_forced_equals_steps(_model(**fields))
 
 
-def test_search_inputs_step_fn_is_the_decoder_step():
+@pytest.mark.parametrize("input_table", [False, True])
+def test_search_inputs_step_fn_is_the_decoder_step(input_table):
     model = _model()
     src, src_len, tgt_in = _inputs()
     expected = tf.nn.log_softmax(model.logits(src, src_len, tgt_in)).numpy()
-    step_fn, state, memory = model.search_inputs(src, src_len)
+    step_fn, state, memory = model.search_inputs(src, src_len, input_table=input_table)
     for t in range(tgt_in.shape[1]):
         logits, state = step_fn(tgt_in[:, t], state, context=memory)
         np.testing.assert_allclose(tf.nn.log_softmax(logits).numpy(), expected[:, t],
