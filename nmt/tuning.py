@@ -74,7 +74,7 @@ def grid(beam_sizes, length_penalties, coverage_penalties, mbr=(False,)):
 
 def search_key(fingerprint, beam_size, length_penalty, coverage_penalty, mbr=False):
     """Settings with equal keys give equal translations (greedy ignores length_penalty)."""
-    if uses_greedy_search(beam_size, 1, coverage_penalty) and not mbr:
+    if uses_greedy_search(beam_size, 1, coverage_penalty):
         length_penalty = None
     return fingerprint, beam_size, length_penalty, coverage_penalty, mbr
 
