@@ -159,6 +159,7 @@ class TrainConfig:
     base_gpu: int = 0                   # first device of the round-robin layer placement
     num_cpu_devices: int = 0            # >0: split the CPU into this many logical devices at start-up
     precision: str = "fp32"             # fp32 | bf16 (AMX CPUs, Ampere+ GPUs) | fp16 (loss scaling) | bf16_output (only the softmax projection): compute dtype; weights stay fp32
+    init_from: str = ""                 # a model dir: a new run starts from its best checkpoint's weights and its vocabularies (optimizer, step and schedule start afresh)
 
     def validate(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)

@@ -103,8 +103,7 @@ def load_config(model_dir):
 
 def load_vocabs(model_dir, config):
     """-> (src_vocab, tgt_vocab) saved in the model dir."""
-    names = ([vocab_lib.JOINT_NAME] * 2 if config.data.joint_vocab
-             else [vocab_lib.SRC_NAME, vocab_lib.TGT_NAME])
+    names = vocab_names(config.data) * (2 if config.data.joint_vocab else 1)
     vocabs = []
     for name in names:
         path = os.path.join(model_dir, name + ".model")
@@ -115,6 +114,37 @@ def load_vocabs(model_dir, config):
         except Exception as e:  # sentencepiece raises OSError/RuntimeError on bad files
             raise ModelDirError(f"{path}: cannot load sentencepiece model ({e})") from None
     return vocabs[0], vocabs[1]
+
+
+def vocab_names(data_config):
+    """The sentencepiece model names a run with this DataConfig keeps in its dir."""
+    return ([vocab_lib.JOINT_NAME] if data_config.joint_vocab
+            else [vocab_lib.SRC_NAME, vocab_lib.TGT_NAME])
+
+
+def copy_vocabs(from_dir, to_dir, data_config):
+    """Puts from_dir's sentencepiece models into to_dir (a run that starts from
+    from_dir's weights must read text with the same pieces). Ones already in to_dir
+    must be the same bytes, else a one-line ModelDirError."""
+    os.makedirs(to_dir, exist_ok=True)
+    for name in vocab_names(data_config):
+        for suffix in (".model", ".vocab"):
+            source, target = (os.path.join(d, name + suffix) for d in (from_dir, to_dir))
+            if not os.path.exists(source):
+                if suffix == ".vocab":  # a readable listing only; the .model is what counts
+                    continue
+                raise ModelDirError(f"{source}: sentencepiece model missing")
+            with open(source, "rb") as f:
+                data = f.read()
+            if os.path.exists(target):
+                with open(target, "rb") as f:
+                    if f.read() != data:
+                        raise ModelDirError(f"{target}: differs from {source}; a run started "
+                                            f"from {from_dir} needs its vocabularies")
+                continue
+            with open(target + ".tmp", "wb") as f:
+                f.write(data)
+            os.replace(target + ".tmp", target)
 
 
 def checkpoint_path(model_dir, which="best"):

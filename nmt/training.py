@@ -112,6 +112,8 @@ class Trainer:
         d = config.data
         self.train_corpus = validation.load_training_corpus(d)  # logs a report; fatal: raises
         self.dev = self._read_eval_set(d.dev_prefix)
+        if config.train.init_from:  # its pieces, before any are trained here
+            model_dir_lib.copy_vocabs(config.train.init_from, out_dir, d)
         self.src_vocab, self.tgt_vocab = vocab_lib.ensure_vocabs(
             out_dir, self.train_corpus.src, self.train_corpus.tgt, d.vocab_size,
             joint=d.joint_vocab, model_type=d.sp_model_type)
@@ -208,6 +210,8 @@ class Trainer:
         path = tf.train.latest_checkpoint(self.restore_dir)  # every worker: the chief's
         if not path:
             logging.info("starting a new run in %s", self.out_dir)
+            if self.config.train.init_from:
+                self.initialise_from(self.config.train.init_from)
             return
         self.model_variables_built()
         saved_average = _checkpoint_has(path, "training_weights/")
@@ -240,6 +244,17 @@ class Trainer:
         logging.info("resuming from %s at step %d (epoch %d, batch %d)", path,
                      int(p.step), int(p.epoch) + 1, int(p.batch_in_epoch))
         model_dir_lib.trim_log(self.out_dir, int(p.step))  # records of steps to be redone
+
+    def initialise_from(self, model_dir):
+        """A new run takes the weights of model_dir's best checkpoint (its vocabularies
+        were copied in __init__); optimizer slots, step and schedule start afresh."""
+        path = model_dir_lib.checkpoint_path(model_dir, "best")
+        model_dir_lib.check_checkpoint(path, self.src_vocab, self.tgt_vocab)
+        self.model_variables_built()
+        model_dir_lib.restore_model(self.model, path)
+        if self.weight_average is not None:
+            self.weight_average.reset(self.model.trainable_variables)
+        logging.info("initialised the model's weights from %s", path)
 
     def model_variables_built(self):
         """Creates the optimizer slots so a checkpoint restores them eagerly."""

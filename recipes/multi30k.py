@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from nmt import devices, model_dir as model_dir_lib, report, training, tuning
+from nmt import devices, distill, model_dir as model_dir_lib, report, training, tuning
 from nmt.cli import common
 from nmt.cli.flags import define_config_flags, overrides_from_flags
 
@@ -67,6 +67,12 @@ flags.DEFINE_bool("score_test_sets", True, "After training, score the best check
 flags.DEFINE_bool("pick_on_val", False, "Before scoring, pick the model (the best checkpoint "
                   "or the mean of the last 5) and the length penalty (0.6 or 1.0) on val, and "
                   "score every set with val's pick (nmt.tuning.score_with_val_pick).")
+flags.DEFINE_list("distil_from", [], "Teacher model dirs (several: an ensemble). Sequence-level "
+                  "knowledge distillation: they translate the training source into "
+                  "OUT_DIR/distilled/ and this run trains on that (nmt/distill.py), with the "
+                  "first teacher's vocabulary.")
+flags.DEFINE_bool("distil_keep_original", True, "With --distil_from: train on the teachers' "
+                  "pairs followed by the original ones (off: the teachers' pairs only).")
 CONFIG_FLAGS = define_config_flags(
     ["data", "model", "train", "decode"],
     rename={"decode.batch_size": "decode_batch_size", "decode.batch_tokens": "decode_batch_tokens"},
@@ -90,6 +96,12 @@ def main(argv):
         out_dir = FLAGS.out_dir or os.path.join(
             "runs", f"multi30k-{FLAGS.preset}-{config.data.src}-{config.data.tgt}")
         start = time.time()
+        if FLAGS.distil_from:
+            prefix = distill.build_corpus(FLAGS.distil_from, config.data.train_prefix,
+                                          config.data.src, config.data.tgt, out_dir,
+                                          keep_original=FLAGS.distil_keep_original)
+            config = config.replace(data={"train_prefix": prefix})
+            model_dir_lib.copy_vocabs(FLAGS.distil_from[0], out_dir, config.data)
         trainer = training.Trainer(config, out_dir)
         trainer.run()
         if trainer.stop_signal is not None:  # interrupted: resumable, not finished

@@ -76,6 +76,61 @@ def test_resume_restores_step_weights_and_optimizer(multi30k_slice, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(multi30k_slice, tmp_path):
+    teacher_dir = str(tmp_path / "teacher")
+    teacher = training.Trainer(tiny_config(multi30k_slice, num_train_steps=3), teacher_dir)
+    teacher.run()
+    weights = values(teacher.model.trainable_variables)
+
+    student_dir = str(tmp_path / "student")
+    config = tiny_config(multi30k_slice, num_train_steps=2, init_from=teacher_dir, seed=7)
+    student = training.Trainer(config, student_dir)
+    for name in ("spm.model", "spm.vocab"):  # the teacher's pieces, not ones trained anew
+        with open(os.path.join(teacher_dir, name), "rb") as a, \
+                open(os.path.join(student_dir, name), "rb") as b:
+            assert a.read() == b.read()
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(values(student.model.trainable_variables), weights))
+    student.restore()
+    assert_all_equal(values(student.model.trainable_variables), weights)
+    assert int(student.progress.step) == 0 and int(student.optimizer.iterations) == 0
+    assert all(not v.numpy().any() for v in student.optimizer.variables
+               if "iteration" not in v.name and "learning_rate" not in v.name)  # fresh slots
+    student.run()
+    assert int(student.progress.step) == 2
+
+    # A rerun resumes the student's own checkpoint, not the teacher's weights.
+    again = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4,
+                                         init_from=teacher_dir, seed=7), student_dir)
+    again.restore()
+    assert int(again.progress.step) == 2
+    assert_all_equal(values(again.model.trainable_variables),
+                     values(student.model.trainable_variables))
+
+
+def test_init_from_refuses_other_vocabularies_and_other_models(multi30k_slice, tmp_path):
+    teacher_dir = str(tmp_path / "teacher")
+    training.Trainer(tiny_config(multi30k_slice, num_train_steps=1), teacher_dir).run()
+
+    other_vocab = tmp_path / "other_vocab"
+    other_vocab.mkdir()
+    (other_vocab / "spm.model").write_bytes(b"not the teacher's")
+    with pytest.raises(model_dir_lib.ModelDirError, match="spm.model: differs from .*teacher"):
+        training.Trainer(tiny_config(multi30k_slice, num_train_steps=1, init_from=teacher_dir),
+                         str(other_vocab))
+
+    wider = tiny_config(multi30k_slice, num_train_steps=1, init_from=teacher_dir)
+    wider = wider.replace(model={"num_units": 32})
+    trainer = training.Trainer(wider, str(tmp_path / "wider"))
+    with pytest.raises(model_dir_lib.ModelDirError, match="does not fit this model"):
+        trainer.restore()
+
+    with pytest.raises(model_dir_lib.ModelDirError, match="nowhere/spm.model: sentencepiece "
+                       "model missing"):
+        training.Trainer(tiny_config(multi30k_slice, num_train_steps=1,
+                                     init_from=str(tmp_path / "nowhere")), str(tmp_path / "x"))
+
+
 def test_nonfinite_batch_is_skipped_and_counted(multi30k_slice, tmp_path):
     trainer = training.Trainer(tiny_config(multi30k_slice, num_train_steps=3), str(tmp_path))
     real_step = trainer.train_step
