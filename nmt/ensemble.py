@@ -76,14 +76,15 @@ def _mean_alignments(states):
 def load_ensemble(model_dirs, which="best"):
     """Comma-separated model dirs -> (config of the first, model or Ensemble, src_vocab, tgt_vocab).
 
-    One dir gives its Seq2Seq; several must share the vocabularies (same
-    sentencepiece model bytes), else ModelDirError.
+    One dir gives its Seq2Seq; several must share the vocabularies (the same
+    sentencepiece model, wherever it was trained: Vocab.fingerprint), else ModelDirError.
     """
     from nmt import model_dir as model_dir_lib
     dirs = [d for d in model_dirs.split(",") if d]
     vocabs = [model_dir_lib.load_vocabs(d, model_dir_lib.load_config(d)) for d in dirs]
     for d, (src, tgt) in zip(dirs[1:], vocabs[1:]):
-        if _proto(src) != _proto(vocabs[0][0]) or _proto(tgt) != _proto(vocabs[0][1]):
+        if (src.fingerprint() != vocabs[0][0].fingerprint()
+                or tgt.fingerprint() != vocabs[0][1].fingerprint()):
             raise model_dir_lib.ModelDirError(
                 f"{d}: its vocabularies differ from {dirs[0]}'s; ensembles need the same ones")
     loaded = [model_dir_lib.load(d, which) for d in dirs]
@@ -92,7 +93,3 @@ def load_ensemble(model_dirs, which="best"):
         return config, model, src_vocab, tgt_vocab
     return config, Ensemble([m for _, m, _, _ in loaded]), src_vocab, tgt_vocab
 
-
-def _proto(vocab):
-    with open(vocab.path, "rb") as f:
-        return f.read()

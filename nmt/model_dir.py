@@ -125,7 +125,7 @@ def vocab_names(data_config):
 def copy_vocabs(from_dir, to_dir, data_config):
     """Puts from_dir's sentencepiece models into to_dir (a run that starts from
     from_dir's weights must read text with the same pieces). Ones already in to_dir
-    must be the same bytes, else a one-line ModelDirError."""
+    must cut text alike (Vocab.fingerprint), else a one-line ModelDirError."""
     os.makedirs(to_dir, exist_ok=True)
     for name in vocab_names(data_config):
         for suffix in (".model", ".vocab"):
@@ -134,17 +134,25 @@ def copy_vocabs(from_dir, to_dir, data_config):
                 if suffix == ".vocab":  # a readable listing only; the .model is what counts
                     continue
                 raise ModelDirError(f"{source}: sentencepiece model missing")
+            if os.path.exists(target):
+                if suffix == ".model" and not _same_vocab(source, target):
+                    raise ModelDirError(f"{target}: differs from {source}; a run started "
+                                        f"from {from_dir} needs its vocabularies")
+                continue
             with open(source, "rb") as f:
                 data = f.read()
-            if os.path.exists(target):
-                with open(target, "rb") as f:
-                    if f.read() != data:
-                        raise ModelDirError(f"{target}: differs from {source}; a run started "
-                                            f"from {from_dir} needs its vocabularies")
-                continue
             with open(target + ".tmp", "wb") as f:
                 f.write(data)
             os.replace(target + ".tmp", target)
+
+
+def _same_vocab(path_a, path_b):
+    """Whether two sentencepiece model files cut text alike (Vocab.fingerprint)."""
+    try:
+        a, b = vocab_lib.Vocab.load(path_a), vocab_lib.Vocab.load(path_b)
+    except Exception:  # sentencepiece raises OSError/RuntimeError on bad files
+        return False
+    return a.fingerprint() == b.fingerprint()
 
 
 def checkpoint_path(model_dir, which="best"):

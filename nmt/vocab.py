@@ -142,6 +142,17 @@ class Vocab:
         """The piece string of every id (specials included), for display."""
         return [self._sp.id_to_piece(int(i)) for i in ids]
 
+    def fingerprint(self) -> bytes:
+        """The model without where it was trained from and written to (its trainer spec's
+        input files and prefix): equal for vocabularies that cut and number text alike,
+        e.g. two runs' models trained on the same corpus (nmt.ensemble, init_from)."""
+        from sentencepiece import sentencepiece_model_pb2
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(self._sp.serialized_model_proto())
+        proto.trainer_spec.ClearField("input")
+        proto.trainer_spec.ClearField("model_prefix")
+        return proto.SerializeToString(deterministic=True)
+
     def __repr__(self) -> str:
         return f"Vocab({self.path!r}, size={self.size})"
 

@@ -75,3 +75,16 @@ def test_ensemble_needs_the_same_vocabularies(tiny_model_dir, tmp_path):
     vocab_lib.train_sentencepiece(src, f"{other_dir}/spm", vocab_size=300)
     with pytest.raises(model_dir_lib.ModelDirError, match="vocabularies differ"):
         load_ensemble(f"{model_dir},{other_dir}", "last")
+
+
+def test_ensemble_takes_vocabularies_trained_apart_on_one_corpus(tiny_model_dir, tmp_path):
+    model_dir, _, _ = tiny_model_dir
+    other_dir = str(tmp_path / "retrained_vocab")
+    shutil.copytree(model_dir, other_dir)
+    src, tgt = tiny_corpus()  # the corpus write_tiny_model_dir trained its vocabulary on
+    vocab_lib.train_sentencepiece(src + tgt, f"{other_dir}/spm", vocab_size=300)
+    with open(f"{model_dir}/spm.model", "rb") as a, open(f"{other_dir}/spm.model", "rb") as b:
+        assert a.read() != b.read()
+    _, ensemble, _, _ = load_ensemble(f"{model_dir},{other_dir}", "last")
+    assert isinstance(ensemble, Ensemble)
+

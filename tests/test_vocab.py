@@ -98,6 +98,21 @@ def test_ensure_vocabs_separate(lines, tmp_path):
     assert os.path.getmtime(tmp_path / "spm.src.model") == mtime
 
 
+def test_fingerprint_ignores_where_a_model_was_trained(lines, joint, tmp_path):
+    model_dir, trained, _ = joint
+    again_dir = tmp_path / "elsewhere"  # another dir, another temp input file, same corpus
+    again, _ = vocab.ensure_vocabs(str(again_dir), lines[0], lines[1], vocab_size=500)
+    with open(trained.path, "rb") as a, open(again.path, "rb") as b:
+        assert a.read() != b.read()  # the paths are recorded in the model
+    assert again.fingerprint() == trained.fingerprint()
+    other = vocab.Vocab.load(vocab.train_sentencepiece(
+        lines[0][:1000] + lines[1][:1000], str(tmp_path / "other"), vocab_size=500))
+    assert other.fingerprint() != trained.fingerprint()
+    bpe = vocab.Vocab.load(vocab.train_sentencepiece(
+        lines[0] + lines[1], str(tmp_path / "bpe"), vocab_size=500, model_type="bpe"))
+    assert bpe.fingerprint() != trained.fingerprint()
+
+
 def test_tiny_corpus_and_gz_path_train(tmp_path):
     path = vocab.train_sentencepiece(
         ["a b", "a c"], str(tmp_path / "tiny"), vocab_size=8, byte_fallback=False)
