@@ -8,13 +8,15 @@
    --teacher_minutes each, every one pinned to its own core when there are enough.
 3. The student: `multi30k.py --preset=best --distil_from=TEACHERS` for --student_minutes.
    The teachers' ensemble translates the training source (nmt/distill.py); the student
-   trains on those pairs and the original ones, starting from teacher 1's weights
-   (--student_init=teacher) or from scratch, then is scored with --pick_on_val.
+   trains on those pairs and the original ones, starting from the weights of the
+   teacher with the best dev BLEU (--student_init=teacher) or from scratch, then is
+   scored with --pick_on_val.
 
 Each stage is a run dir under --out_dir; the same command resumes an interrupted one.
 The student's results.json and table are the recipe's result. Quality is tuned on
 val only; the test sets are for reporting.
 """
+import json
 import os
 import subprocess
 import sys
@@ -37,7 +39,8 @@ flags.DEFINE_integer("teachers", 2, "Teacher runs, side by side.")
 flags.DEFINE_float("teacher_minutes", 65, "Training time of each teacher.")
 flags.DEFINE_float("student_minutes", 80, "Training time of the student.")
 flags.DEFINE_enum("student_init", "teacher", ["teacher", "scratch"],
-                  "The student starts from teacher 1's weights, or from random ones.")
+                  "The student starts from the weights of the teacher with the best dev "
+                  "BLEU, or from random ones.")
 flags.DEFINE_float("student_learning_rate", 0.0005, "With --student_init=teacher: the "
                    "student's constant learning rate (about where the teachers' rsqrt decay "
                    "ended).")
@@ -88,6 +91,13 @@ def train_teachers(out_dir, vocab_dir, data_config):
     return dirs
 
 
+def best_dev_bleu(run_dir):
+    """The highest dev BLEU in a run's log.jsonl (-1 if it has none)."""
+    with open(os.path.join(run_dir, model_dir_lib.LOG_FILE), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return max((r["bleu"] for r in records if r.get("kind") == "eval"), default=-1.0)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -101,7 +111,8 @@ def main(argv):
                                  f"--distil_from={','.join(teachers)}", "--pick_on_val",
                                  f"--max_time_minutes={FLAGS.student_minutes}")
         if FLAGS.student_init == "teacher":
-            student += [f"--init_from={teachers[0]}",
+            best = max(teachers, key=best_dev_bleu)
+            student += [f"--init_from={best}",
                         f"--learning_rate={FLAGS.student_learning_rate}", "--warmup_steps=0",
                         "--decay=none"]
         logging.info("student: %s", " ".join(student))

@@ -63,3 +63,16 @@ def test_a_failed_teacher_stops_the_recipe_naming_its_log(recipe, monkeypatch):
     with pytest.raises(model_dir_lib.ModelDirError,
                        match=r"out/teacher2\.log: teacher 2 failed"):
         multi30k_distilled.train_teachers(out_dir, vocab_dir, config_lib.DataConfig())
+
+
+def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
+    records = {"a": [37.4, 38.9, 38.1], "b": [37.9, 38.2]}
+    for name, scores in records.items():
+        os.makedirs(tmp_path / name)
+        with open(tmp_path / name / "log.jsonl", "w") as f:
+            for step, bleu in enumerate(scores, start=1):
+                f.write(json.dumps({"kind": "train", "step": step, "bleu_is_not": 99.0}) + "\n")
+                f.write(json.dumps({"kind": "eval", "step": step, "bleu": bleu}) + "\n")
+    dirs = [str(tmp_path / "b"), str(tmp_path / "a")]
+    assert multi30k_distilled.best_dev_bleu(dirs[1]) == 38.9
+    assert max(dirs, key=multi30k_distilled.best_dev_bleu) == dirs[1]
