@@ -29,13 +29,21 @@ def recipe(tmp_path, monkeypatch):
     fake = tmp_path / "fake_recipe.py"
     fake.write_text(FAKE_RECIPE)
     monkeypatch.setattr(multi30k_distilled, "RECIPE", str(fake))
-    flags.FLAGS(["multi30k_distilled", "--teachers=2", "--teacher_minutes=7"])
+    # Set the recipe's flags without parsing argv: other tests' modules define flags of
+    # their own (nmt-translate's required --model_dir), which a parse would check.
+    was_parsed = flags.FLAGS.is_parsed()
+    saved = {name: flags.FLAGS[name].value for name in ("teachers", "teacher_minutes")}
+    flags.FLAGS["teachers"].value, flags.FLAGS["teacher_minutes"].value = 2, 7.0
+    flags.FLAGS.mark_as_parsed()
     vocab_dir = str(tmp_path / "vocab")
     os.makedirs(vocab_dir)
     src, tgt = tiny_corpus()
     vocab_lib.train_sentencepiece(src + tgt, os.path.join(vocab_dir, "spm"), vocab_size=300)
     yield str(tmp_path / "out"), vocab_dir
-    flags.FLAGS.unparse_flags()
+    for name, value in saved.items():
+        flags.FLAGS[name].value = value
+    if not was_parsed:
+        flags.FLAGS.unparse_flags()
 
 
 def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe):
