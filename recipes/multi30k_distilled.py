@@ -36,8 +36,8 @@ flags.DEFINE_string("src", "en", "Source language.")
 flags.DEFINE_string("tgt", "de", "Target language.")
 flags.DEFINE_string("out_dir", None, "Where the runs go (default runs/multi30k-distilled-SRC-TGT).")
 flags.DEFINE_integer("teachers", 2, "Teacher runs, side by side.")
-flags.DEFINE_float("teacher_minutes", 65, "Training time of each teacher.")
-flags.DEFINE_float("student_minutes", 80, "Training time of the student.")
+flags.DEFINE_float("teacher_minutes", 60, "Training time of each teacher.")
+flags.DEFINE_float("student_minutes", 75, "Training time of the student.")
 flags.DEFINE_enum("student_init", "teacher", ["teacher", "scratch"],
                   "The student starts from the weights of the teacher with the best dev "
                   "BLEU, or from random ones.")
