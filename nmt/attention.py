@@ -3,6 +3,11 @@
 `prepare(annotations, lengths)` runs once per source batch and precomputes the
 keys, so each decoder step costs one score and one weighted sum. Pad positions
 get exactly zero weight and the weights of each row sum to 1.
+
+When training, a decoder may defer the memory's gradients (nmt.deferred.DeferredMemory):
+`deferrable(memory)` names the matrices an attention multiplies at every step, and
+`__call__(query, memory, deferred)` then multiplies their stop-gradient copies, adds
+the step's zeros and records the vectors they met.
 """
 import collections
 
@@ -23,9 +28,22 @@ def masked_softmax(scores, mask):
     return tf.cast(weights, scores.dtype)
 
 
-def _weighted_sum(weights, values):
-    # [batch, src_time] x [batch, src_time, value_size] -> [batch, value_size]
-    return tf.squeeze(tf.matmul(weights[:, None, :], values), 1)
+def _weighted_sum(weights, values, deferred=None):
+    """[batch, src_time] x [batch, src_time, value_size] -> [batch, value_size]."""
+    if deferred is None:
+        return tf.squeeze(tf.matmul(weights[:, None, :], values), 1)
+    deferred.inputs["values"] = weights
+    return (tf.squeeze(tf.matmul(weights[:, None, :], deferred.kernels["values"]), 1)
+            + deferred.zeros["values"])
+
+
+def _scores(keys, query, deferred=None):
+    """keys [batch, src_time, depth] . query [batch, depth] -> [batch, src_time]."""
+    if deferred is None:
+        return tf.squeeze(tf.matmul(keys, query[:, :, None]), 2)
+    deferred.inputs["keys"] = query
+    return (tf.squeeze(tf.matmul(deferred.kernels["keys"], query[:, :, None]), 2)
+            + deferred.zeros["keys"])
 
 
 class LuongAttention(tf.Module):
@@ -52,13 +70,18 @@ class LuongAttention(tf.Module):
         keys = self.memory_layer(annotations) if self.memory_layer else annotations
         return Memory(annotations, keys, mask)
 
-    def __call__(self, query, memory):
-        """query `[batch, query_size]` -> context `[batch, memory_size]`, weights `[batch, src_time]`."""
-        scores = tf.squeeze(tf.matmul(memory.keys, query[:, :, None]), 2)  # [batch, src_time]
+    def deferrable(self, memory):
+        """{name: (matrix, side)} for nmt.deferred.DeferredMemory: keys and values."""
+        return {"keys": (memory.keys, "left"), "values": (memory.values, "right")}
+
+    def __call__(self, query, memory, deferred=None):
+        """query `[batch, query_size]` -> context `[batch, memory_size]`, weights `[batch, src_time]`.
+        deferred: a DeferredMemory's step for `deferrable(memory)`, or None."""
+        scores = _scores(memory.keys, query, deferred)  # [batch, src_time]
         if self.scale is not None:
             scores = scores * read(self.scale, scores)
         weights = masked_softmax(scores, memory.mask)
-        return _weighted_sum(weights, memory.values), weights
+        return _weighted_sum(weights, memory.values, deferred), weights
 
 
 class BahdanauAttention(tf.Module):
@@ -81,7 +104,12 @@ class BahdanauAttention(tf.Module):
         mask = tf.sequence_mask(lengths, tf.shape(annotations)[1])
         return Memory(annotations, self.memory_layer(annotations), mask)
 
-    def __call__(self, query, memory):
+    def deferrable(self, memory):
+        """{name: (matrix, side)} for nmt.deferred.DeferredMemory: the values (the keys
+        meet the query in a sum, not a product)."""
+        return {"values": (memory.values, "right")}
+
+    def __call__(self, query, memory, deferred=None):
         hidden = memory.keys + self.query_layer(query)[:, None, :]  # [batch, src_time, units]
         v = read(self.v, hidden)
         if self.g is not None:
@@ -89,7 +117,7 @@ class BahdanauAttention(tf.Module):
             v = read(self.g * self.v / tf.norm(self.v), hidden)  # the norm in float32
         scores = tf.reduce_sum(tf.tanh(hidden) * v, axis=-1)  # [batch, src_time]
         weights = masked_softmax(scores, memory.mask)
-        return _weighted_sum(weights, memory.values), weights
+        return _weighted_sum(weights, memory.values, deferred), weights
 
 
 def build_attention(kind, query_size, memory_size, name="attention"):

@@ -131,32 +131,49 @@ class AttentionDecoder(tf.Module):
         return self.cell.prepare_inputs(inputs, training=training, noise=noise,
                                         late_size=late_size)
 
-    def _step(self, prepared_t, state, memory, training, feed_in_inputs=False, deferred=None):
+    def _step(self, prepared_t, state, memory, training, feed_in_inputs=False, deferred=None,
+              memory_deferred=None):
         """One decoder step on a time slice of `_prepare` -> (output, state).
-        deferred: layer 0's nmt.deferred.DeferredStep, or None."""
+        deferred: layer 0's nmt.deferred.DeferredStep, or None; memory_deferred: the
+        attention memory's (`_deferred_memory`), or None."""
         late = state["attention"] if self.input_feeding and not feed_in_inputs else None
         if self.gnmt:
-            return self._gnmt_step(prepared_t, late, state, memory, training, deferred)
+            return self._gnmt_step(prepared_t, late, state, memory, training, deferred,
+                                   memory_deferred)
         deferring = {} if deferred is None else {"deferred": deferred}
         top, cell_state = self.cell.step(prepared_t, state["cell"], training=training,
                                          late_inputs=late, **deferring)
-        context, weights, attentional = devices_lib.call_on(
-            self.attention_device, self._attend, top, memory)
+        context, weights, attentional = self._on_attention_device(
+            self._attend, top, memory, memory_deferred)
         return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
 
-    def _attend(self, top, memory):
+    def _on_attention_device(self, fn, query, memory, memory_deferred):
+        """fn(query, memory, memory_deferred) on the attention device (nmt.devices). The
+        deferred step's zeros need gradients, so they pass through call_on's arguments;
+        the rest of it by closure, so that fn's records land in its `inputs`."""
+        if memory_deferred is None:
+            return devices_lib.call_on(self.attention_device, lambda q, m: fn(q, m, None),
+                                       query, memory)
+
+        def placed(q, m, zeros):
+            return fn(q, m, memory_deferred._replace(zeros=zeros))
+        return devices_lib.call_on(self.attention_device, placed, query, memory,
+                                   memory_deferred.zeros)
+
+    def _attend(self, top, memory, memory_deferred=None):
         """Standard attention on the top layer's output -> (context, weights, attentional
         vector `[batch, output_size]`)."""
-        context, weights = self.attention(top, memory)
+        context, weights = self.attention(top, memory, memory_deferred)
         return context, weights, self.attention_layer(tf.concat([context, top], -1))
 
-    def _gnmt_step(self, prepared_t, late, state, memory, training, deferred=None):
+    def _gnmt_step(self, prepared_t, late, state, memory, training, deferred=None,
+                   memory_deferred=None):
         deferring = {} if deferred is None else {"deferred": deferred}
         bottom, bottom_state = self.layers[0].step(prepared_t.first, state["cell"][0],
                                                    training=training, late_inputs=late,
                                                    **deferring)
-        context, weights = devices_lib.call_on(self.attention_device, self.attention,
-                                               bottom, memory)
+        context, weights = self._on_attention_device(self.attention, bottom, memory,
+                                                     memory_deferred)
         new_states, output = [bottom_state], bottom
         for i, layer in enumerate(self.layers[1:], start=1):
             layer_out, layer_state = layer(tf.concat([output, context], -1), state["cell"][i],
@@ -186,7 +203,8 @@ class AttentionDecoder(tf.Module):
     def teacher_forced(self, encoder_output, tgt_in, training=False, return_alignments=False):
         """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, output_size]` (and alignments
         `[batch, tgt_time, src_time]` when asked). When training, layer 0's recurrent and
-        late-input kernels get their gradients after the loop (nmt.deferred)."""
+        late-input kernels and the attention's keys and values get their gradients after
+        the loop (nmt.deferred)."""
         memory, state = self.initial_state(encoder_output)
         dtype = encoder_output.annotations.dtype  # the compute dtype
         batch_size, num_steps = tf.shape(tgt_in)[0], tf.shape(tgt_in)[1]
@@ -195,19 +213,26 @@ class AttentionDecoder(tf.Module):
                                    num_steps)
         deferred = self._deferred(training, num_steps, batch_size, dtype)
         records = deferred.records() if deferred is not None else {}
+        memory_deferred = self._deferred_memory(training, memory, num_steps)
+        memory_records = memory_deferred.records() if memory_deferred is not None else {}
         # Only what is asked for is carried (XLA cannot differentiate an unwritten list).
         arrays = {name: tf.TensorArray(dtype, size=num_steps)
                   for name in (("outputs", "alignments") if return_alignments else ("outputs",))}
         for t in tf.range(num_steps):
             deferred_t = deferred.step(t) if deferred is not None else None
+            memory_t = memory_deferred.step(t) if memory_deferred is not None else None
             output, state = self._step(rnn.read_step(prepared, t), state, memory, training,
-                                       deferred=deferred_t)
+                                       deferred=deferred_t, memory_deferred=memory_t)
             if deferred is not None:
                 records = deferred.write(records, t, deferred_t)
+            if memory_deferred is not None:
+                memory_records = memory_deferred.write(memory_records, t, memory_t)
             values = {"outputs": output, "alignments": state["alignments"]}
             arrays = {name: array.write(t, values[name]) for name, array in arrays.items()}
         if deferred is not None:
             deferred.finish(records)
+        if memory_deferred is not None:
+            memory_deferred.finish(memory_records)
         stacked = {name: tf.transpose(array.stack(), [1, 0, 2]) for name, array in arrays.items()}
         if not return_alignments:
             return stacked["outputs"]
@@ -225,6 +250,17 @@ class AttentionDecoder(tf.Module):
             return None
         return deferred_lib.DeferredMatmuls(kernels, num_steps, batch_size,
                                             device=self.layer_devices[0])
+
+    def _deferred_memory(self, training, memory, num_steps):
+        """nmt.deferred.DeferredMemory for the attention's keys and values when training,
+        else None."""
+        if not training:
+            return None
+        deferrable = self.attention.deferrable(memory)
+        return deferred_lib.DeferredMemory(
+            {name: matrix for name, (matrix, _) in deferrable.items()},
+            {name: side for name, (_, side) in deferrable.items()}, num_steps,
+            device=self.attention_device)
 
     def inference_projection(self, dtype):
         """-> project(outputs `[n, output_size]`) -> float32 logits `[n, vocab]`, the matmul

@@ -14,6 +14,11 @@ X^T G over all steps at once ([time * batch] inner dimension):
 Z's gradient function reads X, which the loop computes after Z: gradients run after the
 forward pass, when X exists. Several kernels may feed one sum (an LSTM's late-input and
 recurrent kernels both feed its gates): they share Z and G.
+
+`DeferredMemory` does the same for attention: per-sentence matrices that stay fixed over
+the loop (keys, values [batch, src_time, depth]) multiply a new vector at every step,
+and their gradient, a [batch, src_time, depth] outer product added at every step, is
+computed after the loop as one batched matmul over all steps.
 """
 import collections
 
@@ -71,4 +76,69 @@ class DeferredMatmuls:
 
     def finish(self, records):
         """After the loop: the recorded inputs for the gradient."""
+        self._stacked = {name: records[name].stack() for name in self.names}
+
+
+class DeferredMemory:
+    """Loop-invariant per-sentence matrices {name: M [batch, rows, cols]}, each multiplied
+    at every step from one side (`sides[name]`):
+
+        "left"   M @ x_t: x_t [batch, cols] -> [batch, rows]  (attention scores from keys)
+        "right"  x_t @ M: x_t [batch, rows] -> [batch, cols]  (the context from values)
+
+    A step reads `DeferredStep(kernels={name: M under stop_gradient}, zeros={name: z_t},
+    inputs={})`, adds z_t to the product and records x_t in `inputs[name]`. After the
+    loop, M's gradient is sum_t G_t (x) x_t as one batched matmul over the time axis.
+    device: where those matmuls run (None: where the gradient is built)."""
+
+    def __init__(self, matrices, sides, num_steps, device=None):
+        self.names = sorted(matrices)
+        self._sides = dict(sides)
+        self._num_steps = num_steps
+        self._stacked = None  # {name: X [time, batch, rows or cols]}, set by `finish`
+        self._zeros, self._matrices = {}, {}
+        for name in self.names:
+            matrix = tf.convert_to_tensor(matrices[name])
+            zeros = self._zeros_with_gradient(name, matrix, self._sides[name], device)
+            self._zeros[name] = tf.TensorArray(matrix.dtype, size=num_steps).unstack(zeros)
+            self._matrices[name] = tf.stop_gradient(matrix)
+
+    def _zeros_with_gradient(self, name, matrix, side, device):
+        """Z [time, batch, width] of zeros whose gradient G hands M its gradient."""
+        shape = tf.shape(matrix)
+        width = shape[1] if side == "left" else shape[2]
+
+        @tf.custom_gradient
+        def zeros(m):
+            def grad(g):  # [time, batch, width]: the product's gradient at every step
+                with devices.scope(device):
+                    x = self._stacked[name]
+                    if side == "left":  # sum_t g_t[b, r] x_t[b, c]
+                        return tf.einsum("tbr,tbc->brc", g, x)
+                    return tf.einsum("tbr,tbc->brc", x, g)  # sum_t x_t[b, r] g_t[b, c]
+            return tf.zeros(tf.stack([self._num_steps, shape[0], width]), m.dtype), grad
+
+        return zeros(matrix)
+
+    def step(self, t):
+        """Step t's DeferredStep."""
+        return DeferredStep(self._matrices, {name: self._zeros[name].read(t)
+                                             for name in self.names}, {})
+
+    def records(self):
+        """Empty per-step records for the loop to carry: {name: TensorArray}."""
+        return {name: tf.TensorArray(self._matrices[name].dtype, size=self._num_steps,
+                                     element_shape=tf.TensorShape([None, None]))
+                for name in self.names}
+
+    def write(self, records, t, step):
+        """Records step t's vectors (after the step filled `step.inputs`)."""
+        missing = set(self.names) - set(step.inputs)
+        if missing:
+            raise ValueError(f"the loop step did not record {sorted(missing)}")
+        return {name: records[name].write(t, tf.stop_gradient(step.inputs[name]))
+                for name in self.names}
+
+    def finish(self, records):
+        """After the loop: the recorded vectors for the gradient."""
         self._stacked = {name: records[name].stack() for name in self.names}

@@ -1,4 +1,5 @@
-"""Weight gradients batched after the loop (nmt.deferred) equal per-step ones."""
+"""Weight and attention-memory gradients batched after the loop (nmt.deferred) equal
+per-step ones."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -55,6 +56,62 @@ def test_batched_weight_gradients_equal_per_step_ones(compiled):
     for a, b in zip(plain, deferred):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
     assert float(tf.reduce_max(tf.abs(plain[3]))) > 0.1  # the recurrent gradient is real
+
+
+def _attention_loop(keys, values, query, defer):
+    """q_{t+1} = tanh(softmax(keys @ q_t) @ values) over 4 steps, a DeferredMemory for
+    keys ("left") and values ("right") when `defer`; -> a weighted sum of the contexts."""
+    num_steps = 4
+    deferred = (deferred_lib.DeferredMemory({"keys": keys, "values": values},
+                                            {"keys": "left", "values": "right"}, num_steps)
+                if defer else None)
+    records = deferred.records() if defer else {}
+    total = tf.zeros([])
+    for t in tf.range(num_steps):
+        if defer:
+            step = deferred.step(t)
+            scores = tf.linalg.matvec(step.kernels["keys"], query) + step.zeros["keys"]
+            weights = tf.nn.softmax(scores)
+            context = (tf.linalg.matvec(step.kernels["values"], weights, transpose_a=True)
+                       + step.zeros["values"])
+            step.inputs.update({"keys": query, "values": weights})
+            records = deferred.write(records, t, step)
+        else:
+            weights = tf.nn.softmax(tf.linalg.matvec(keys, query))
+            context = tf.linalg.matvec(values, weights, transpose_a=True)
+        total += tf.reduce_sum(context * tf.cast(t + 1, tf.float32) * tf.range(1.0, 4.0))
+        query = tf.tanh(context)
+    if defer:
+        deferred.finish(records)
+    return total
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+def test_batched_memory_gradients_equal_per_step_ones(compiled):
+    rng = np.random.default_rng(4)
+    keys = tf.constant(rng.normal(size=(2, 5, 3)), tf.float32)
+    values = tf.constant(rng.normal(size=(2, 5, 3)), tf.float32)
+    query = tf.constant(rng.normal(size=(2, 3)), tf.float32)
+
+    def grads(defer):
+        with tf.GradientTape() as tape:
+            tape.watch([keys, values, query])
+            total = _attention_loop(keys, values, query, defer)
+        return [total] + tape.gradient(total, [keys, values, query])
+
+    run = tf.function(grads) if compiled else grads
+    plain, deferred = run(False), run(True)
+    for a, b in zip(plain, deferred):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+    for gradient in plain[1:3]:  # the memory's gradients are real
+        assert float(tf.reduce_max(tf.abs(gradient))) > 0.05
+
+
+def test_a_memory_step_that_does_not_record_its_vectors_is_refused():
+    deferred = deferred_lib.DeferredMemory({"keys": tf.ones([1, 2, 3])}, {"keys": "left"}, 3)
+    step = deferred.step(0)
+    with pytest.raises(ValueError, match=r"did not record \['keys'\]"):
+        deferred.write(deferred.records(), 0, step)
 
 
 def test_a_step_that_does_not_record_its_inputs_is_refused():
@@ -145,8 +202,11 @@ def test_decoder_training_gradients_are_the_same_with_batched_weight_gradients(
     model, batch = _model(**fields), _batch()
     saved = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
     assert model.decoder._deferred(True, 6, 3, tf.float32) is not None
+    memory = model.decoder.attention.prepare(tf.ones([3, 5, UNITS]), tf.constant([5, 3, 1]))
+    assert model.decoder._deferred_memory(True, memory, 6) is not None
     loss, grads = _training_gradients(model, batch, saved)
     monkeypatch.setattr(model.decoder, "_deferred", lambda *args: None)  # per-step gradients
+    monkeypatch.setattr(model.decoder, "_deferred_memory", lambda *args: None)
     plain_loss, plain = _training_gradients(model, batch, saved)
     np.testing.assert_allclose(loss, plain_loss, rtol=1e-6)
     for v, a, b in zip(model.trainable_variables, plain, grads):
