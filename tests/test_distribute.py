@@ -136,6 +136,33 @@ def test_moving_average_under_mirrored_is_saved_and_resumed(tmp_path):
         np.testing.assert_array_equal(a, b.numpy())
 
 
+def test_init_from_gives_every_mirrored_replica_the_other_runs_weights(tmp_path):
+    """A run under MirroredStrategy started with --init_from holds the first run's
+    weights on every replica, with fresh optimizer slots, and trains from there."""
+    prefix = write_tiny_corpus(str(tmp_path))
+    base = config_lib.override(config_lib.Config(), {
+        **TINY, "data.train_prefix": prefix, "train.num_train_steps": 2})
+    teacher_dir = str(tmp_path / "teacher")
+    teacher = training.Trainer(base, teacher_dir)
+    teacher.run()
+    weights = [v.numpy() for v in teacher.model.trainable_variables]
+
+    student = training.Trainer(base.replace(train={
+        "strategy": "mirrored", "num_gpus": 2, "init_from": teacher_dir, "seed": 7,
+        "num_train_steps": 1}), str(tmp_path / "student"))
+    student.restore()
+    for expected, variable in zip(weights, student.model.trainable_variables):
+        replicas = student.strategy.experimental_local_results(variable)
+        assert len(replicas) == 2
+        for value in replicas:
+            np.testing.assert_array_equal(value.numpy(), expected)
+    assert int(tf.convert_to_tensor(student.optimizer.iterations)) == 0
+    student.run()
+    assert int(student.progress.step) == 1
+    assert any(not np.array_equal(v.numpy(), w)
+               for v, w in zip(student.model.trainable_variables, weights))
+
+
 # ---------------------------------------------------------------------------
 # Two worker processes on 127.0.0.1 running nmt-train with strategy=multi_worker.
 
