@@ -28,10 +28,38 @@ from nmt import devices
 
 DeferredStep = collections.namedtuple("DeferredStep", ("kernels", "zeros", "inputs"))
 DeferredStep.__doc__ = """What a loop step gets: `kernels` {name: W under stop_gradient}, `zeros`
-[batch, n] to add to the sum, and `inputs`, a dict the step fills with {name: x_t}."""
+[batch, n] to add to the sum (DeferredMemory: {name: zeros} for each product), and
+`inputs`, a dict the step fills with {name: x_t}."""
 
 
-class DeferredMatmuls:
+class _Records:
+    """What a deferral records: each step's inputs {name: [batch, depth]}, carried through
+    the loop in TensorArrays and stacked after it ([time, batch, depth]) for the
+    gradient. Subclasses set `names`, `_num_steps` and `_record_spec(name)`."""
+
+    def records(self):
+        """Empty per-step records for the loop to carry: {name: TensorArray}."""
+        records = {}
+        for name in self.names:
+            dtype, element_shape = self._record_spec(name)
+            records[name] = tf.TensorArray(dtype, size=self._num_steps,
+                                           element_shape=element_shape)
+        return records
+
+    def write(self, records, t, step):
+        """Records step t's inputs (after the step filled `step.inputs`)."""
+        missing = set(self.names) - set(step.inputs)
+        if missing:
+            raise ValueError(f"the loop step did not record {sorted(missing)}")
+        return {name: records[name].write(t, tf.stop_gradient(step.inputs[name]))
+                for name in self.names}
+
+    def finish(self, records):
+        """After the loop: the recorded inputs for the gradient."""
+        self._stacked = {name: records[name].stack() for name in self.names}
+
+
+class DeferredMatmuls(_Records):
     """The kernels one loop defers: {name: W [depth, n]}, read outside the loop (their
     gradients reach the variables through this object), all feeding one [batch, n] sum.
     device: where their gradient matmuls run (None: where the gradient is built)."""
@@ -60,26 +88,12 @@ class DeferredMatmuls:
         """Step t's DeferredStep."""
         return DeferredStep(self._kernels, self._zeros.read(t), {})
 
-    def records(self):
-        """Empty per-step records for the loop to carry: {name: TensorArray}."""
-        return {name: tf.TensorArray(kernel.dtype, size=self._num_steps,
-                                     element_shape=tf.TensorShape([None, kernel.shape[0]]))
-                for name, kernel in self._kernels.items()}
-
-    def write(self, records, t, step):
-        """Records step t's inputs (after the step filled `step.inputs`)."""
-        missing = set(self.names) - set(step.inputs)
-        if missing:
-            raise ValueError(f"the loop step did not record {sorted(missing)}")
-        return {name: records[name].write(t, tf.stop_gradient(step.inputs[name]))
-                for name in self.names}
-
-    def finish(self, records):
-        """After the loop: the recorded inputs for the gradient."""
-        self._stacked = {name: records[name].stack() for name in self.names}
+    def _record_spec(self, name):
+        kernel = self._kernels[name]
+        return kernel.dtype, tf.TensorShape([None, kernel.shape[0]])
 
 
-class DeferredMemory:
+class DeferredMemory(_Records):
     """Loop-invariant per-sentence matrices {name: M [batch, rows, cols]}, each multiplied
     at every step from one side (`sides[name]`):
 
@@ -125,20 +139,5 @@ class DeferredMemory:
         return DeferredStep(self._matrices, {name: self._zeros[name].read(t)
                                              for name in self.names}, {})
 
-    def records(self):
-        """Empty per-step records for the loop to carry: {name: TensorArray}."""
-        return {name: tf.TensorArray(self._matrices[name].dtype, size=self._num_steps,
-                                     element_shape=tf.TensorShape([None, None]))
-                for name in self.names}
-
-    def write(self, records, t, step):
-        """Records step t's vectors (after the step filled `step.inputs`)."""
-        missing = set(self.names) - set(step.inputs)
-        if missing:
-            raise ValueError(f"the loop step did not record {sorted(missing)}")
-        return {name: records[name].write(t, tf.stop_gradient(step.inputs[name]))
-                for name in self.names}
-
-    def finish(self, records):
-        """After the loop: the recorded vectors for the gradient."""
-        self._stacked = {name: records[name].stack() for name in self.names}
+    def _record_spec(self, name):
+        return self._matrices[name].dtype, tf.TensorShape([None, None])

@@ -38,6 +38,22 @@ def _recurrence(x, w_in, w_rec, defer):
     return total
 
 
+def _plain_and_deferred(loop, sources, compiled, atol):
+    """loop(defer) -> a scalar; asserts that it and its gradients for `sources` agree
+    with and without the deferral (eager, or traced if `compiled`); -> the plain ones."""
+    def grads(defer):
+        with tf.GradientTape() as tape:
+            tape.watch(sources)
+            total = loop(defer)
+        return [total] + tape.gradient(total, sources)
+
+    run = tf.function(grads) if compiled else grads
+    plain, deferred = run(False), run(True)
+    for a, b in zip(plain, deferred):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=atol)
+    return plain
+
+
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
 def test_batched_weight_gradients_equal_per_step_ones(compiled):
     rng = np.random.default_rng(0)
@@ -45,16 +61,8 @@ def test_batched_weight_gradients_equal_per_step_ones(compiled):
     w_in = tf.Variable(rng.normal(size=(4, 6)) * 0.5, dtype=tf.float32)
     w_rec = tf.Variable(rng.normal(size=(6, 6)) * 0.5, dtype=tf.float32)
 
-    def grads(defer):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            total = _recurrence(x, w_in, w_rec, defer)
-        return [total] + tape.gradient(total, [x, w_in, w_rec])
-
-    run = tf.function(grads) if compiled else grads
-    plain, deferred = run(False), run(True)
-    for a, b in zip(plain, deferred):
-        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
+    plain = _plain_and_deferred(lambda defer: _recurrence(x, w_in, w_rec, defer),
+                                [x, w_in, w_rec], compiled, atol=1e-5)
     assert float(tf.reduce_max(tf.abs(plain[3]))) > 0.1  # the recurrent gradient is real
 
 
@@ -93,16 +101,8 @@ def test_batched_memory_gradients_equal_per_step_ones(compiled):
     values = tf.constant(rng.normal(size=(2, 5, 3)), tf.float32)
     query = tf.constant(rng.normal(size=(2, 3)), tf.float32)
 
-    def grads(defer):
-        with tf.GradientTape() as tape:
-            tape.watch([keys, values, query])
-            total = _attention_loop(keys, values, query, defer)
-        return [total] + tape.gradient(total, [keys, values, query])
-
-    run = tf.function(grads) if compiled else grads
-    plain, deferred = run(False), run(True)
-    for a, b in zip(plain, deferred):
-        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+    plain = _plain_and_deferred(lambda defer: _attention_loop(keys, values, query, defer),
+                                [keys, values, query], compiled, atol=1e-6)
     for gradient in plain[1:3]:  # the memory's gradients are real
         assert float(tf.reduce_max(tf.abs(gradient))) > 0.05
 
