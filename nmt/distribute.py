@@ -171,7 +171,7 @@ def make_train_step(strategy, model, optimizer, config, loss_scale=None):
     (config.precision's compute dtype; loss_scale: a precision.DynamicLossScale for fp16)."""
     variables = model.trainable_variables
     compute_dtype = precision.compute_dtype(config.precision)
-    projection_dtype = precision.projection_dtype(config.precision)
+    projection_dtype = precision.projection_dtype(config.precision, training=True)
 
     def replica_step(batch):
         with tf.GradientTape() as tape:

@@ -78,7 +78,7 @@ def make_train_step(model, optimizer, config, loss_scale=None):
         with tf.GradientTape() as tape:
             out = model.loss(batch, config.label_smoothing, training=True,
                              compute_dtype=precision.compute_dtype(config.precision),
-                             projection_dtype=precision.projection_dtype(config.precision))
+                             projection_dtype=precision.projection_dtype(config.precision, training=True))
             loss = out.loss_sum / tf.maximum(out.num_tokens, 1.0)
             scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
         grads = tape.gradient(scaled, variables)

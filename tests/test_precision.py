@@ -96,7 +96,37 @@ def test_bf16_output_runs_only_the_output_projection_in_bf16():
     np.testing.assert_allclose(mixed, fp32, rtol=1e-2)
     assert precision.projection_dtype("bf16_output") == tf.bfloat16
     assert precision.compute_dtype("bf16_output") == tf.float32
-    assert precision.projection_dtype("bf16") is None
+    assert precision.projection_dtype("bf16") is None  # decoding
+
+
+def test_bf16_training_runs_the_output_projection_in_float32():
+    """Training in bf16: every matmul of the loss in bf16 except the projection onto the
+    vocabulary, whose logits are not rounded to bf16; the train step asks for it."""
+    model = build_model(MODEL, VOCAB, VOCAB)
+    batch = random_batch(np.random.default_rng(0), vocab=VOCAB)
+    assert precision.projection_dtype("bf16", training=True) == tf.float32
+    assert precision.projection_dtype("fp32", training=True) is None
+    assert precision.projection_dtype("bf16_output", training=True) == tf.bfloat16
+    loss = tf.function(lambda b: model.loss(b, 0.1, compute_dtype=tf.bfloat16,
+                                            projection_dtype=tf.float32))
+    graph_def = loss.get_concrete_function(batch).graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    fp32 = [n for n in nodes if n.op == "MatMul" and n.attr["T"].type == tf.float32.as_datatype_enum]
+    assert len(fp32) == 1  # the projection; the encoder, the loop and the attention: bf16
+    assert matmul_dtypes(loss, batch) == {tf.float32, tf.bfloat16}
+
+    seen = []
+    original = model.loss
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs["compute_dtype"], kwargs["projection_dtype"]))
+        return original(*args, **kwargs)
+
+    model.loss = recording
+    for name in ("fp32", "bf16", "bf16_output"):
+        config = train_config(precision=name)
+        training.make_train_step(model, training.make_optimizer(config), config)(batch)
+    assert seen == [(tf.float32, None), (tf.bfloat16, tf.float32), (tf.float32, tf.bfloat16)]
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["output_layer", "tied"])
