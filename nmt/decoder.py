@@ -256,11 +256,8 @@ class AttentionDecoder(tf.Module):
         else None."""
         if not training:
             return None
-        deferrable = self.attention.deferrable(memory)
-        return deferred_lib.DeferredMemory(
-            {name: matrix for name, (matrix, _) in deferrable.items()},
-            {name: side for name, (_, side) in deferrable.items()}, num_steps,
-            device=self.attention_device)
+        return deferred_lib.DeferredMemory(self.attention.deferrable(memory), num_steps,
+                                           device=self.attention_device)
 
     def inference_projection(self, dtype):
         """-> project(outputs `[n, output_size]`) -> float32 logits `[n, vocab]`, the matmul

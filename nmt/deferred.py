@@ -94,8 +94,8 @@ class DeferredMatmuls(_Records):
 
 
 class DeferredMemory(_Records):
-    """Loop-invariant per-sentence matrices {name: M [batch, rows, cols]}, each multiplied
-    at every step from one side (`sides[name]`):
+    """Loop-invariant per-sentence matrices {name: (M [batch, rows, cols], side)}, each
+    multiplied at every step from its side:
 
         "left"   M @ x_t: x_t [batch, cols] -> [batch, rows]  (attention scores from keys)
         "right"  x_t @ M: x_t [batch, rows] -> [batch, cols]  (the context from values)
@@ -105,15 +105,15 @@ class DeferredMemory(_Records):
     loop, M's gradient is sum_t G_t (x) x_t as one batched matmul over the time axis.
     device: where those matmuls run (None: where the gradient is built)."""
 
-    def __init__(self, matrices, sides, num_steps, device=None):
+    def __init__(self, matrices, num_steps, device=None):
         self.names = sorted(matrices)
-        self._sides = dict(sides)
         self._num_steps = num_steps
         self._stacked = None  # {name: X [time, batch, rows or cols]}, set by `finish`
         self._zeros, self._matrices = {}, {}
         for name in self.names:
-            matrix = tf.convert_to_tensor(matrices[name])
-            zeros = self._zeros_with_gradient(name, matrix, self._sides[name], device)
+            matrix, side = matrices[name]
+            matrix = tf.convert_to_tensor(matrix)
+            zeros = self._zeros_with_gradient(name, matrix, side, device)
             self._zeros[name] = tf.TensorArray(matrix.dtype, size=num_steps).unstack(zeros)
             self._matrices[name] = tf.stop_gradient(matrix)
 

@@ -70,8 +70,8 @@ def _attention_loop(keys, values, query, defer):
     """q_{t+1} = tanh(softmax(keys @ q_t) @ values) over 4 steps, a DeferredMemory for
     keys ("left") and values ("right") when `defer`; -> a weighted sum of the contexts."""
     num_steps = 4
-    deferred = (deferred_lib.DeferredMemory({"keys": keys, "values": values},
-                                            {"keys": "left", "values": "right"}, num_steps)
+    deferred = (deferred_lib.DeferredMemory({"keys": (keys, "left"),
+                                             "values": (values, "right")}, num_steps)
                 if defer else None)
     records = deferred.records() if defer else {}
     total = tf.zeros([])
@@ -108,7 +108,7 @@ def test_batched_memory_gradients_equal_per_step_ones(compiled):
 
 
 def test_a_memory_step_that_does_not_record_its_vectors_is_refused():
-    deferred = deferred_lib.DeferredMemory({"keys": tf.ones([1, 2, 3])}, {"keys": "left"}, 3)
+    deferred = deferred_lib.DeferredMemory({"keys": (tf.ones([1, 2, 3]), "left")}, 3)
     step = deferred.step(0)
     with pytest.raises(ValueError, match=r"did not record \['keys'\]"):
         deferred.write(deferred.records(), 0, step)
