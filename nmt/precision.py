@@ -11,7 +11,8 @@ logits from the output projection on (log-softmax, loss, label smoothing).
 
     fp32   float32 compute
     bf16   bfloat16 compute (float32's range: no loss scaling); AMX CPUs, Ampere+ GPUs.
-           When training, the output projection computes in float32 (`projection_dtype`)
+           When training, the output projection's forward pass computes in float32
+           (`projection_dtype`), its gradients in bf16 (`projection_gradient_dtype`)
     fp16   float16 compute with a DynamicLossScale; GPUs with fp16 tensor cores
     bf16_output  float32 compute except the output projection (the largest matmuls, run
            once over all target positions, outside the recurrence), in bfloat16
@@ -43,6 +44,16 @@ def projection_dtype(precision, training=False):
     if precision == "bf16_output":
         return tf.bfloat16
     return tf.float32 if training and precision == "bf16" else None
+
+
+def projection_gradient_dtype(precision):
+    """The dtype of the output projection's two gradient matmuls when training, if not
+    that of its forward pass (`layers.matmul`): bfloat16 for bf16, whose float32
+    logits (`projection_dtype`) then cost a third of the projection's work in float32,
+    not all of it; None otherwise. The gradients' 8-bit mantissa is rounding noise
+    that Adam averages away, unlike rounded logits, which bias p - onehot."""
+    compute_dtype(precision)  # validates
+    return tf.bfloat16 if precision == "bf16" else None
 
 
 def read(variable, like):

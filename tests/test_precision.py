@@ -101,7 +101,8 @@ def test_bf16_output_runs_only_the_output_projection_in_bf16():
 
 def test_bf16_training_runs_the_output_projection_in_float32():
     """Training in bf16: every matmul of the loss in bf16 except the projection onto the
-    vocabulary, whose logits are not rounded to bf16; the train step asks for it."""
+    vocabulary, whose logits are not rounded to bf16; its gradient matmuls in bf16; the
+    train step asks for both."""
     model = build_model(MODEL, VOCAB, VOCAB)
     batch = random_batch(np.random.default_rng(0), vocab=VOCAB)
     assert precision.projection_dtype("bf16", training=True) == tf.float32
@@ -115,18 +116,39 @@ def test_bf16_training_runs_the_output_projection_in_float32():
     assert len(fp32) == 1  # the projection; the encoder, the loop and the attention: bf16
     assert matmul_dtypes(loss, batch) == {tf.float32, tf.bfloat16}
 
+    def float32_matmuls_of_the_gradients(gradient_dtype):
+        def gradients(b):
+            with tf.GradientTape() as tape:
+                loss = model.loss(b, 0.1, training=True, compute_dtype=tf.bfloat16,
+                                  projection_dtype=tf.float32,
+                                  projection_gradient_dtype=gradient_dtype).loss_sum
+            return tape.gradient(loss, model.trainable_variables)
+        graph_def = tf.function(gradients).get_concrete_function(batch).graph.as_graph_def()
+        nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+        return sum(n.op == "MatMul" and n.attr["T"].type == tf.float32.as_datatype_enum
+                   for n in nodes)
+
+    # The projection's two gradient matmuls (dx, dw) move from float32 to bf16.
+    assert float32_matmuls_of_the_gradients(None) - float32_matmuls_of_the_gradients(
+        tf.bfloat16) == 2
+    assert precision.projection_gradient_dtype("bf16") == tf.bfloat16
+    assert precision.projection_gradient_dtype("fp32") is None
+    assert precision.projection_gradient_dtype("bf16_output") is None
+
     seen = []
     original = model.loss
 
     def recording(*args, **kwargs):
-        seen.append((kwargs["compute_dtype"], kwargs["projection_dtype"]))
+        seen.append((kwargs["compute_dtype"], kwargs["projection_dtype"],
+                     kwargs["projection_gradient_dtype"]))
         return original(*args, **kwargs)
 
     model.loss = recording
     for name in ("fp32", "bf16", "bf16_output"):
         config = train_config(precision=name)
         training.make_train_step(model, training.make_optimizer(config), config)(batch)
-    assert seen == [(tf.float32, None), (tf.bfloat16, tf.float32), (tf.float32, tf.bfloat16)]
+    assert seen == [(tf.float32, None, None), (tf.bfloat16, tf.float32, tf.bfloat16),
+                    (tf.float32, tf.bfloat16, None)]
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["output_layer", "tied"])
