@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from nmt import config as config_lib
@@ -48,15 +49,32 @@ def test_distributed_dataset_gives_each_replica_its_slice():
         np.testing.assert_array_equal(tf.concat(parts, 0), global_batch.src)
 
 
-def test_mirrored_step_equals_the_single_device_step():
+def recording_loss_dtypes(model, seen):
+    """Wraps model.loss to add the dtypes each call asks for to the set `seen`."""
+    original = model.loss
+
+    def recording(*args, **kwargs):
+        seen.add((kwargs["compute_dtype"], kwargs["projection_dtype"],
+                  kwargs["projection_gradient_dtype"]))
+        return original(*args, **kwargs)
+    model.loss = recording
+
+
+@pytest.mark.parametrize("precision,rtol,atol", [("fp32", 1e-5, 1e-6), ("bf16", 2e-2, 2e-3)])
+def test_mirrored_step_equals_the_single_device_step(precision, rtol, atol):
+    """In bf16 the replicas' smaller batches round differently, hence the tolerance;
+    both steps ask the model for the same dtypes."""
     model_config = config_lib.ModelConfig(num_units=16, embedding_size=8, num_encoder_layers=1,
                                           num_decoder_layers=1, dropout=0.0)
     train_config = config_lib.TrainConfig(num_train_steps=1, optimizer="sgd",
                                           learning_rate=0.5, label_smoothing=0.1,
-                                          max_gradient_norm=0.1, jit_compile=False)
+                                          max_gradient_norm=0.1, jit_compile=False,
+                                          precision=precision)
     batch = random_batch(np.random.default_rng(1), batch=5)  # 2 + 3 rows: uneven split
     single = build_model(model_config, VOCAB, VOCAB)
     initial = [v.numpy() for v in single.variables]
+    seen_single, seen_mirrored = set(), set()
+    recording_loss_dtypes(single, seen_single)
     out, norm, applied = training.make_train_step(
         single, training.make_optimizer(train_config), train_config)(batch)
 
@@ -67,19 +85,23 @@ def test_mirrored_step_equals_the_single_device_step():
         optim.build(mirrored.trainable_variables)
     for variable, value in zip(mirrored.variables, initial):
         variable.assign(value)
+    recording_loss_dtypes(mirrored, seen_mirrored)
     step = distribute.make_train_step(strategy, mirrored, optim, train_config)
     [replica_batches] = list(distribute.distribute_dataset(
         strategy, tf.data.Dataset.from_tensors(batch)))
     out_m, norm_m, applied_m = step(replica_batches)
 
     assert bool(applied) and bool(applied_m)
+    assert seen_single == seen_mirrored == {{
+        "fp32": (tf.float32, None, None),
+        "bf16": (tf.bfloat16, tf.float32, tf.bfloat16)}[precision]}
     for a, b in zip(out, out_m):
-        np.testing.assert_allclose(a, b, rtol=1e-5)
-    np.testing.assert_allclose(norm, norm_m, rtol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=rtol)
+    np.testing.assert_allclose(norm, norm_m, rtol=rtol)
     assert float(norm) > train_config.max_gradient_norm  # clipping was exercised
     for a, b in zip(single.trainable_variables, mirrored.trainable_variables):
         for replica_value in strategy.experimental_local_results(b):
-            np.testing.assert_allclose(a, replica_value, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a, replica_value, rtol=rtol, atol=atol)
 
 
 def write_tiny_corpus(directory, num_lines=200):
