@@ -33,6 +33,7 @@ from nmt import corpus as corpus_lib
 from nmt import data as data_lib
 from nmt import evaluation
 from nmt import model_dir as model_dir_lib
+from nmt import precision
 from nmt import training
 from nmt.translate import Translator
 from nmt.vocab import EOS_ID
@@ -283,21 +284,27 @@ def median_seconds(function, batch, repeats):
 
 
 def profile_step(trainer, repeats=10):
-    """Where a training step's time goes: cumulative pieces of it timed on one batch."""
+    """Where a training step's time goes: cumulative pieces of it timed on one batch, in
+    the trainer's precision."""
     model, batch = trainer.model, typical_batch(trainer)
+    mode = trainer.config.train.precision
+    dtypes = {"compute_dtype": precision.compute_dtype(mode),
+              "projection_dtype": precision.projection_dtype(mode, training=True),
+              "projection_gradient_dtype": precision.projection_gradient_dtype(mode)}
 
     def encoder(b):
-        return model.encode(b.src, b.src_len, training=True)
+        return model.encode(b.src, b.src_len, training=True,
+                            compute_dtype=dtypes["compute_dtype"])
 
     def decoder(b):
         return model.decoder.teacher_forced(encoder(b), b.tgt_in, training=True)
 
     def forward(b):
-        return model.loss(b, training=True).loss_sum
+        return model.loss(b, training=True, **dtypes).loss_sum
 
     def gradients(b):
         with tf.GradientTape() as tape:
-            loss = model.loss(b, training=True).loss_sum
+            loss = model.loss(b, training=True, **dtypes).loss_sum
         return tape.gradient(loss, model.trainable_variables)
 
     stages = (("encoder forward", tf.function(encoder)),
