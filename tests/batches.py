@@ -1,4 +1,5 @@
-"""Random padded training batches for tests that need a real `Batch`."""
+"""Random padded training batches for tests that need a real `Batch`; a recorder of the
+dtypes a train step asks the model's loss for."""
 import numpy as np
 import tensorflow as tf
 
@@ -16,3 +17,16 @@ def random_batch(rng, batch=4, src_time=7, tgt_time=6, vocab=20):
 
     return Batch(*map(tf.constant, (ids(src_len, src_time), src_len, ids(tgt_len, tgt_time),
                                     ids(tgt_len, tgt_time), tgt_len)))
+
+
+def record_loss_dtypes(model):
+    """Wraps model.loss; -> a list that gets (compute_dtype, projection_dtype,
+    projection_gradient_dtype) for each call (each trace, inside a tf.function)."""
+    seen, original = [], model.loss
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs["compute_dtype"], kwargs["projection_dtype"],
+                     kwargs["projection_gradient_dtype"]))
+        return original(*args, **kwargs)
+    model.loss = recording
+    return seen

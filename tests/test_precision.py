@@ -10,7 +10,7 @@ from nmt import config as config_lib
 from nmt import distribute, precision, training
 from nmt.model import build_model
 from nmt.translate import Translator
-from batches import random_batch
+from batches import random_batch, record_loss_dtypes
 
 VOCAB = 20
 MODEL = config_lib.ModelConfig(num_units=16, embedding_size=8, num_encoder_layers=1,
@@ -135,15 +135,7 @@ def test_bf16_training_runs_the_output_projection_in_float32():
     assert precision.projection_gradient_dtype("fp32") is None
     assert precision.projection_gradient_dtype("bf16_output") is None
 
-    seen = []
-    original = model.loss
-
-    def recording(*args, **kwargs):
-        seen.append((kwargs["compute_dtype"], kwargs["projection_dtype"],
-                     kwargs["projection_gradient_dtype"]))
-        return original(*args, **kwargs)
-
-    model.loss = recording
+    seen = record_loss_dtypes(model)
     for name in ("fp32", "bf16", "bf16_output"):
         config = train_config(precision=name)
         training.make_train_step(model, training.make_optimizer(config), config)(batch)
