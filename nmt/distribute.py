@@ -170,15 +170,11 @@ def make_train_step(strategy, model, optimizer, config, loss_scale=None):
     all replicas, gradient norm, applied?), the same contract as training.make_train_step
     (config.precision's compute dtype; loss_scale: a precision.DynamicLossScale for fp16)."""
     variables = model.trainable_variables
-    compute_dtype = precision.compute_dtype(config.precision)
-    projection_dtype = precision.projection_dtype(config.precision, training=True)
-    gradient_dtype = precision.projection_gradient_dtype(config.precision)
+    dtypes = precision.training_dtypes(config.precision)
 
     def replica_step(batch):
         with tf.GradientTape() as tape:
-            out = model.loss(batch, config.label_smoothing, training=True,
-                             compute_dtype=compute_dtype, projection_dtype=projection_dtype,
-                             projection_gradient_dtype=gradient_dtype)
+            out = model.loss(batch, config.label_smoothing, training=True, **dtypes)
             scaled = out.loss_sum if loss_scale is None else loss_scale.scale_loss(out.loss_sum)
         grads = tape.gradient(scaled, variables)  # sums over this replica's tokens
         grads = [tf.convert_to_tensor(g) for g in grads]  # dense embedding grads

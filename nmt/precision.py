@@ -58,6 +58,14 @@ def projection_gradient_dtype(precision):
     return tf.bfloat16 if precision == "bf16" else None
 
 
+def training_dtypes(precision):
+    """The dtypes a training step passes to `Seq2Seq.loss` for a PRECISIONS name:
+    {compute_dtype, projection_dtype, projection_gradient_dtype}."""
+    return {"compute_dtype": compute_dtype(precision),
+            "projection_dtype": projection_dtype(precision, training=True),
+            "projection_gradient_dtype": projection_gradient_dtype(precision)}
+
+
 def read(variable, like):
     """A float32 variable in the dtype of the tensor `like` (the activations it meets);
     a no-op when they already agree, so float32 graphs carry no casts."""

@@ -72,16 +72,12 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     batches have few), else once more with unknown dimensions after the first.
     """
     variables = model.trainable_variables
-    compute_dtype = precision.compute_dtype(config.precision)
-    projection_dtype = precision.projection_dtype(config.precision, training=True)
-    gradient_dtype = precision.projection_gradient_dtype(config.precision)
+    dtypes = precision.training_dtypes(config.precision)
 
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=not config.trace_per_shape)
     def train_step(batch):
         with tf.GradientTape() as tape:
-            out = model.loss(batch, config.label_smoothing, training=True,
-                             compute_dtype=compute_dtype, projection_dtype=projection_dtype,
-                             projection_gradient_dtype=gradient_dtype)
+            out = model.loss(batch, config.label_smoothing, training=True, **dtypes)
             loss = out.loss_sum / tf.maximum(out.num_tokens, 1.0)
             scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
         grads = tape.gradient(scaled, variables)

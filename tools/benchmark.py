@@ -287,10 +287,7 @@ def profile_step(trainer, repeats=10):
     """Where a training step's time goes: cumulative pieces of it timed on one batch, in
     the trainer's precision."""
     model, batch = trainer.model, typical_batch(trainer)
-    mode = trainer.config.train.precision
-    dtypes = {"compute_dtype": precision.compute_dtype(mode),
-              "projection_dtype": precision.projection_dtype(mode, training=True),
-              "projection_gradient_dtype": precision.projection_gradient_dtype(mode)}
+    dtypes = precision.training_dtypes(trainer.config.train.precision)
 
     def encoder(b):
         return model.encode(b.src, b.src_len, training=True,
