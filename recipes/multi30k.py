@@ -3,16 +3,23 @@
     python recipes/multi30k.py                       # default preset, en->de
     python recipes/multi30k.py --preset=tiny         # smoke run, a few minutes
     python recipes/multi30k.py --tgt=fr --dropout=0.2
+    python recipes/multi30k.py --preset=distilled    # best en->de: teachers, then a student
 
 Presets are config overrides; any config flag (see --helpfull) overrides them.
-Quality is tuned on val only; test_2016_flickr is for reporting.
+`distilled` is a pipeline of `best` runs (recipes/distillation.py): --teachers runs side
+by side, whose ensemble translates the training source for one student; every config
+flag given is passed to each run. Quality is tuned on val only; test_2016_flickr is
+for reporting.
 """
 import json
 import os
+import subprocess
+import sys
 import time
 
 from absl import app, flags, logging
 
+import distillation
 from nmt import devices, distill, model_dir as model_dir_lib, report, training, tuning
 from nmt.cli import common
 from nmt.cli.flags import define_config_flags, overrides_from_flags
@@ -58,6 +65,9 @@ PRESETS = {
 # measured with label smoothing 0.1, which best_wide keeps.
 PRESETS["best_wide"] = {**PRESETS["best"], "model.num_units": 384, "model.embedding_size": 384,
                         "train.label_smoothing": 0.1}
+# Sequence-level knowledge distillation from two `best` teachers into a `best` student
+# (recipes/distillation.py): the en->de row of issue 4, 142 min for the whole pipeline.
+PRESETS["distilled"] = PRESETS["best"]
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "default", sorted(PRESETS), "Named setup.")
@@ -73,6 +83,15 @@ flags.DEFINE_list("distil_from", [], "Teacher model dirs (several: an ensemble).
                   "first teacher's vocabulary.")
 flags.DEFINE_bool("distil_keep_original", True, "With --distil_from: train on the teachers' "
                   "pairs followed by the original ones (off: the teachers' pairs only).")
+flags.DEFINE_integer("teachers", 2, "--preset=distilled: teacher runs, side by side.")
+flags.DEFINE_float("teacher_minutes", 60, "--preset=distilled: training time of each teacher.")
+flags.DEFINE_float("student_minutes", 75, "--preset=distilled: training time of the student.")
+flags.DEFINE_enum("student_init", "teacher", ["teacher", "scratch"], "--preset=distilled: "
+                  "the student starts from the weights of the teacher with the best dev "
+                  "BLEU, or from random ones.")
+flags.DEFINE_float("student_learning_rate", 0.0005, "--preset=distilled with "
+                   "--student_init=teacher: the student's constant learning rate (about "
+                   "where the teachers' rsqrt decay ended).")
 CONFIG_FLAGS = define_config_flags(
     ["data", "model", "train", "decode"],
     rename={"decode.batch_size": "decode_batch_size", "decode.batch_tokens": "decode_batch_tokens"},
@@ -87,14 +106,36 @@ def recipe_config():
     return common.build_config(overrides)
 
 
+def stage_command(out_dir, *extra):
+    """A `best` run of this recipe in out_dir, with the config flags the user gave."""
+    given = [FLAGS[name].serialize() for name in CONFIG_FLAGS if FLAGS[name].value is not None]
+    return [sys.executable, os.path.abspath(__file__), "--preset=best", *given,
+            f"--out_dir={out_dir}", *extra]
+
+
+def run_distilled(config, out_dir):
+    """--preset=distilled: the teachers side by side, then the student; -> its exit code."""
+    vocab_dir = distillation.shared_vocab_dir(out_dir, config.data.train_prefix, config.data)
+    teachers = distillation.train_teachers(stage_command, out_dir, vocab_dir, config.data,
+                                           FLAGS.teachers, FLAGS.teacher_minutes)
+    student = distillation.student_command(
+        stage_command, os.path.join(out_dir, "student"), teachers, FLAGS.student_minutes,
+        FLAGS.student_init, FLAGS.student_learning_rate)
+    logging.info("student: %s", " ".join(student))
+    return subprocess.call(student)
+
+
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
 
     def run():
         config = recipe_config()
         devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
         out_dir = FLAGS.out_dir or os.path.join(
             "runs", f"multi30k-{FLAGS.preset}-{config.data.src}-{config.data.tgt}")
+        if FLAGS.preset == "distilled" and not FLAGS.distil_from:
+            sys.exit(run_distilled(config, out_dir))
         start = time.time()
         if FLAGS.distil_from:
             prefix = distill.build_corpus(FLAGS.distil_from, config.data.train_prefix,

@@ -1,15 +1,17 @@
-"""recipes/multi30k_distilled.py: the teachers run side by side, one per core, each with
-the shared vocabulary and its own seed; a failed teacher stops the recipe with its log."""
+"""recipes/distillation.py (multi30k.py --preset=distilled): the teachers run side by side,
+one per core, each with the shared vocabulary and its own seed; a failed teacher stops
+the recipe with its log; the student starts from the best teacher."""
+import ast
 import json
 import os
+import subprocess
 import sys
 
 import pytest
-from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "recipes"))
 
-import multi30k_distilled  # noqa: E402
+import distillation  # noqa: E402
 from conftest import tiny_corpus  # noqa: E402
 from nmt import config as config_lib, model_dir as model_dir_lib, vocab as vocab_lib  # noqa: E402
 
@@ -25,30 +27,28 @@ sys.exit(3 if "--seed=2" in sys.argv and os.environ.get("FAIL_TEACHER_2") else 0
 
 
 @pytest.fixture
-def recipe(tmp_path, monkeypatch):
+def recipe(tmp_path):
     fake = tmp_path / "fake_recipe.py"
     fake.write_text(FAKE_RECIPE)
-    monkeypatch.setattr(multi30k_distilled, "RECIPE", str(fake))
-    # Set the recipe's flags without parsing argv: other tests' modules define flags of
-    # their own (nmt-translate's required --model_dir), which a parse would check.
-    was_parsed = flags.FLAGS.is_parsed()
-    saved = {name: flags.FLAGS[name].value for name in ("teachers", "teacher_minutes")}
-    flags.FLAGS["teachers"].value, flags.FLAGS["teacher_minutes"].value = 2, 7.0
-    flags.FLAGS.mark_as_parsed()
     vocab_dir = str(tmp_path / "vocab")
     os.makedirs(vocab_dir)
     src, tgt = tiny_corpus()
     vocab_lib.train_sentencepiece(src + tgt, os.path.join(vocab_dir, "spm"), vocab_size=300)
-    yield str(tmp_path / "out"), vocab_dir
-    for name, value in saved.items():
-        flags.FLAGS[name].value = value
-    if not was_parsed:
-        flags.FLAGS.unparse_flags()
+
+    def command(out_dir, *extra):
+        return [sys.executable, str(fake), "--preset=best", f"--out_dir={out_dir}", *extra]
+    return command, str(tmp_path / "out"), vocab_dir
+
+
+def train_two_teachers(recipe):
+    command, out_dir, vocab_dir = recipe
+    return distillation.train_teachers(command, out_dir, vocab_dir, config_lib.DataConfig(),
+                                       teachers=2, minutes=7.0)
 
 
 def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe):
-    out_dir, vocab_dir = recipe
-    dirs = multi30k_distilled.train_teachers(out_dir, vocab_dir, config_lib.DataConfig())
+    out_dir = recipe[1]
+    dirs = train_two_teachers(recipe)
     assert dirs == [os.path.join(out_dir, "teacher1"), os.path.join(out_dir, "teacher2")]
     cores = sorted(os.sched_getaffinity(0))
     seen = []
@@ -66,11 +66,10 @@ def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe):
 
 
 def test_a_failed_teacher_stops_the_recipe_naming_its_log(recipe, monkeypatch):
-    out_dir, vocab_dir = recipe
     monkeypatch.setenv("FAIL_TEACHER_2", "1")
     with pytest.raises(model_dir_lib.ModelDirError,
                        match=r"out/teacher2\.log: teacher 2 failed"):
-        multi30k_distilled.train_teachers(out_dir, vocab_dir, config_lib.DataConfig())
+        train_two_teachers(recipe)
 
 
 def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
@@ -82,5 +81,30 @@ def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
                 f.write(json.dumps({"kind": "train", "step": step, "bleu_is_not": 99.0}) + "\n")
                 f.write(json.dumps({"kind": "eval", "step": step, "bleu": bleu}) + "\n")
     dirs = [str(tmp_path / "b"), str(tmp_path / "a")]
-    assert multi30k_distilled.best_dev_bleu(dirs[1]) == 38.9
-    assert max(dirs, key=multi30k_distilled.best_dev_bleu) == dirs[1]
+    assert distillation.best_dev_bleu(dirs[1]) == 38.9
+
+    def command(out_dir, *extra):
+        return ["recipe", f"--out_dir={out_dir}", *extra]
+    student = distillation.student_command(command, "s", dirs, 75, "teacher", 0.0005)
+    assert student[:5] == ["recipe", "--out_dir=s", f"--distil_from={dirs[0]},{dirs[1]}",
+                           "--pick_on_val", "--max_time_minutes=75"]
+    assert student[5:] == [f"--init_from={dirs[1]}", "--learning_rate=0.0005",
+                           "--warmup_steps=0", "--decay=none"]
+    assert distillation.student_command(command, "s", dirs, 75, "scratch", 0.0005) == student[:5]
+
+
+def test_multi30k_passes_the_config_flags_given_to_every_stage():
+    """multi30k.py --preset=distilled: each stage is a `best` run with the user's config
+    flags, and a stage's own flags come last (absl keeps the last value)."""
+    script = ("import sys; sys.argv = ['multi30k.py', '--preset=distilled', '--tgt=fr', "
+              "'--dropout=0.2', '--noshare_embeddings', '--teachers=3']; "
+              "import multi30k; from absl import flags; flags.FLAGS(sys.argv); "
+              "print(repr(multi30k.stage_command('d', '--seed=2')))")
+    recipes = os.path.join(os.path.dirname(__file__), "..", "recipes")
+    out = subprocess.run([sys.executable, "-c", script], cwd=recipes, check=True,
+                         capture_output=True, text=True).stdout
+    command = ast.literal_eval(out.strip().splitlines()[-1])
+    assert command[1].endswith(os.path.join("recipes", "multi30k.py"))
+    assert command[2] == "--preset=best"
+    assert sorted(command[3:6]) == ["--dropout=0.2", "--noshare_embeddings", "--tgt=fr"]
+    assert command[6:] == ["--out_dir=d", "--seed=2"]
