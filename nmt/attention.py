@@ -10,6 +10,7 @@ When training, a decoder may defer the memory's gradients (nmt.deferred.Deferred
 the step's zeros and records the vectors they met.
 """
 import collections
+import math
 
 import tensorflow as tf
 
@@ -52,9 +53,12 @@ class LuongAttention(tf.Module):
     score="dot": q . h_s (query and memory sizes must match);
     score="general": q . (W_a h_s); scale=True multiplies the score by a learned
     scalar g (initialised to 1), as in tensorflow/nmt's scaled_luong.
+    sqrt_scaling=True divides the score by sqrt(query_size), as in scaled dot-product
+    attention (Vaswani et al. 2017), folded into the keys once per source batch.
     """
 
-    def __init__(self, query_size, memory_size, score="general", scale=False, name=None):
+    def __init__(self, query_size, memory_size, score="general", scale=False,
+                 sqrt_scaling=False, name=None):
         super().__init__(name=name)
         if score == "dot" and query_size != memory_size:
             raise ValueError(f"dot attention needs query size == memory size "
@@ -63,11 +67,14 @@ class LuongAttention(tf.Module):
             self.memory_layer = (Dense(memory_size, query_size, use_bias=False, name="memory_layer")
                                  if score == "general" else None)
             self.scale = tf.Variable(1.0, name="scale") if scale else None
+        self.key_scale = 1.0 / math.sqrt(query_size) if sqrt_scaling else None
 
     def prepare(self, annotations, lengths):
         """annotations `[batch, src_time, memory_size]`, lengths `[batch]` -> Memory."""
         mask = tf.sequence_mask(lengths, tf.shape(annotations)[1])
         keys = self.memory_layer(annotations) if self.memory_layer else annotations
+        if self.key_scale is not None:
+            keys = keys * tf.cast(self.key_scale, keys.dtype)
         return Memory(annotations, keys, mask)
 
     def deferrable(self, memory):
@@ -120,11 +127,13 @@ class BahdanauAttention(tf.Module):
         return _weighted_sum(weights, memory.values, deferred), weights
 
 
-def build_attention(kind, query_size, memory_size, name="attention"):
-    """One of config.ATTENTIONS -> an attention module."""
+def build_attention(kind, query_size, memory_size, name="attention", sqrt_scaling=False):
+    """One of config.ATTENTIONS -> an attention module. sqrt_scaling: Luong kinds only."""
     if kind in ("dot", "luong", "scaled_luong"):
         return LuongAttention(query_size, memory_size, score="dot" if kind == "dot" else "general",
-                              scale=kind == "scaled_luong", name=name)
+                              scale=kind == "scaled_luong", sqrt_scaling=sqrt_scaling, name=name)
+    if sqrt_scaling:
+        raise ValueError(f"sqrt scaling applies to multiplicative (Luong) attention, not {kind!r}")
     if kind in ("bahdanau", "normed_bahdanau"):
         return BahdanauAttention(query_size, memory_size, query_size,
                                  normalize=kind == "normed_bahdanau", name=name)

@@ -80,6 +80,7 @@ class ModelConfig:
     num_units: int = 512                # encoder output and decoder width; bi splits it in two
     embedding_size: int = 512
     attention: str = "luong"            # dot | luong (general) | scaled_luong | bahdanau | normed_bahdanau
+    attention_sqrt_scaling: bool = False  # dot/luong/scaled_luong: scores / sqrt(num_units), as in scaled dot-product attention; keeps attention from locking onto one source position early in training (docs/attention-collapse.md)
     attention_architecture: str = "standard"  # standard (top layer) | gnmt (bottom layer, fed to all)
     input_feeding: bool = True          # feed the attentional vector into the next step (Luong §3.3)
     attention_layer_size: int = 0       # attentional vector width (0: num_units); standard only
@@ -97,6 +98,9 @@ class ModelConfig:
         _check_choice("encoder_type", self.encoder_type, ENCODER_TYPES)
         _check_choice("attention", self.attention, ATTENTIONS)
         _check_choice("attention_architecture", self.attention_architecture, ATTENTION_ARCHITECTURES)
+        if self.attention_sqrt_scaling and self.attention not in ("dot", "luong", "scaled_luong"):
+            raise ConfigError(f"attention_sqrt_scaling applies to dot, luong and scaled_luong "
+                              f"attention (got {self.attention})")
         _check_choice("bridge", self.bridge, BRIDGES)
         for name in ("num_encoder_layers", "num_decoder_layers", "num_units", "embedding_size"):
             _check_positive(name, getattr(self, name))

@@ -89,7 +89,8 @@ class AttentionDecoder(tf.Module):
             self.layers = layers
             self.cell = cells_lib.MultiRNNCell(layers)
             with devices_lib.scope(attention_device):
-                self.attention = build_attention(config.attention, units, units)
+                self.attention = build_attention(config.attention, units, units,
+                                                 sqrt_scaling=config.attention_sqrt_scaling)
                 self.attention_layer = (None if self.gnmt else
                                         Dense(2 * units, self.output_size, use_bias=False,
                                               activation=tf.tanh, name="attention_layer"))

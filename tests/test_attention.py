@@ -24,6 +24,8 @@ def _reference_scores(att, query, values):
     if isinstance(att, attention_lib.LuongAttention):
         keys = values if att.memory_layer is None else values @ att.memory_layer.kernel.numpy()
         scores = np.einsum("btm,bm->bt", keys, query)  # q . h_s or q . (W_a h_s)
+        if att.key_scale is not None:  # scaled dot-product: / sqrt(query size)
+            scores = scores / np.sqrt(query.shape[-1])
         return scores * (1.0 if att.scale is None else float(att.scale.numpy()))
     w = att.memory_layer.kernel.numpy().astype(np.float64)
     u = att.query_layer.kernel.numpy().astype(np.float64)
@@ -35,9 +37,9 @@ def _reference_scores(att, query, values):
     return np.tanh(hidden) @ v
 
 
-def _make(kind, query_size, memory_size):
+def _make(kind, query_size, memory_size, sqrt_scaling=False):
     tf.random.set_seed(1)
-    att = attention_lib.build_attention(kind, query_size, memory_size)
+    att = attention_lib.build_attention(kind, query_size, memory_size, sqrt_scaling=sqrt_scaling)
     # Move the extra parameters off their initial values so a missing term would show.
     if getattr(att, "scale", None) is not None:
         att.scale.assign(1.7)
@@ -47,10 +49,14 @@ def _make(kind, query_size, memory_size):
     return att
 
 
-@pytest.mark.parametrize("kind", ATTENTIONS)
-def test_attention_matches_numpy_reference(kind):
+LUONG = ("dot", "luong", "scaled_luong")
+KINDS = [(kind, False) for kind in ATTENTIONS] + [(kind, True) for kind in LUONG]
+
+
+@pytest.mark.parametrize("kind,sqrt_scaling", KINDS)
+def test_attention_matches_numpy_reference(kind, sqrt_scaling):
     query_size, memory_size = (8, 8) if kind == "dot" else (5, 7)
-    att = _make(kind, query_size, memory_size)
+    att = _make(kind, query_size, memory_size, sqrt_scaling)
     rng = np.random.default_rng(0)
     values = rng.normal(size=(BATCH, SRC_TIME, memory_size)).astype(np.float32)
     query = rng.normal(size=(BATCH, query_size)).astype(np.float32)
@@ -64,9 +70,9 @@ def test_attention_matches_numpy_reference(kind):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ATTENTIONS)
-def test_pads_get_zero_weight_and_rows_sum_to_one(kind):
-    att = _make(kind, 4, 4)
+@pytest.mark.parametrize("kind,sqrt_scaling", KINDS)
+def test_pads_get_zero_weight_and_rows_sum_to_one(kind, sqrt_scaling):
+    att = _make(kind, 4, 4, sqrt_scaling)
     rng = np.random.default_rng(1)
     values = rng.normal(size=(BATCH, SRC_TIME, 4)).astype(np.float32)
     query = rng.normal(size=(BATCH, 4)).astype(np.float32)
@@ -102,3 +108,31 @@ def test_dot_needs_equal_sizes_and_unknown_kind_is_refused():
         attention_lib.build_attention("dot", 4, 6)
     with pytest.raises(ValueError, match="unknown attention 'cosine'"):
         attention_lib.build_attention("cosine", 4, 4)
+    with pytest.raises(ValueError, match="not 'bahdanau'"):
+        attention_lib.build_attention("bahdanau", 4, 4, sqrt_scaling=True)
+
+
+def test_sqrt_scaling_divides_the_scores_by_the_square_root_of_the_query_size():
+    """Against the same module unscaled: log-weights differ by scores * (1 - 1/sqrt(16))."""
+    rng = np.random.default_rng(2)
+    values = tf.constant(rng.normal(size=(BATCH, SRC_TIME, 16)).astype(np.float32))
+    query = tf.constant(rng.normal(size=(BATCH, 16)).astype(np.float32))
+    lengths = tf.constant(LENGTHS)
+    plain = _make("luong", 16, 16)
+    scaled = _make("luong", 16, 16, sqrt_scaling=True)
+    scaled.memory_layer.kernel.assign(plain.memory_layer.kernel)
+    scores = attention_lib._scores(plain.prepare(values, lengths).keys, query).numpy()
+    _, weights = scaled(query, scaled.prepare(values, lengths))
+    np.testing.assert_allclose(weights.numpy(), _softmax_valid(scores / 4.0, LENGTHS),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_the_model_config_reaches_the_decoders_attention():
+    from nmt.config import ModelConfig
+    from nmt.model import build_model
+    config = ModelConfig(num_units=16, embedding_size=8, num_encoder_layers=1,
+                         num_decoder_layers=1, attention_sqrt_scaling=True)
+    assert build_model(config, 30, 30).decoder.attention.key_scale == pytest.approx(0.25)
+    plain = build_model(ModelConfig(num_units=16, embedding_size=8, num_encoder_layers=1,
+                                    num_decoder_layers=1), 30, 30)
+    assert plain.decoder.attention.key_scale is None

@@ -50,6 +50,7 @@ def test_bad_choice_lists_the_choices():
     (ModelConfig(tie_output_embeddings=True, embedding_size=16, num_units=16,
                  attention_layer_size=8), "tie_output_embeddings"),
     (ModelConfig(attention_architecture="gnmt", attention_layer_size=8), "attention_layer_size"),
+    (ModelConfig(attention="bahdanau", attention_sqrt_scaling=True), "attention_sqrt_scaling"),
     (TrainConfig(num_train_steps=1, optimizer="adagrad"), "optimizer"),
     (TrainConfig(num_train_steps=1, learning_rate=0.0), "learning_rate"),
     (TrainConfig(num_train_steps=1, label_smoothing=1.0), "label_smoothing"),
