@@ -6,7 +6,7 @@
     python recipes/multi30k.py --preset=distilled    # best en->de: teachers, then a student
 
 Presets are config overrides; any config flag (see --helpfull) overrides them.
-`distilled` is a pipeline of `best` runs (recipes/distillation.py): --teachers runs side
+`distilled` is a pipeline of `best` runs (nmt/distill_pipeline.py): --teachers runs side
 by side, whose ensemble translates the training source for one student; every config
 flag given is passed to each run. Quality is tuned on val only; test_2016_flickr is
 for reporting.
@@ -19,8 +19,8 @@ import time
 
 from absl import app, flags, logging
 
-import distillation
-from nmt import devices, distill, model_dir as model_dir_lib, report, training, tuning
+from nmt import devices, distill, distill_pipeline, model_dir as model_dir_lib, report
+from nmt import training, tuning
 from nmt.cli import common
 from nmt.cli.flags import define_config_flags, overrides_from_flags
 
@@ -66,7 +66,7 @@ PRESETS = {
 PRESETS["best_wide"] = {**PRESETS["best"], "model.num_units": 384, "model.embedding_size": 384,
                         "train.label_smoothing": 0.1}
 # Sequence-level knowledge distillation from two `best` teachers into a `best` student
-# (recipes/distillation.py): the en->de row of issue 4, 142 min for the whole pipeline.
+# (nmt/distill_pipeline.py): the en->de row of issue 4, 142 min for the whole pipeline.
 PRESETS["distilled"] = PRESETS["best"]
 
 FLAGS = flags.FLAGS
@@ -115,10 +115,10 @@ def stage_command(out_dir, *extra):
 
 def run_distilled(config, out_dir):
     """--preset=distilled: the teachers side by side, then the student; -> its exit code."""
-    vocab_dir = distillation.shared_vocab_dir(out_dir, config.data.train_prefix, config.data)
-    teachers = distillation.train_teachers(stage_command, out_dir, vocab_dir, config.data,
+    vocab_dir = distill_pipeline.shared_vocab_dir(out_dir, config.data.train_prefix, config.data)
+    teachers = distill_pipeline.train_teachers(stage_command, out_dir, vocab_dir, config.data,
                                            FLAGS.teachers, FLAGS.teacher_minutes)
-    student = distillation.student_command(
+    student = distill_pipeline.student_command(
         stage_command, os.path.join(out_dir, "student"), teachers, FLAGS.student_minutes,
         FLAGS.student_init, FLAGS.student_learning_rate)
     logging.info("student: %s", " ".join(student))

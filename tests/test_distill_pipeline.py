@@ -1,4 +1,4 @@
-"""recipes/distillation.py (multi30k.py --preset=distilled): the teachers run side by side,
+"""nmt/distill_pipeline.py (recipes/multi30k.py --preset=distilled): the teachers run side by side,
 one per core, each with the shared vocabulary and its own seed; a failed teacher stops
 the recipe with its log; the student starts from the best teacher."""
 import ast
@@ -9,11 +9,9 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "recipes"))
-
-import distillation  # noqa: E402
-from conftest import tiny_corpus  # noqa: E402
-from nmt import config as config_lib, model_dir as model_dir_lib, vocab as vocab_lib  # noqa: E402
+from conftest import tiny_corpus
+from nmt import config as config_lib, distill_pipeline, model_dir as model_dir_lib
+from nmt import vocab as vocab_lib
 
 FAKE_RECIPE = '''
 import json, os, sys
@@ -42,7 +40,7 @@ def recipe(tmp_path):
 
 def train_two_teachers(recipe):
     command, out_dir, vocab_dir = recipe
-    return distillation.train_teachers(command, out_dir, vocab_dir, config_lib.DataConfig(),
+    return distill_pipeline.train_teachers(command, out_dir, vocab_dir, config_lib.DataConfig(),
                                        teachers=2, minutes=7.0)
 
 
@@ -81,16 +79,16 @@ def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
                 f.write(json.dumps({"kind": "train", "step": step, "bleu_is_not": 99.0}) + "\n")
                 f.write(json.dumps({"kind": "eval", "step": step, "bleu": bleu}) + "\n")
     dirs = [str(tmp_path / "b"), str(tmp_path / "a")]
-    assert distillation.best_dev_bleu(dirs[1]) == 38.9
+    assert distill_pipeline.best_dev_bleu(dirs[1]) == 38.9
 
     def command(out_dir, *extra):
         return ["recipe", f"--out_dir={out_dir}", *extra]
-    student = distillation.student_command(command, "s", dirs, 75, "teacher", 0.0005)
+    student = distill_pipeline.student_command(command, "s", dirs, 75, "teacher", 0.0005)
     assert student[:5] == ["recipe", "--out_dir=s", f"--distil_from={dirs[0]},{dirs[1]}",
                            "--pick_on_val", "--max_time_minutes=75"]
     assert student[5:] == [f"--init_from={dirs[1]}", "--learning_rate=0.0005",
                            "--warmup_steps=0", "--decay=none"]
-    assert distillation.student_command(command, "s", dirs, 75, "scratch", 0.0005) == student[:5]
+    assert distill_pipeline.student_command(command, "s", dirs, 75, "scratch", 0.0005) == student[:5]
 
 
 def test_multi30k_passes_the_config_flags_given_to_every_stage():

@@ -1,4 +1,4 @@
-"""The pipeline behind `multi30k.py --preset=distilled`: teachers side by side, one student.
+"""The pipeline behind `recipes/multi30k.py --preset=distilled`: teachers side by side, one student.
 
 1. One sentencepiece vocabulary for every run (the teachers decode as an ensemble).
 2. Teacher runs with seeds 1, 2, ..., side by side, each pinned to its own core when
