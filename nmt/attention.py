@@ -14,6 +14,7 @@ import math
 
 import tensorflow as tf
 
+from nmt.config import LUONG_ATTENTIONS
 from nmt.layers import Dense
 from nmt.precision import read
 
@@ -129,7 +130,7 @@ class BahdanauAttention(tf.Module):
 
 def build_attention(kind, query_size, memory_size, name="attention", sqrt_scaling=False):
     """One of config.ATTENTIONS -> an attention module. sqrt_scaling: Luong kinds only."""
-    if kind in ("dot", "luong", "scaled_luong"):
+    if kind in LUONG_ATTENTIONS:
         return LuongAttention(query_size, memory_size, score="dot" if kind == "dot" else "general",
                               scale=kind == "scaled_luong", sqrt_scaling=sqrt_scaling, name=name)
     if sqrt_scaling:

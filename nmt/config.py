@@ -11,7 +11,8 @@ CONFIG_VERSION = 1
 
 UNIT_TYPES = ("lstm", "gru")
 ENCODER_TYPES = ("uni", "bi", "gnmt")
-ATTENTIONS = ("dot", "luong", "scaled_luong", "bahdanau", "normed_bahdanau")
+LUONG_ATTENTIONS = ("dot", "luong", "scaled_luong")  # multiplicative scores
+ATTENTIONS = LUONG_ATTENTIONS + ("bahdanau", "normed_bahdanau")
 ATTENTION_ARCHITECTURES = ("standard", "gnmt")
 BRIDGES = ("dense", "copy", "zero")
 OPTIMIZERS = ("adam", "sgd")
@@ -98,7 +99,7 @@ class ModelConfig:
         _check_choice("encoder_type", self.encoder_type, ENCODER_TYPES)
         _check_choice("attention", self.attention, ATTENTIONS)
         _check_choice("attention_architecture", self.attention_architecture, ATTENTION_ARCHITECTURES)
-        if self.attention_sqrt_scaling and self.attention not in ("dot", "luong", "scaled_luong"):
+        if self.attention_sqrt_scaling and self.attention not in LUONG_ATTENTIONS:
             raise ConfigError(f"attention_sqrt_scaling applies to dot, luong and scaled_luong "
                               f"attention (got {self.attention})")
         _check_choice("bridge", self.bridge, BRIDGES)

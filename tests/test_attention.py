@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from nmt import attention as attention_lib
-from nmt.config import ATTENTIONS
+from nmt.config import ATTENTIONS, LUONG_ATTENTIONS
 
 BATCH, SRC_TIME = 3, 6
 LENGTHS = np.array([6, 4, 1], np.int32)
@@ -49,8 +49,7 @@ def _make(kind, query_size, memory_size, sqrt_scaling=False):
     return att
 
 
-LUONG = ("dot", "luong", "scaled_luong")
-KINDS = [(kind, False) for kind in ATTENTIONS] + [(kind, True) for kind in LUONG]
+KINDS = [(kind, False) for kind in ATTENTIONS] + [(kind, True) for kind in LUONG_ATTENTIONS]
 
 
 @pytest.mark.parametrize("kind,sqrt_scaling", KINDS)
