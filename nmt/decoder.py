@@ -183,24 +183,24 @@ class AttentionDecoder(tf.Module):
             new_states.append(layer_state)
         return output, {"cell": tuple(new_states), "attention": context, "alignments": weights}
 
-    def logits(self, outputs, training=False, dtype=None, input_dtype=None):
+    def logits(self, outputs, training=False, dtype=None, gradient_dtype=None):
         """Decoder outputs `[..., output_size]` -> logits `[..., vocab]` (dropout before
         projection), computed in `dtype` if given, else in the outputs' dtype; the
-        projection's matmuls read their inputs in `input_dtype` if given (`layers.matmul`)."""
+        projection's gradient matmuls in `gradient_dtype` if given (`layers.matmul`)."""
         return devices_lib.call_on(
-            self.softmax_device, lambda o: self._logits(o, training, dtype, input_dtype),
+            self.softmax_device, lambda o: self._logits(o, training, dtype, gradient_dtype),
             outputs)
 
-    def _logits(self, outputs, training, dtype=None, input_dtype=None):
+    def _logits(self, outputs, training, dtype=None, gradient_dtype=None):
         if training and self.dropout > 0.0:
             keep = self.rng.uniform(tf.shape(outputs)) >= self.dropout
             outputs = tf.where(keep, outputs / (1.0 - self.dropout), tf.zeros_like(outputs))
         if dtype is not None:
             outputs = tf.cast(outputs, dtype)  # the variables are read in it (precision.read)
         if self.output_layer is not None:
-            return self.output_layer(outputs, input_dtype=input_dtype)
+            return self.output_layer(outputs, gradient_dtype=gradient_dtype)
         table = read(self.embedding.table, outputs)  # [vocab, output_size]
-        return add_bias(matmul(outputs, table, transpose_b=True, input_dtype=input_dtype),
+        return add_bias(matmul(outputs, table, transpose_b=True, gradient_dtype=gradient_dtype),
                         read(self.output_bias, outputs))
 
     def teacher_forced(self, encoder_output, tgt_in, training=False, return_alignments=False):

@@ -20,18 +20,18 @@ def add_bias(x, bias):
     return x + bias, grad
 
 
-def matmul(x, w, transpose_b=False, input_dtype=None):
+def matmul(x, w, transpose_b=False, gradient_dtype=None):
     """x `[..., depth]` @ w `[depth, units]` (w `[units, depth]` if transpose_b) -> `[..., units]`.
 
-    input_dtype: if given (bfloat16), the forward pass and the two gradient matmuls (dx,
-    dw) read x and w rounded to it, and every result comes out in x's dtype. The forward
-    pass accumulates and returns in x's dtype, so bf16 training gets float32 logits
-    (bf16-rounded ones cost dev loss) at bf16 speed (`mixed_precision_matmul`)."""
+    gradient_dtype: if given, the backward pass's two matmuls (dx and dw) run in it and
+    their results are cast back; the forward pass stays in x's dtype. bf16 training
+    uses it for the output projection: float32 logits (bf16 ones cost dev loss), and
+    bf16 speed for the two gradient matmuls, two thirds of the projection's work."""
     rows = x if x.shape.rank == 2 else tf.reshape(x, [-1, tf.shape(x)[-1]])
-    if input_dtype is None or input_dtype == x.dtype:
+    if gradient_dtype is None or gradient_dtype == x.dtype:
         y = tf.matmul(rows, w, transpose_b=transpose_b)
     else:
-        y = _matmul_with_inputs_in(rows, tf.convert_to_tensor(w), transpose_b, input_dtype)
+        y = _matmul_with_gradient_in(rows, tf.convert_to_tensor(w), transpose_b, gradient_dtype)
     if x.shape.rank == 2:
         return y
     units = y.shape[-1]
@@ -41,42 +41,18 @@ def matmul(x, w, transpose_b=False, input_dtype=None):
     return y
 
 
-# XLA compiles once per shape; rows padded to a multiple of this keep the shapes few
-# (a batch's target token count varies) at a few percent of padding.
-XLA_ROW_MULTIPLE = 64
-
-
-@tf.function(jit_compile=True)
-def _xla_matmul(x, w, transpose_b, output_dtype):
-    return tf.linalg.matmul(x, w, transpose_b=transpose_b, output_type=output_dtype)
-
-
-def mixed_precision_matmul(x, w, transpose_b=False, output_dtype=tf.float32):
-    """2-D x @ w for bf16 x and w, accumulated and returned in `output_dtype`.
-    TensorFlow's CPU MatMul kernels have no bf16-in, float32-out form (a bf16 MatMul
-    rounds its result to bf16), XLA's has: on an AMX CPU it runs a [1,100, 256] x
-    [256, 8,000] projection in 11 ms against float32's 31 ms. Rows are padded to a
-    multiple of XLA_ROW_MULTIPLE so that XLA compiles for few shapes (40 ms each)."""
-    rows = tf.shape(x)[0]
-    padding = -rows % XLA_ROW_MULTIPLE
-    y = _xla_matmul(tf.pad(x, [[0, padding], [0, 0]]), w, transpose_b, output_dtype)
-    return y[:rows]
-
-
-def _matmul_with_inputs_in(x, w, transpose_b, dtype):
-    """2-D `matmul` whose three matmuls read their inputs in `dtype`."""
+def _matmul_with_gradient_in(x, w, transpose_b, dtype):
+    """2-D `matmul` whose gradient matmuls run in `dtype`."""
     @tf.custom_gradient
     def forward(x, w):
-        x_low, w_low = tf.cast(x, dtype), tf.cast(w, dtype)
-
         def grad(dy):
-            dy_low = tf.cast(dy, dtype)
+            dy_low, x_low, w_low = (tf.cast(t, dtype) for t in (dy, x, w))
             dx = tf.matmul(dy_low, w_low, transpose_b=not transpose_b)  # dy @ w^T
             dw = (tf.matmul(dy_low, x_low, transpose_a=True) if transpose_b  # [units, depth]
                   else tf.matmul(x_low, dy_low, transpose_a=True))  # [depth, units]
             return tf.cast(dx, x.dtype), tf.cast(dw, w.dtype)
 
-        return mixed_precision_matmul(x_low, w_low, transpose_b, x.dtype), grad
+        return tf.matmul(x, w, transpose_b=transpose_b), grad
 
     return forward(x, w)
 
@@ -96,9 +72,9 @@ class Dense(tf.Module):
         self.units = units
         self.activation = activation
 
-    def __call__(self, x, input_dtype=None):
-        """input_dtype: the dtype the matmuls read x and the kernel in (`matmul`; None: x's)."""
-        y = matmul(x, read(self.kernel, x), input_dtype=input_dtype)
+    def __call__(self, x, gradient_dtype=None):
+        """gradient_dtype: the dtype of the backward matmuls (`matmul`; None: x's)."""
+        y = matmul(x, read(self.kernel, x), gradient_dtype=gradient_dtype)
         if self.bias is not None:
             y = add_bias(y, read(self.bias, y))
         return self.activation(y) if self.activation else y

@@ -128,11 +128,10 @@ class Seq2Seq(tf.Module):
         return tf.cast(self.decoder.logits(outputs, training=training), tf.float32)
 
     def loss(self, batch, label_smoothing=0.0, training=False, compute_dtype=tf.float32,
-             projection_dtype=None, projection_input_dtype=None):
+             projection_dtype=None, projection_gradient_dtype=None):
         """A data.Batch -> LossOutput summed over its valid target tokens (in float32).
         projection_dtype: the output projection's dtype if not compute_dtype (bf16_output);
-        projection_input_dtype: the dtype its matmuls read their inputs in, if not that
-            (bf16 training: bf16 products, float32 logits; `layers.matmul`).
+        projection_gradient_dtype: its gradient matmuls' if not that (bf16 training).
 
         Only real target positions are projected onto the vocabulary: padding
         (about a fifth of a bucketed batch) costs no output-layer work.
@@ -145,7 +144,7 @@ class Seq2Seq(tf.Module):
             labels = tf.gather_nd(batch.tgt_out, positions)  # [tokens]
             logits = tf.cast(self.decoder.logits(real_outputs, training=training,
                                                  dtype=projection_dtype,
-                                                 input_dtype=projection_input_dtype),
+                                                 gradient_dtype=projection_gradient_dtype),
                              tf.float32)
             # the loss and its gradient [tokens, vocab] stay there (nmt.devices.call_on)
             smoothed, nll = devices.call_on(

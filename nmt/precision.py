@@ -11,8 +11,8 @@ logits from the output projection on (log-softmax, loss, label smoothing).
 
     fp32   float32 compute
     bf16   bfloat16 compute (float32's range: no loss scaling); AMX CPUs, Ampere+ GPUs.
-           When training, the output projection's logits are float32 sums of bf16
-           products (`projection_dtype`, `projection_input_dtype`)
+           When training, the output projection's forward pass computes in float32
+           (`projection_dtype`), its gradients in bf16 (`projection_gradient_dtype`)
     fp16   float16 compute with a DynamicLossScale; GPUs with fp16 tensor cores
     bf16_output  float32 compute except the output projection (the largest matmuls, run
            once over all target positions, outside the recurrence), in bfloat16
@@ -46,25 +46,24 @@ def projection_dtype(precision, training=False):
     return tf.float32 if training and precision == "bf16" else None
 
 
-def projection_input_dtype(precision):
-    """The dtype the output projection's three matmuls (forward, dx, dW) read their inputs
-    in when training, if not that of the logits (`layers.matmul`): bfloat16 for bf16,
-    None otherwise. The forward matmul still sums and returns in float32
-    (`projection_dtype`), so the logits are not rounded to bf16; it runs in XLA, since
-    TensorFlow's CPU kernels have no bf16-in, float32-out matmul. Rounded gradients are
-    noise, where rounded logits shift p - onehot. Gradients in bf16 (session 22): 1.20x
-    the step speed of float32 ones, val BLEU at 3,200 steps within 0.27 of fp32 over three
-    seeds (docs/benchmark-2026-12-01-session22.md)."""
+def projection_gradient_dtype(precision):
+    """The dtype of the output projection's two gradient matmuls when training, if not
+    that of its forward pass (`layers.matmul`): bfloat16 for bf16, whose float32
+    logits (`projection_dtype`) then cost a third of the projection's work in float32,
+    not all of it; None otherwise. Rounded gradients are noise, where rounded logits
+    shift p - onehot. Measured on the bench model: 1.20x the step speed of float32
+    gradients; val BLEU at 3,200 steps within 0.27 of fp32 over three seeds (one of
+    them -1.87; docs/benchmark-2026-12-01-session22.md)."""
     compute_dtype(precision)  # validates
     return tf.bfloat16 if precision == "bf16" else None
 
 
 def training_dtypes(precision):
     """The dtypes a training step passes to `Seq2Seq.loss` for a PRECISIONS name:
-    {compute_dtype, projection_dtype, projection_input_dtype}."""
+    {compute_dtype, projection_dtype, projection_gradient_dtype}."""
     return {"compute_dtype": compute_dtype(precision),
             "projection_dtype": projection_dtype(precision, training=True),
-            "projection_input_dtype": projection_input_dtype(precision)}
+            "projection_gradient_dtype": projection_gradient_dtype(precision)}
 
 
 def read(variable, like):

@@ -21,12 +21,12 @@ def random_batch(rng, batch=4, src_time=7, tgt_time=6, vocab=20):
 
 def record_loss_dtypes(model):
     """Wraps model.loss; -> a list that gets (compute_dtype, projection_dtype,
-    projection_input_dtype) for each call (each trace, inside a tf.function)."""
+    projection_gradient_dtype) for each call (each trace, inside a tf.function)."""
     seen, original = [], model.loss
 
     def recording(*args, **kwargs):
         seen.append((kwargs["compute_dtype"], kwargs["projection_dtype"],
-                     kwargs["projection_input_dtype"]))
+                     kwargs["projection_gradient_dtype"]))
         return original(*args, **kwargs)
     model.loss = recording
     return seen

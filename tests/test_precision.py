@@ -116,30 +116,24 @@ def test_bf16_training_runs_the_output_projection_in_float32():
     assert len(fp32) == 1  # the projection; the encoder, the loop and the attention: bf16
     assert matmul_dtypes(loss, batch) == {tf.float32, tf.bfloat16}
 
-    def matmuls_of_the_gradients(input_dtype):
-        """-> (float32 MatMuls, bf16-in float32-out BatchMatMulV3s) of a gradient step."""
+    def float32_matmuls_of_the_gradients(gradient_dtype):
         def gradients(b):
             with tf.GradientTape() as tape:
                 loss = model.loss(b, 0.1, training=True, compute_dtype=tf.bfloat16,
                                   projection_dtype=tf.float32,
-                                  projection_input_dtype=input_dtype).loss_sum
+                                  projection_gradient_dtype=gradient_dtype).loss_sum
             return tape.gradient(loss, model.trainable_variables)
         graph_def = tf.function(gradients).get_concrete_function(batch).graph.as_graph_def()
         nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
-        mixed = [n for n in nodes if n.op == "BatchMatMulV3"
-                 and n.attr["Ta"].type == tf.bfloat16.as_datatype_enum
-                 and n.attr["Tout"].type == tf.float32.as_datatype_enum]
         return sum(n.op == "MatMul" and n.attr["T"].type == tf.float32.as_datatype_enum
-                   for n in nodes), len(mixed)
+                   for n in nodes)
 
-    # The projection's three matmuls (forward, dx, dw) move from float32 to bf16 inputs;
-    # the forward one sums in float32 (an XLA matmul); the bias gradient stays float32.
-    plain, bf16_inputs = matmuls_of_the_gradients(None), matmuls_of_the_gradients(tf.bfloat16)
-    assert plain[0] - bf16_inputs[0] == 3
-    assert plain[1] == 0 and bf16_inputs[1] == 1
-    assert precision.projection_input_dtype("bf16") == tf.bfloat16
-    assert precision.projection_input_dtype("fp32") is None
-    assert precision.projection_input_dtype("bf16_output") is None
+    # The projection's two gradient matmuls (dx, dw) move from float32 to bf16.
+    assert float32_matmuls_of_the_gradients(None) - float32_matmuls_of_the_gradients(
+        tf.bfloat16) == 2
+    assert precision.projection_gradient_dtype("bf16") == tf.bfloat16
+    assert precision.projection_gradient_dtype("fp32") is None
+    assert precision.projection_gradient_dtype("bf16_output") is None
 
     seen = record_loss_dtypes(model)
     for name in ("fp32", "bf16", "bf16_output"):
