@@ -117,7 +117,7 @@ def run_distilled(config, out_dir):
     """--preset=distilled: the teachers side by side, then the student; -> its exit code."""
     vocab_dir = distill_pipeline.shared_vocab_dir(out_dir, config.data.train_prefix, config.data)
     teachers = distill_pipeline.train_teachers(stage_command, out_dir, vocab_dir, config.data,
-                                           FLAGS.teachers, FLAGS.teacher_minutes)
+                                               FLAGS.teachers, FLAGS.teacher_minutes)
     student = distill_pipeline.student_command(
         stage_command, os.path.join(out_dir, "student"), teachers, FLAGS.student_minutes,
         FLAGS.student_init, FLAGS.student_learning_rate)

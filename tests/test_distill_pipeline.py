@@ -41,7 +41,7 @@ def recipe(tmp_path):
 def train_two_teachers(recipe):
     command, out_dir, vocab_dir = recipe
     return distill_pipeline.train_teachers(command, out_dir, vocab_dir, config_lib.DataConfig(),
-                                       teachers=2, minutes=7.0)
+                                           teachers=2, minutes=7.0)
 
 
 def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe):
@@ -88,7 +88,8 @@ def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
                            "--pick_on_val", "--max_time_minutes=75"]
     assert student[5:] == [f"--init_from={dirs[1]}", "--learning_rate=0.0005",
                            "--warmup_steps=0", "--decay=none"]
-    assert distill_pipeline.student_command(command, "s", dirs, 75, "scratch", 0.0005) == student[:5]
+    scratch = distill_pipeline.student_command(command, "s", dirs, 75, "scratch", 0.0005)
+    assert scratch == student[:5]
 
 
 def test_multi30k_passes_the_config_flags_given_to_every_stage():
