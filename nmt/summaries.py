@@ -1,7 +1,8 @@
 """TensorBoard summaries of a run: `tensorboard --logdir=DIR/tensorboard`.
 
     DIR/tensorboard/train   loss, perplexity, learning_rate, gradient_norm, tokens_per_s
-    DIR/tensorboard/dev     loss, perplexity, bleu, chrf; attention/0..2 images
+    DIR/tensorboard/dev     loss, perplexity, bleu, chrf, attention_mode_share;
+                            attention/0..2 images
 
 Scalars come from the records the trainer writes to log.jsonl (one source for
 both). At every evaluation, the attention of the first NUM_ATTENTION_EXAMPLES
@@ -33,7 +34,8 @@ CELL_PIXELS = 8  # each (target, source) cell is drawn as CELL_PIXELS x CELL_PIX
 TAGS = {
     "train": {"loss": "loss", "ppl": "perplexity", "lr": "learning_rate",
               "grad_norm": "gradient_norm", "tokens_per_s": "tokens_per_s"},
-    "eval": {"loss": "loss", "perplexity": "perplexity", "bleu": "bleu", "chrf": "chrf"},
+    "eval": {"loss": "loss", "perplexity": "perplexity", "bleu": "bleu", "chrf": "chrf",
+             "attention_mode_share": "attention_mode_share"},
 }
 WRITER_OF_KIND = {"train": "train", "eval": "dev"}
 

@@ -16,6 +16,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from nmt import attention_focus
 from nmt import corpus as corpus_lib
 from nmt import data as data_lib
 from nmt import devices
@@ -428,6 +429,8 @@ class Trainer:
                 p.bad_evals.assign_add(1)
             self.summaries.write_attention(int(p.step), self.model, self.src_vocab,
                                            self.tgt_vocab, self.dev)
+            share = attention_focus.dev_mode_share(self.model, self.src_vocab, self.tgt_vocab,
+                                                   self.dev)
         if t.decay == "plateau":
             plateau = schedule.Plateau(t.plateau_patience, t.decay_factor,
                                        best=float(p.best_bleu) if not improved else -1.0,
@@ -439,7 +442,11 @@ class Trainer:
         logging.info("step %d dev: loss %.3f, ppl %.2f, BLEU %.2f, chrF %.2f%s (%.0f s)",
                      int(p.step), result.loss, result.perplexity, result.bleu, result.chrf,
                      " (new best)" if improved else "", time.time() - start)
-        self.log_record({"kind": "eval", "step": int(p.step), **result._asdict()})
+        warning = attention_focus.collapse_warning(int(p.step), share)
+        if warning:
+            logging.warning(warning)
+        self.log_record({"kind": "eval", "step": int(p.step), **result._asdict(),
+                         "attention_mode_share": share})
         return result
 
     def log_record(self, record):

@@ -11,7 +11,7 @@ from conftest import tiny_corpus
 from nmt import config as config_lib, model_dir as model_dir_lib, summaries, training
 
 TRAIN_TAGS = {"loss", "perplexity", "learning_rate", "gradient_norm", "tokens_per_s"}
-DEV_SCALARS = {"loss", "perplexity", "bleu", "chrf"}
+DEV_SCALARS = {"loss", "perplexity", "bleu", "chrf", "attention_mode_share"}
 DEV_IMAGES = {f"attention/{i}" for i in range(summaries.NUM_ATTENTION_EXAMPLES)}
 
 
@@ -39,7 +39,7 @@ def test_records_and_attention_become_summaries(tiny_model_dir, tmp_path):
     writer.write_record({"kind": "train", "step": 10, "epoch": 1, "loss": 3.0, "ppl": 20.0,
                          "lr": 1e-3, "grad_norm": 1.5, "tokens_per_s": 900.0, "elapsed_s": 3.0})
     writer.write_record({"kind": "eval", "step": 20, "loss": 2.5, "perplexity": 12.2,
-                         "bleu": 3.0, "chrf": 20.0})
+                         "bleu": 3.0, "chrf": 20.0, "attention_mode_share": 0.2})
     writer.write_record({"kind": "something else", "step": 30})
     src, tgt = tiny_corpus(5)
     writer.write_attention(20, model, src_vocab, tgt_vocab, types.SimpleNamespace(src=src, tgt=tgt))
@@ -70,13 +70,14 @@ def test_attention_image_shape_and_range():
     assert image[summaries.CELL_PIXELS, summaries.CELL_PIXELS, 0] == round(0.75 * 255)
 
 
-def test_training_writes_summaries_and_run_record(tmp_path):
+def tiny_run_config(tmp_path):
+    """A 4-step run on a tiny corpus written to tmp_path, evaluated at its last step."""
     src, tgt = tiny_corpus(200)
     for name, lines in (("train.en", src), ("train.de", tgt), ("dev.en", src[:6]),
                         ("dev.de", tgt[:6])):
         with open(tmp_path / name, "w") as f:
             f.writelines(line + "\n" for line in lines)
-    config = config_lib.Config().replace(
+    return config_lib.Config().replace(
         data=dict(train_prefix=str(tmp_path / "train"), dev_prefix=str(tmp_path / "dev"),
                   vocab_size=400, batch_size=16, max_src_len=20, max_tgt_len=20),
         model=dict(num_units=16, embedding_size=16, num_encoder_layers=1,
@@ -84,6 +85,10 @@ def test_training_writes_summaries_and_run_record(tmp_path):
         train=dict(num_train_steps=4, steps_per_stats=2, steps_per_eval=4,
                    steps_per_checkpoint=4, jit_compile=False),
         decode=dict(beam_size=1, max_input_len=20, max_length_ratio=1.0))
+
+
+def test_training_writes_summaries_and_run_record(tmp_path):
+    config = tiny_run_config(tmp_path)
     run_dir = str(tmp_path / "run")
     result = training.train(config, run_dir)
     train = event_tags(os.path.join(run_dir, "tensorboard", "train"))

@@ -1,0 +1,66 @@
+"""The attention-collapse check: the mode share on hand-built alignments, and the
+trainer's eval record and warning."""
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from nmt import attention_focus
+from nmt import corpus as corpus_lib
+from nmt import model_dir as model_dir_lib
+from nmt import training
+from tests.test_summaries import tiny_run_config
+
+
+def one_hot_rows(argmaxes, src_len):
+    """[len(argmaxes), src_len] attention with 0.7 on each row's argmax."""
+    w = np.full([len(argmaxes), src_len], 0.3 / (src_len - 1))
+    w[np.arange(len(argmaxes)), argmaxes] = 0.7
+    return w
+
+
+def test_diagonal_attention_has_one_row_per_mode():
+    assert attention_focus.mode_share([np.eye(5)]) == pytest.approx(1 / 5)
+
+
+def test_collapsed_attention_has_every_row_in_the_mode():
+    assert attention_focus.mode_share([one_hot_rows([0] * 7, 6)]) == 1.0
+
+
+def test_mode_share_pools_rows_over_pairs():
+    # pair 1: argmaxes 0,1,1,2 -> 2 rows in its mode; pair 2: 3,3 -> 2; pair 3: 4 -> 1
+    weights = [one_hot_rows([0, 1, 1, 2], 4), one_hot_rows([3, 3], 5), one_hot_rows([4], 5)]
+    assert attention_focus.mode_share(weights) == pytest.approx((2 + 2 + 1) / 7)
+
+
+def test_mode_share_needs_rows():
+    with pytest.raises(ValueError, match="no attention rows"):
+        attention_focus.mode_share([np.zeros([0, 3])])
+
+
+def test_collapse_warning_only_above_the_threshold():
+    assert attention_focus.collapse_warning(100, attention_focus.COLLAPSED_SHARE) is None
+    warning = attention_focus.collapse_warning(2000, 0.93)
+    assert warning.startswith("step 2000: the attention has collapsed: 93% ")
+    assert "--attention_sqrt_scaling" in warning
+
+
+def test_each_evaluation_records_the_share_and_warns_on_a_collapse(tmp_path, monkeypatch,
+                                                                    caplog):
+    monkeypatch.setattr(attention_focus, "COLLAPSED_SHARE", -1.0)  # every share "collapses"
+    run_dir = str(tmp_path / "run")
+    with caplog.at_level(logging.WARNING):
+        training.train(tiny_run_config(tmp_path), run_dir)
+    with open(os.path.join(run_dir, model_dir_lib.LOG_FILE)) as f:
+        evals = [r for r in map(json.loads, f) if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [4]
+
+    # The recorded share is the evaluated model's: the step-4 checkpoint's, recomputed.
+    _, model, src_vocab, tgt_vocab = model_dir_lib.load(run_dir, "last")
+    dev = corpus_lib.read_parallel(str(tmp_path / "dev.en"), str(tmp_path / "dev.de"))
+    share = attention_focus.dev_mode_share(model, src_vocab, tgt_vocab, dev)
+    assert 0.0 < share <= 1.0
+    assert evals[0]["attention_mode_share"] == pytest.approx(share, abs=1e-6)
+    assert f"step 4: the attention has collapsed: {share:.0%}" in caplog.text
