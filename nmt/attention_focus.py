@@ -17,7 +17,8 @@ import numpy as np
 
 from nmt.summaries import attention_weights
 
-NUM_PAIRS = 256  # dev pairs measured at each evaluation (one teacher-forced batch)
+NUM_PAIRS = 256  # dev pairs measured at each evaluation
+BATCH_PAIRS = 32  # teacher-forced together (bounds the [batch, tgt, src] weights' memory)
 COLLAPSED_SHARE = 0.5  # mode shares above this are reported as a collapse
 
 
@@ -40,7 +41,11 @@ def dev_mode_share(model, src_vocab, tgt_vocab, pairs, num_pairs=NUM_PAIRS):
     corpus (anything with .src and .tgt line lists)."""
     src = src_vocab.encode(list(pairs.src[:num_pairs]))
     tgt = tgt_vocab.encode(list(pairs.tgt[:num_pairs]))
-    return mode_share(attention_weights(model, src, tgt))
+    weights = []
+    for start in range(0, len(src), BATCH_PAIRS):
+        end = start + BATCH_PAIRS
+        weights += attention_weights(model, src[start:end], tgt[start:end])
+    return mode_share(weights)
 
 
 def collapse_warning(step, share):
@@ -49,5 +54,5 @@ def collapse_warning(step, share):
         return None
     return (f"step {step}: the attention has collapsed: {share:.0%} of dev target pieces attend "
             f"most to their sentence's one favourite source piece (healthy runs: about 20%), "
-            f"so dev BLEU will stall; restart with --attention_sqrt_scaling or a different "
-            f"--seed (docs/attention-collapse.md)")
+            f"so dev BLEU will stall; restart with a different --seed, or with "
+            f"--attention_sqrt_scaling for Luong attention (docs/attention-collapse.md)")

@@ -3,6 +3,7 @@ trainer's eval record and warning."""
 import json
 import logging
 import os
+import types
 
 import numpy as np
 import pytest
@@ -38,6 +39,22 @@ def test_mode_share_pools_rows_over_pairs():
 def test_mode_share_needs_rows():
     with pytest.raises(ValueError, match="no attention rows"):
         attention_focus.mode_share([np.zeros([0, 3])])
+
+
+def test_dev_share_pools_every_pair_across_batches(monkeypatch):
+    # Pair i's fake attention: i + 2 target rows, i + 1 of them in its mode.
+    def fake_weights(model, src_ids, tgt_ids):
+        return [one_hot_rows([0] * (ids[0] + 1) + [1], 3) for ids in src_ids]
+
+    monkeypatch.setattr(attention_focus, "attention_weights", fake_weights)
+    monkeypatch.setattr(attention_focus, "BATCH_PAIRS", 3)  # batches of 3, 3 and 1 pairs
+    src_vocab = types.SimpleNamespace(encode=lambda lines: [[int(line)] for line in lines])
+    tgt_vocab = types.SimpleNamespace(encode=lambda lines: [[0] for _ in lines])
+    pairs = types.SimpleNamespace(src=[str(i) for i in range(7)], tgt=["x"] * 7)
+    share = attention_focus.dev_mode_share(None, src_vocab, tgt_vocab, pairs)
+    assert share == pytest.approx(sum(i + 1 for i in range(7)) / sum(i + 2 for i in range(7)))
+    first_two = attention_focus.dev_mode_share(None, src_vocab, tgt_vocab, pairs, num_pairs=2)
+    assert first_two == pytest.approx((1 + 2) / (2 + 3))
 
 
 def test_collapse_warning_only_above_the_threshold():
