@@ -60,7 +60,7 @@ def test_dev_share_pools_every_pair_across_batches(monkeypatch):
 def test_collapse_warning_only_above_the_threshold():
     assert attention_focus.collapse_warning(100, attention_focus.COLLAPSED_SHARE) is None
     warning = attention_focus.collapse_warning(2000, 0.93)
-    assert warning.startswith("step 2000: the attention has collapsed: 93% ")
+    assert warning.startswith("step 2000: the attention looks collapsed: 93% ")
     assert "--attention_sqrt_scaling" in warning
 
 
@@ -80,4 +80,4 @@ def test_each_evaluation_records_the_share_and_warns_on_a_collapse(tmp_path, mon
     share = attention_focus.dev_mode_share(model, src_vocab, tgt_vocab, dev)
     assert 0.0 < share <= 1.0
     assert evals[0]["attention_mode_share"] == pytest.approx(share, abs=1e-6)
-    assert f"step 4: the attention has collapsed: {share:.0%}" in caplog.text
+    assert f"step 4: the attention looks collapsed: {share:.0%}" in caplog.text
