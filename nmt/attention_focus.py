@@ -57,5 +57,5 @@ def collapse_warning(step, share):
     return (f"step {step}: the attention looks collapsed: {share:.0%} of dev target pieces "
             f"attend most to their sentence's one favourite source piece (healthy runs: about "
             f"20%); if the next evaluation reads as high, dev BLEU will stall: restart with a "
-            f"different --seed, or with --attention_sqrt_scaling for Luong attention "
-            f"(docs/attention-collapse.md)")
+            f"different --seed, or with softer, learned Luong scores (--attention=scaled_luong "
+            f"--attention_sqrt_scaling; docs/attention-collapse.md)")

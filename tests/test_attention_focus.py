@@ -61,7 +61,7 @@ def test_collapse_warning_only_above_the_threshold():
     assert attention_focus.collapse_warning(100, attention_focus.COLLAPSED_SHARE) is None
     warning = attention_focus.collapse_warning(2000, 0.93)
     assert warning.startswith("step 2000: the attention looks collapsed: 93% ")
-    assert "--attention_sqrt_scaling" in warning
+    assert "--attention=scaled_luong --attention_sqrt_scaling" in warning
 
 
 def test_each_evaluation_records_the_share_and_warns_on_a_collapse(tmp_path, monkeypatch,
