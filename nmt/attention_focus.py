@@ -20,7 +20,7 @@ import numpy as np
 from nmt.summaries import attention_weights
 
 NUM_PAIRS = 256  # dev pairs measured at each evaluation
-BATCH_PAIRS = 32  # teacher-forced together (bounds the [batch, tgt, src] weights' memory)
+BATCH_PAIRS = 128  # teacher-forced together (bounds the [batch, tgt, src] weights' memory)
 COLLAPSED_SHARE = 0.5  # mode shares above this are reported as a collapse
 
 
