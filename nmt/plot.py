@@ -1,7 +1,9 @@
 """Pictures of a run with matplotlib (the optional `plot` extra).
 
 learning_curves: train loss and dev loss (left axis) and dev BLEU (right axis)
-against steps, from the records of DIR/log.jsonl.
+against steps, from the records of DIR/log.jsonl; below them, when the evaluations
+measured it, the attention's mode share with the collapse warning's threshold
+(nmt.attention_focus).
 attention_heatmap: one sentence's attention, source pieces on x, target pieces
 (then EOS) on y.
 """
@@ -33,11 +35,17 @@ def learning_curves(records, output):
     plt = _pyplot()
     train = [r for r in records if r.get("kind") == "train"]
     dev = [r for r in records if r.get("kind") == "eval"]
-    fig, loss_axis = plt.subplots(figsize=(8, 4.5))
+    focus = [r for r in dev if r.get("attention_mode_share") is not None]
+    if focus:
+        fig, (loss_axis, focus_axis) = plt.subplots(
+            2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        _plot_mode_share(focus_axis, focus)
+    else:
+        fig, loss_axis = plt.subplots(figsize=(8, 4.5))
     loss_axis.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
     if dev:
         loss_axis.plot([r["step"] for r in dev], [r["loss"] for r in dev], "o-", label="dev loss")
-    loss_axis.set_xlabel("step")
+    (focus_axis if focus else loss_axis).set_xlabel("step")
     loss_axis.set_ylabel("loss (nats per target token)")
     handles, labels = loss_axis.get_legend_handles_labels()
     if dev:
@@ -51,6 +59,18 @@ def learning_curves(records, output):
     fig.tight_layout()
     fig.savefig(output)
     plt.close(fig)
+
+
+def _plot_mode_share(axis, records):
+    """The dev attention's mode share by step, and the threshold above which the trainer
+    warns that the attention looks collapsed."""
+    from nmt.attention_focus import COLLAPSED_SHARE
+    axis.plot([r["step"] for r in records], [r["attention_mode_share"] for r in records], "o-",
+              color="tab:red", label="attention mode share")
+    axis.axhline(COLLAPSED_SHARE, linestyle="--", color="grey", label="looks collapsed above")
+    axis.set_ylim(0.0, 1.0)
+    axis.set_ylabel("mode share")
+    axis.legend(loc="best")
 
 
 def attention_heatmap(weights, src_pieces, tgt_pieces, output):

@@ -29,6 +29,21 @@ def test_learning_curves_png(tmp_path):
     assert_png(output)
 
 
+def test_learning_curves_add_a_mode_share_panel_when_evaluations_measured_it(tmp_path):
+    train = [{"kind": "train", "step": s, "loss": 5.0 / s} for s in range(1, 50)]
+    evals = [{"kind": "eval", "step": s, "loss": 4.0 / s, "bleu": s / 2} for s in (10, 20, 40)]
+    shares = [dict(r, attention_mode_share=share) for r, share in zip(evals, (0.8, 0.3, 0.2))]
+    heights = {}
+    for name, records in (("without", train + evals), ("with", train + shares),
+                          ("older_log", train + evals[:1] + shares[1:])):
+        output = str(tmp_path / f"{name}.png")
+        plot.learning_curves(records, output)
+        assert_png(output)
+        heights[name] = matplotlib.image.imread(output).shape[0]
+    assert heights["with"] > heights["without"]  # the panel below the curves
+    assert heights["older_log"] == heights["with"]  # evaluations without a share are skipped
+
+
 def test_attention_png_from_model_dir(tiny_model_dir, tmp_path):
     model_dir, _, _ = tiny_model_dir
     for tgt in (None, "Ein Hund rennt."):
