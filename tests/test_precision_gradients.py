@@ -36,8 +36,7 @@ def test_same_precision_gives_the_same_gradients_only_with_the_same_dropout(tmp_
         fp32, precision_gradients.gradients(model, batches, "fp32", 0.1))
     assert np.all(errors == 0.0) and abs(cosine - 1.0) < 1e-12 and loss_diff == 0.0
 
-    # Without the reset, the second pass draws other dropout masks.
-    precision_gradients.gradients(model, batches, "fp32", 0.1, reset_dropout=False)
+    # Without the reset, the second batch draws other dropout masks.
     errors, cosine, _ = precision_gradients.compare(
         fp32, precision_gradients.gradients(model, batches, "fp32", 0.1, reset_dropout=False))
     assert np.all(errors > 0.0) and cosine < 0.999
