@@ -4,6 +4,7 @@ learning_curves: train loss and dev loss (left axis) and dev BLEU (right axis)
 against steps, from the records of DIR/log.jsonl; below them, when the evaluations
 measured it, the attention's mode share with the collapse warning's threshold
 (nmt.attention_focus).
+dev_curves: several runs' dev loss and BLEU against steps, one line per run.
 attention_heatmap: one sentence's attention, source pieces on x, target pieces
 (then EOS) on y.
 """
@@ -22,12 +23,25 @@ def _pyplot():
 
 
 def read_log(run_dir):
-    """The records of DIR/log.jsonl, in order."""
+    """The records of DIR/log.jsonl, in order. A last line without its newline (a record
+    being written, or torn by a kill) is skipped; any other line that is not a JSON
+    record is a ValueError naming the file and line."""
     path = os.path.join(run_dir, "log.jsonl")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no training log (train first)")
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.readlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines) and not line.endswith("\n"):
+                break
+            raise ValueError(f"{path}:{number}: not a JSON record") from None
+    return records
 
 
 def learning_curves(records, output):
@@ -56,6 +70,24 @@ def learning_curves(records, output):
         more_handles, more_labels = bleu_axis.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     loss_axis.legend(handles, labels, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(output)
+    plt.close(fig)
+
+
+def dev_curves(runs, output):
+    """Dev loss (top) and dev BLEU (bottom) of several runs against steps, to an image;
+    runs: [(name, {step: (dev loss, dev BLEU)})] (tools/compare_runs.py)."""
+    plt = _pyplot()
+    fig, (loss_axis, bleu_axis) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    for name, evaluations in runs:
+        steps = sorted(evaluations)
+        loss_axis.plot(steps, [evaluations[s][0] for s in steps], "o-", label=name)
+        bleu_axis.plot(steps, [evaluations[s][1] for s in steps], "s-", label=name)
+    loss_axis.set_ylabel("dev loss")
+    bleu_axis.set_ylabel("dev BLEU")
+    bleu_axis.set_xlabel("step")
+    loss_axis.legend(loc="best")
     fig.tight_layout()
     fig.savefig(output)
     plt.close(fig)

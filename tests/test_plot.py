@@ -4,6 +4,7 @@ import os
 
 import matplotlib.image
 import numpy as np
+import pytest
 
 from nmt import plot
 
@@ -51,3 +52,25 @@ def test_attention_png_from_model_dir(tiny_model_dir, tmp_path):
         plot.plot_attention(model_dir, "A dog runs.", tgt, output, "last")
         assert os.path.getsize(output) > 0
         assert_png(output)
+
+
+def test_read_log_skips_a_torn_last_line_and_names_the_line_of_any_other_bad_one(tmp_path):
+    good = [json.dumps({"kind": "train", "step": s, "loss": 1.0}) + "\n" for s in (1, 2)]
+    with open(tmp_path / "log.jsonl", "w") as f:
+        f.writelines(good + ['{"kind": "eval", "st'])  # killed mid-write
+    assert [r["step"] for r in plot.read_log(str(tmp_path))] == [1, 2]
+    with open(tmp_path / "log.jsonl", "w") as f:
+        f.writelines([good[0], "not json\n", good[1]])
+    with pytest.raises(ValueError, match=r"log\.jsonl:2: not a JSON record$"):
+        plot.read_log(str(tmp_path))
+
+
+def test_dev_curves_draw_one_line_per_run(tmp_path):
+    runs = [("fp32", {1000: (3.0, 10.0), 2000: (2.0, 20.0)}),
+            ("bf16", {1000: (3.2, 9.0), 2000: (2.1, 19.0), 3000: (1.9, 25.0)})]
+    output = str(tmp_path / "dev.png")
+    plot.dev_curves(runs, output)
+    assert_png(output)
+    one = str(tmp_path / "one.png")
+    plot.dev_curves(runs[:1], one)
+    assert not np.array_equal(matplotlib.image.imread(one), matplotlib.image.imread(output))

@@ -109,25 +109,6 @@ def markdown(result):
     return "\n".join(lines)
 
 
-def plot_dev_curves(result, output):
-    """Dev loss (top) and dev BLEU (bottom) of every run against steps, to an image."""
-    plt = plot._pyplot()
-    fig, (loss_axis, bleu_axis) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
-    for run in result["runs"]:
-        steps = sorted(run["evaluations"])
-        loss_axis.plot(steps, [run["evaluations"][s][0] for s in steps], "o-",
-                       label=run["name"])
-        bleu_axis.plot(steps, [run["evaluations"][s][1] for s in steps], "s-",
-                       label=run["name"])
-    loss_axis.set_ylabel("dev loss")
-    bleu_axis.set_ylabel("dev BLEU")
-    bleu_axis.set_xlabel("step")
-    loss_axis.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -141,7 +122,8 @@ def main(argv):
     result = compare(runs, FLAGS.from_step)
     print(json.dumps(result) if FLAGS.json else markdown(result))
     if FLAGS.plot:
-        plot_dev_curves(result, FLAGS.plot)
+        plot.dev_curves([(run["name"], run["evaluations"]) for run in result["runs"]],
+                        FLAGS.plot)
 
 
 if __name__ == "__main__":
