@@ -22,6 +22,10 @@ def _pyplot():
     return plt
 
 
+class LogError(ValueError):
+    """A run's log.jsonl holds a line that is not a JSON record."""
+
+
 def read_log(run_dir):
     """The records of DIR/log.jsonl, in order. A last line without its newline (a record
     being written, or torn by a kill) is skipped; any other line that is not a JSON
@@ -40,7 +44,7 @@ def read_log(run_dir):
         except json.JSONDecodeError:
             if number == len(lines) and not line.endswith("\n"):
                 break
-            raise ValueError(f"{path}:{number}: not a JSON record") from None
+            raise LogError(f"{path}:{number}: not a JSON record") from None
     return records
 
 

@@ -1,6 +1,8 @@
 """Tests for nmt/plot.py and nmt-plot: valid PNG files."""
 import json
 import os
+import subprocess
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -61,8 +63,13 @@ def test_read_log_skips_a_torn_last_line_and_names_the_line_of_any_other_bad_one
     assert [r["step"] for r in plot.read_log(str(tmp_path))] == [1, 2]
     with open(tmp_path / "log.jsonl", "w") as f:
         f.writelines([good[0], "not json\n", good[1]])
-    with pytest.raises(ValueError, match=r"log\.jsonl:2: not a JSON record$"):
+    with pytest.raises(plot.LogError, match=r"log\.jsonl:2: not a JSON record$"):
         plot.read_log(str(tmp_path))
+    cli = subprocess.run([sys.executable, "-m", "nmt.cli.plot", f"--run_dir={tmp_path}",
+                          f"--output={tmp_path / 'curves.png'}"], capture_output=True, text=True)
+    assert cli.returncode == 1
+    assert cli.stderr.strip().splitlines()[-1] == (
+        f"nmt-plot: error: {tmp_path / 'log.jsonl'}:2: not a JSON record")
 
 
 def test_dev_curves_draw_one_line_per_run(tmp_path):
