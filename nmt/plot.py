@@ -29,7 +29,7 @@ class LogError(ValueError):
 def read_log(run_dir):
     """The records of DIR/log.jsonl, in order. A last line without its newline (a record
     being written, or torn by a kill) is skipped; any other line that is not a JSON
-    record is a ValueError naming the file and line."""
+    record is a LogError naming the file and line."""
     path = os.path.join(run_dir, "log.jsonl")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no training log (train first)")
