@@ -10,7 +10,6 @@
 Every stage is a run of a recipe command (`recipe_command(out_dir, *flags) -> argv`) in
 its own run dir, so the same command resumes an interrupted pipeline.
 """
-import json
 import os
 import subprocess
 
@@ -61,8 +60,7 @@ def train_teachers(recipe_command, out_dir, vocab_dir, data_config, teachers, mi
 
 def best_dev_bleu(run_dir):
     """The highest dev BLEU in a run's log.jsonl (-1 if it has none)."""
-    with open(os.path.join(run_dir, model_dir_lib.LOG_FILE), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    records = model_dir_lib.read_log(run_dir)
     return max((r["bleu"] for r in records if r.get("kind") == "eval"), default=-1.0)
 
 

@@ -282,6 +282,32 @@ def trim_log(model_dir, last_step):
         os.replace(f"{path}.tmp", path)
 
 
+class LogError(ValueError):
+    """A run's log.jsonl holds a line that is not a JSON record."""
+
+
+def read_log(run_dir):
+    """The records of DIR/log.jsonl, in order. A last line without its newline (a record
+    being written, or torn by a kill) is skipped; any other line that is not a JSON
+    record is a LogError naming the file and line."""
+    path = os.path.join(run_dir, LOG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no training log (train first)")
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines) and not line.endswith("\n"):
+                break
+            raise LogError(f"{path}:{number}: not a JSON record") from None
+    return records
+
+
 def write_run_record(model_dir, train_seconds, scores=None):
     """DIR/run.json: the command (sys.argv), versions of nmt, TensorFlow, sentencepiece
     and sacreBLEU, the training time, and `scores` (each with its sacreBLEU signature)."""

@@ -1,15 +1,13 @@
 """Pictures of a run with matplotlib (the optional `plot` extra).
 
 learning_curves: train loss and dev loss (left axis) and dev BLEU (right axis)
-against steps, from the records of DIR/log.jsonl; below them, when the evaluations
-measured it, the attention's mode share with the collapse warning's threshold
+against steps, from the records of DIR/log.jsonl (nmt.model_dir.read_log); below
+them, when the evaluations measured it, the attention's mode share with the collapse warning's threshold
 (nmt.attention_focus).
 dev_curves: several runs' dev loss and BLEU against steps, one line per run.
 attention_heatmap: one sentence's attention, source pieces on x, target pieces
 (then EOS) on y.
 """
-import json
-import os
 
 
 def _pyplot():
@@ -20,32 +18,6 @@ def _pyplot():
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
     return plt
-
-
-class LogError(ValueError):
-    """A run's log.jsonl holds a line that is not a JSON record."""
-
-
-def read_log(run_dir):
-    """The records of DIR/log.jsonl, in order. A last line without its newline (a record
-    being written, or torn by a kill) is skipped; any other line that is not a JSON
-    record is a LogError naming the file and line."""
-    path = os.path.join(run_dir, "log.jsonl")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no training log (train first)")
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines) and not line.endswith("\n"):
-                break
-            raise LogError(f"{path}:{number}: not a JSON record") from None
-    return records
 
 
 def learning_curves(records, output):

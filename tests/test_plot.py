@@ -8,7 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from nmt import plot
+from nmt import model_dir, plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -28,7 +28,7 @@ def test_learning_curves_png(tmp_path):
     with open(tmp_path / "log.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
     output = str(tmp_path / "curves.png")
-    plot.learning_curves(plot.read_log(str(tmp_path)), output)
+    plot.learning_curves(model_dir.read_log(str(tmp_path)), output)
     assert_png(output)
 
 
@@ -60,11 +60,11 @@ def test_read_log_skips_a_torn_last_line_and_names_the_line_of_any_other_bad_one
     good = [json.dumps({"kind": "train", "step": s, "loss": 1.0}) + "\n" for s in (1, 2)]
     with open(tmp_path / "log.jsonl", "w") as f:
         f.writelines(good + ['{"kind": "eval", "st'])  # killed mid-write
-    assert [r["step"] for r in plot.read_log(str(tmp_path))] == [1, 2]
+    assert [r["step"] for r in model_dir.read_log(str(tmp_path))] == [1, 2]
     with open(tmp_path / "log.jsonl", "w") as f:
         f.writelines([good[0], "not json\n", good[1]])
-    with pytest.raises(plot.LogError, match=r"log\.jsonl:2: not a JSON record$"):
-        plot.read_log(str(tmp_path))
+    with pytest.raises(model_dir.LogError, match=r"log\.jsonl:2: not a JSON record$"):
+        model_dir.read_log(str(tmp_path))
     cli = subprocess.run([sys.executable, "-m", "nmt.cli.plot", f"--run_dir={tmp_path}",
                           f"--output={tmp_path / 'curves.png'}"], capture_output=True, text=True)
     assert cli.returncode == 1

@@ -8,7 +8,6 @@ own core with taskset; a run whose log already holds its final evaluation is reu
 
     python tools/ablate_training.py --out_root=/tmp/ablation --steps=2500
 """
-import json
 import os
 import subprocess
 import sys
@@ -69,7 +68,7 @@ def final_eval(run_dir, steps):
     path = os.path.join(run_dir, model_dir_lib.LOG_FILE)
     if not os.path.exists(path):
         return None
-    records = [json.loads(line) for line in open(path) if line.strip()]
+    records = model_dir_lib.read_log(run_dir)
     evals = [r for r in records if r["kind"] == "eval" and r["step"] == steps]
     return evals[-1] if evals else None
 

@@ -6,7 +6,7 @@ every run evaluated, from --from_step on.
     python tools/compare_runs.py --run_dir=A --run_dir=B --json          # one JSON object
     python tools/compare_runs.py --run_dir=A --run_dir=B --plot=dev.png  # and their curves
 
-Reads each run's log.jsonl only (nothing is loaded or decoded), so it works while the
+Reads each run's log.jsonl only (no model is loaded or run), so it works while the
 runs train. One evaluation moves val BLEU by about ±1 on the bench model, so the mean
 over several evaluations says more than the last one (docs/benchmark-2026-12-01-session27.md).
 """
@@ -19,7 +19,7 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from nmt import plot  # noqa: E402
+from nmt import model_dir as model_dir_lib, plot  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +37,7 @@ def evaluations(run_dir):
     """{step: (dev loss, dev BLEU)} from a run dir's log; a step evaluated twice (a
     resumed run) keeps its last record."""
     found = {}
-    for record in plot.read_log(run_dir):
+    for record in model_dir_lib.read_log(run_dir):
         if record.get("kind") == "eval":
             found[record["step"]] = (record["loss"], record["bleu"])
     if not found:

@@ -9,8 +9,7 @@ from absl import logging  # noqa: E402
 
 from nmt import config as config_lib  # noqa: E402
 from nmt.corpus import CorpusError  # noqa: E402
-from nmt.model_dir import ModelDirError  # noqa: E402
-from nmt.plot import LogError  # noqa: E402
+from nmt.model_dir import LogError, ModelDirError  # noqa: E402
 
 USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
                FileNotFoundError)

@@ -32,8 +32,8 @@ def main(argv):
         return
     if not FLAGS.run_dir:
         raise app.UsageError("give --run_dir (learning curves) or --attention")
-    from nmt import plot
-    common.run_main("nmt-plot", lambda: plot.learning_curves(plot.read_log(FLAGS.run_dir),
+    from nmt import model_dir, plot
+    common.run_main("nmt-plot", lambda: plot.learning_curves(model_dir.read_log(FLAGS.run_dir),
                                                              FLAGS.output))
 
 
