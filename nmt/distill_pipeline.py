@@ -1,7 +1,7 @@
 """The pipeline behind `recipes/multi30k.py --preset=distilled`: teachers side by side, one student.
 
 1. One sentencepiece vocabulary for every run (the teachers decode as an ensemble).
-2. Teacher runs with seeds 1, 2, ..., side by side, each pinned to its own core when
+2. Teacher runs with seeds first_seed, first_seed + 1, ... (1, 2, ... by default), side by side, each pinned to its own core when
    there are enough (train_teachers).
 3. The student (student_command): the teachers' ensemble translates the training source
    (nmt/distill.py); the student trains on those pairs and the original ones, from the
@@ -33,15 +33,17 @@ def pinned_to(core):
     return lambda: os.sched_setaffinity(0, {core})
 
 
-def train_teachers(recipe_command, out_dir, vocab_dir, data_config, teachers, minutes):
-    """Runs the teachers side by side; -> their run dirs. A failed one is fatal."""
+def train_teachers(recipe_command, out_dir, vocab_dir, data_config, teachers, minutes,
+                   first_seed=1):
+    """Runs the teachers side by side, teacher i (from 0) with seed first_seed + i;
+    -> their run dirs. A failed one is fatal."""
     cores = sorted(os.sched_getaffinity(0))
     pin = len(cores) >= teachers
     dirs, processes = [], []
     for i in range(teachers):
         teacher_dir = os.path.join(out_dir, f"teacher{i + 1}")
         model_dir_lib.copy_vocabs(vocab_dir, teacher_dir, data_config)
-        command = recipe_command(teacher_dir, f"--seed={i + 1}", "--noscore_test_sets",
+        command = recipe_command(teacher_dir, f"--seed={first_seed + i}", "--noscore_test_sets",
                                  f"--max_time_minutes={minutes}")
         log_path = os.path.join(out_dir, f"teacher{i + 1}.log")
         logging.info("teacher %d%s: %s (log %s)", i + 1, f" on core {cores[i]}" if pin else "",

@@ -11,7 +11,6 @@ by side, whose ensemble translates the training source for one student; every co
 flag given is passed to each run. Quality is tuned on val only; test_2016_flickr is
 for reporting.
 """
-import json
 import os
 import subprocess
 import sys
@@ -84,6 +83,8 @@ flags.DEFINE_list("distil_from", [], "Teacher model dirs (several: an ensemble).
 flags.DEFINE_bool("distil_keep_original", True, "With --distil_from: train on the teachers' "
                   "pairs followed by the original ones (off: the teachers' pairs only).")
 flags.DEFINE_integer("teachers", 2, "--preset=distilled: teacher runs, side by side.")
+flags.DEFINE_integer("teacher_seed", 1, "--preset=distilled: teacher i (from 0) trains with "
+                     "seed teacher_seed + i; --seed is the student's.")
 flags.DEFINE_float("teacher_minutes", 60, "--preset=distilled: training time of each teacher.")
 flags.DEFINE_float("student_minutes", 75, "--preset=distilled: training time of the student.")
 flags.DEFINE_enum("student_init", "teacher", ["teacher", "scratch"], "--preset=distilled: "
@@ -117,7 +118,8 @@ def run_distilled(config, out_dir):
     """--preset=distilled: the teachers side by side, then the student; -> its exit code."""
     vocab_dir = distill_pipeline.shared_vocab_dir(out_dir, config.data.train_prefix, config.data)
     teachers = distill_pipeline.train_teachers(stage_command, out_dir, vocab_dir, config.data,
-                                               FLAGS.teachers, FLAGS.teacher_minutes)
+                                               FLAGS.teachers, FLAGS.teacher_minutes,
+                                               FLAGS.teacher_seed)
     student = distill_pipeline.student_command(
         stage_command, os.path.join(out_dir, "student"), teachers, FLAGS.student_minutes,
         FLAGS.student_init, FLAGS.student_learning_rate)
@@ -149,7 +151,7 @@ def main(argv):
             logging.warning("training interrupted: not scoring; run the same command to resume")
             return
         minutes = (time.time() - start) / 60
-        records = [json.loads(l) for l in open(os.path.join(out_dir, model_dir_lib.LOG_FILE))]
+        records = model_dir_lib.read_log(out_dir)
         speeds = [r["tokens_per_s"] for r in records if r["kind"] == "train"]
         tokens_per_s = sorted(speeds)[len(speeds) // 2] if speeds else float("nan")
         params = sum(int(v.shape.num_elements()) for v in trainer.model.trainable_variables)

@@ -38,19 +38,20 @@ def recipe(tmp_path):
     return command, str(tmp_path / "out"), vocab_dir
 
 
-def train_two_teachers(recipe):
+def train_two_teachers(recipe, **kwargs):
     command, out_dir, vocab_dir = recipe
     return distill_pipeline.train_teachers(command, out_dir, vocab_dir, config_lib.DataConfig(),
-                                           teachers=2, minutes=7.0)
+                                           teachers=2, minutes=7.0, **kwargs)
 
 
-def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe):
+@pytest.mark.parametrize("first_seed", [None, 3])
+def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe, first_seed):
     out_dir = recipe[1]
-    dirs = train_two_teachers(recipe)
+    dirs = train_two_teachers(recipe, **({} if first_seed is None else {"first_seed": first_seed}))
     assert dirs == [os.path.join(out_dir, "teacher1"), os.path.join(out_dir, "teacher2")]
     cores = sorted(os.sched_getaffinity(0))
     seen = []
-    for i, teacher_dir in enumerate(dirs, start=1):
+    for i, teacher_dir in enumerate(dirs, start=first_seed or 1):
         with open(os.path.join(teacher_dir, "seen.json")) as f:
             seen.append(json.load(f))
         argv = seen[-1]["argv"]
