@@ -13,7 +13,10 @@ dropout, it also draws which pieces become <unk> (source and decoder input only:
 the decoder still predicts the real target).
 
 Time dimensions are padded to multiples of `bucket_width`, so an XLA-compiled
-train step sees few distinct shapes.
+train step sees few distinct shapes. Tight batches (`tight=True`) order each bucket
+by (target, source) length before cutting it into batches and pad each batch only to
+its own longest sentence: the recurrent loops then run about a fifth fewer steps on
+Multi30k, for a step traced once for unknown time dimensions.
 
 The pipeline runs with tf.data's autotuner off (`without_autotune`): with it on,
 destroying an iterator waits for the autotuner's next round, up to a minute in
@@ -129,7 +132,8 @@ def _sampled_ids(encoded: EncodedCorpus, alpha: float, seed: int):
 
 def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optional[int],
                  batch_tokens: Optional[int], bucket_width: int,
-                 rng: Optional[np.random.Generator]) -> List[np.ndarray]:
+                 rng: Optional[np.random.Generator],
+                 sort_buckets: bool = False) -> List[np.ndarray]:
     """Groups sentence indices into batches; every index appears exactly once.
 
     tgt_lens count EOS. Sentences are bucketed by their padded length
@@ -137,6 +141,8 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optiona
     is cut into batches of min(batch_size, batch_tokens // L) sentences, the
     last one possibly smaller. With `rng` the order within buckets and the
     order of batches are random; without it both are by length and index.
+    sort_buckets: each bucket is ordered by (tgt_len, src_len) before it is cut,
+    so a batch holds near-equal lengths (ties keep the order above).
     """
     padded = _round_up(np.maximum(src_lens, tgt_lens), bucket_width)  # [n]
     order = rng.permutation(len(padded)) if rng is not None else np.arange(len(padded))
@@ -144,6 +150,8 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optiona
     batches = []
     for length in np.unique(padded):
         members = order[padded[order] == length]
+        if sort_buckets:  # np.lexsort is stable: equal lengths keep their (random) order
+            members = members[np.lexsort((src_lens[members], tgt_lens[members]))]
         size = batch_size if batch_size is not None else len(members)
         if batch_tokens is not None:
             if length > batch_tokens:
@@ -160,7 +168,7 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optiona
 def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
                   batch_tokens: Optional[int] = None, shuffle: bool = True, seed: int = 0,
                   bucket_width: int = 8, sample_alpha: float = 0.0,
-                  word_dropout: float = 0.0) -> tf.data.Dataset:
+                  word_dropout: float = 0.0, tight: bool = False) -> tf.data.Dataset:
     """One epoch of `Batch`es over `encoded`.
 
     batch_size: at most this many sentences per batch; batch_tokens: at most
@@ -170,6 +178,8 @@ def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
     lines with subword sampling before batching. word_dropout > 0 replaces
     each source and decoder-input piece by UNK_ID with that probability
     (Sennrich et al. 2016 drop whole words likewise); tgt_out keeps the real ids.
+    tight: batches of near-equal lengths, padded to their longest sentence, not to a
+    multiple of bucket_width (for a step that is not compiled per shape).
     """
     if batch_size is None and batch_tokens is None:
         raise ValueError("give batch_size or batch_tokens (or both)")
@@ -193,13 +203,14 @@ def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
         src_values = _drop_words(src_values, word_dropout, noise)
         tgt_in_values = _drop_words(tgt_values, word_dropout, noise)
     rng = np.random.default_rng(seed) if shuffle else None
-    batches = plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width, rng)
+    batches = plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width, rng,
+                           sort_buckets=tight)
     index = tf.RaggedTensor.from_row_lengths(
         np.concatenate(batches).astype(np.int64), [len(b) for b in batches])
     src_rt = tf.RaggedTensor.from_row_lengths(src_values, src_lens)  # [n, (len)]
     tgt_rt = tf.RaggedTensor.from_row_lengths(tgt_values, tgt_lens)  # [n, (len)]
     tgt_in_rt = tf.RaggedTensor.from_row_lengths(tgt_in_values, tgt_lens)  # [n, (len)]
-    make = _batch_fn(src_rt, tgt_rt, bucket_width, tgt_in_rt)
+    make = _batch_fn(src_rt, tgt_rt, 1 if tight else bucket_width, tgt_in_rt)
     dataset = tf.data.Dataset.from_tensor_slices(index)
     dataset = dataset.map(make, num_parallel_calls=MAP_THREADS, deterministic=True)
     return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
@@ -219,9 +230,9 @@ def _drop_words(values: np.ndarray, rate: float, rng: np.random.Generator) -> np
     return np.where(rng.random(len(values)) < rate, np.int32(UNK_ID), values)
 
 
-def _batch_fn(src_rt: tf.RaggedTensor, tgt_rt: tf.RaggedTensor, bucket_width: int,
+def _batch_fn(src_rt: tf.RaggedTensor, tgt_rt: tf.RaggedTensor, pad_multiple: int,
               tgt_in_rt: tf.RaggedTensor):
-    """index [batch] -> Batch, time dims padded to multiples of bucket_width; the decoder
+    """index [batch] -> Batch, time dims padded to multiples of pad_multiple; the decoder
     input comes from tgt_in_rt (the target ids, or with word dropout's <unk>s)."""
 
     def pad_to(ragged, time):  # [batch, (len)] -> [batch, time]
@@ -235,8 +246,8 @@ def _batch_fn(src_rt: tf.RaggedTensor, tgt_rt: tf.RaggedTensor, bucket_width: in
         tgt_input = tf.gather(tgt_in_rt, index)  # the same lengths
         src_len = tf.cast(src.row_lengths(), tf.int32)  # [batch]
         tgt_len = tf.cast(tgt.row_lengths(), tf.int32) + 1  # [batch], EOS counted
-        src_time = _round_up(tf.reduce_max(src_len), bucket_width)
-        tgt_time = _round_up(tf.reduce_max(tgt_len), bucket_width)
+        src_time = _round_up(tf.reduce_max(src_len), pad_multiple)
+        tgt_time = _round_up(tf.reduce_max(tgt_len), pad_multiple)
         special = tf.ones_like(index, tf.int32)[:, None]  # [batch, 1]
         tgt_in = tf.concat([special * BOS_ID, tgt_input], axis=1)  # [batch, (tgt_len)]
         tgt_out = tf.concat([tgt, special * EOS_ID], axis=1)  # [batch, (tgt_len)]

@@ -261,12 +261,13 @@ class Trainer:
         self.optimizer.build(self.model.trainable_variables)
 
     def epoch_dataset(self, epoch):
-        d = self.config.data
+        d, t = self.config.data, self.config.train
         dataset = data_lib.train_dataset(
             self.encoded, batch_size=None if d.batch_tokens else d.batch_size,
-            batch_tokens=d.batch_tokens or None, seed=self.config.train.seed + epoch,
+            batch_tokens=d.batch_tokens or None, seed=t.seed + epoch,
             bucket_width=d.bucket_width, sample_alpha=d.sample_alpha,
-            word_dropout=d.word_dropout)
+            word_dropout=d.word_dropout,  # a step compiled per shape keeps few shapes
+            tight=d.tight_batches and not (t.jit_compile or t.trace_per_shape))
         return dataset
 
     def _install_signal_handlers(self):

@@ -324,6 +324,21 @@ def test_word_dropout_reaches_the_trainers_batches(multi30k_slice, tmp_path):
     assert unks[0] == 0 and unks[1] > 0  # UNK_ID 1: byte fallback leaves none of its own
 
 
+@pytest.mark.parametrize("train", [{}, {"jit_compile": True}, {"trace_per_shape": True}])
+def test_tight_batches_reach_the_trainer_unless_the_step_is_compiled_per_shape(
+        multi30k_slice, tmp_path, train):
+    config = tiny_config(multi30k_slice, num_train_steps=1).replace(
+        data={"tight_batches": True}, train=train)
+    batches = list(training.Trainer(config, str(tmp_path)).epoch_dataset(0))
+    times = [(b.src.shape[1], b.tgt_in.shape[1]) for b in batches]
+    longest = [(int(max(b.src_len)), int(max(b.tgt_len))) for b in batches]
+    width = config.data.bucket_width
+    if train:  # few shapes: multiples of bucket_width
+        assert all(s % width == 0 and t % width == 0 for s, t in times) and times != longest
+    else:
+        assert times == longest
+
+
 def test_resume_from_a_truncated_checkpoint_is_a_one_line_error(multi30k_slice, tmp_path):
     out = str(tmp_path)
     training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out).run()

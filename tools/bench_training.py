@@ -8,7 +8,8 @@ A variant is `base` (the recipe's config) or `field=value` pairs joined by `+` o
 config's sections (`train.` is implied: `precision=bf16+model.dropout=0.2`). Every
 trainer is built and warmed up first, then timed in alternating windows (A, B, C, A,
 B, C, ...) so that load from other processes hits all alike; every window is printed,
-and the medians against the first variant. A variant that traces or XLA-compiles per
+and the medians against the first variant: steps/s, and real (non-pad) target pieces/s,
+the figure to compare when variants batch differently (`data.tight_batches=true`). A variant that traces or XLA-compiles per
 batch shape warms up for a whole epoch, so that no window pays for tracing. Uses tools/benchmark.py's
 helpers, so the model and data are those of `recipes/multi30k.py --preset=bench` (and
 its flags).
@@ -77,25 +78,29 @@ def main(argv):
     specs = FLAGS.variant or ["base", "precision=bf16"]
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="bench-training-")
     config = benchmark.bench_config()
-    trainers, rates = {}, {}
+    trainers, rates, pieces = {}, {}, {}
     for i, spec in enumerate(specs):
         trainer = benchmark.make_trainer(apply_variant(config, parse_variant(spec)),
                                          work_dir, f"variant-{i}")
         mean_tgt = benchmark.mean_lengths(trainer)[1]
         benchmark.measure_training(trainer, 1, warmup_steps(trainer, FLAGS.untimed_steps),
                                    mean_tgt)
-        trainers[spec], rates[spec] = (trainer, mean_tgt), []
+        trainers[spec], rates[spec], pieces[spec] = (trainer, mean_tgt), [], []
     for window in range(FLAGS.windows):
         for spec, (trainer, mean_tgt) in trainers.items():
             speed = benchmark.measure_training(trainer, FLAGS.window_seconds, 0, mean_tgt)
             rates[spec].append(speed.steps_per_s)
+            pieces[spec].append(speed.measured_tokens_per_s)
             print(f"window {window + 1} {spec}: {speed.steps_per_s:.3f} steps/s "
-                  f"({speed.steps} steps, {speed.sentences_per_s:.0f} sentences/s)", flush=True)
-    base = statistics.median(rates[specs[0]])
-    for spec, values in rates.items():
-        median = statistics.median(values)
-        print(f"{spec}: median {median:.3f} steps/s (min {min(values):.3f}, max {max(values):.3f})"
-              f", x{median / base:.2f} vs {specs[0]}")
+                  f"({speed.steps} steps, {speed.sentences_per_s:.0f} sentences/s, "
+                  f"{speed.measured_tokens_per_s:.0f} real target pieces/s, "
+                  f"{speed.padding_efficiency:.3f} of target positions real)", flush=True)
+    for unit, values_of in (("steps/s", rates), ("real target pieces/s", pieces)):
+        base = statistics.median(values_of[specs[0]])
+        for spec, values in values_of.items():
+            median = statistics.median(values)
+            print(f"{spec}: median {median:.3f} {unit} (min {min(values):.3f}, "
+                  f"max {max(values):.3f}), x{median / base:.2f} vs {specs[0]}")
 
 
 if __name__ == "__main__":
