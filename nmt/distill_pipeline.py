@@ -1,8 +1,8 @@
 """The pipeline behind `recipes/multi30k.py --preset=distilled`: teachers side by side, one student.
 
 1. One sentencepiece vocabulary for every run (the teachers decode as an ensemble).
-2. Teacher runs with seeds first_seed, first_seed + 1, ... (1, 2, ... by default), side by side, each pinned to its own core when
-   there are enough (train_teachers).
+2. Teacher runs with seeds first_seed, first_seed + 1, ... (1, 2, ... by default), side
+   by side, each pinned to its own core when there are enough (train_teachers).
 3. The student (student_command): the teachers' ensemble translates the training source
    (nmt/distill.py); the student trains on those pairs and the original ones, from the
    weights of the teacher with the best dev BLEU or from scratch.
