@@ -2,8 +2,8 @@
 
 learning_curves: train loss and dev loss (left axis) and dev BLEU (right axis)
 against steps, from the records of DIR/log.jsonl (nmt.model_dir.read_log); below
-them, when the evaluations measured it, the attention's mode share with the collapse warning's threshold
-(nmt.attention_focus).
+them, when the evaluations measured it, the attention's mode share with the collapse
+warning's threshold (nmt.attention_focus).
 dev_curves: several runs' dev loss and BLEU against steps, one line per run.
 attention_heatmap: one sentence's attention, source pieces on x, target pieces
 (then EOS) on y.
