@@ -95,7 +95,15 @@ def test_run_peer_on_a_fake_harness(tmp_path, monkeypatch):
     assert figures["train_tokens_per_s"] == 3436.0
     assert figures["beam5_tokens_per_s"] == pytest.approx(4 / 1.609531)
     assert "greedy_tokens_per_s" not in figures  # no hypothesis file
-    assert "onmt greedy" in figures["raw"]
+    assert "onmt greedy" in figures["raw"] and "onmt: steps" in figures["raw"]
+
+
+def test_train_peer_runs_only_the_training(tmp_path, monkeypatch):
+    (tmp_path / "train.sh").write_text(f"printf '%s' '{TRAIN_OUT}'\n")
+    (tmp_path / "translate.sh").write_text("exit 7\n")  # would fail if it ran
+    monkeypatch.setattr(bench_peers, "HARNESS", str(tmp_path))
+    figures = bench_peers.train_peer("onmt", 1)
+    assert figures["train_steps_per_s"] == 3.532 and figures["train_tokens_per_s"] == 3436.0
 
 
 def test_failing_harness_raises(tmp_path, monkeypatch):

@@ -54,6 +54,23 @@ def test_padding_values_do_not_matter_and_get_no_gradient():
     np.testing.assert_array_equal(grads[0] * (1.0 - mask), 0.0)
 
 
+def test_padded_batch_gradients_are_the_sum_of_each_sequence_alone():
+    cell = _stacked_lstm()
+    x = _padded_inputs()
+
+    def gradients(inputs, lengths=None):
+        with tf.GradientTape() as tape:
+            outputs, final = dynamic_rnn(cell, inputs, sequence_length=lengths)
+            loss = tf.reduce_sum(outputs ** 2) + sum(tf.reduce_sum(s) for s in
+                                                     tf.nest.flatten(final))
+        return tape.gradient(loss, cell.trainable_variables)
+
+    padded = gradients(x, LENGTHS)
+    alone = [gradients(x[b:b + 1, :length]) for b, length in enumerate(LENGTHS)]
+    for i, grad in enumerate(padded):
+        np.testing.assert_allclose(grad, sum(g[i] for g in alone if g[i] is not None), atol=1e-5)
+
+
 def test_initial_state_is_used():
     cell = cells.GRUCell(UNITS, input_size=DEPTH)
     x = _padded_inputs()

@@ -85,14 +85,20 @@ def ensure_prepared():
         return float(f.read())
 
 
+def train_peer(peer, seconds):
+    """Trains `peer` for `seconds` -> its training figures (+ "raw": the harness output)."""
+    train_out = _bash("train.sh", peer, seconds, timeout=seconds + 600)
+    return {**parse_train(train_out), "raw": train_out.strip()}
+
+
 def run_peer(peer, seconds):
     """Trains `peer` for `seconds`, translates test_2016_flickr; -> figures dict (+ raw output)."""
-    train_out = _bash("train.sh", peer, seconds, timeout=seconds + 600)
+    figures = train_peer(peer, seconds)
     translate_out = _bash("translate.sh", peer, timeout=1800)
-    figures = {**parse_train(train_out), **parse_translate(translate_out)}
+    figures.update(parse_translate(translate_out))
     for mode in ("beam5", "greedy"):
         hyp = os.path.join(PEERS_DIR, f"run-{peer}", f"test.{mode}.sp")
         if f"{mode}_s" in figures and os.path.exists(hyp):
             figures[f"{mode}_tokens_per_s"] = output_pieces(hyp) / figures[f"{mode}_s"]
-    figures["raw"] = (train_out + translate_out).strip()
+    figures["raw"] = f"{figures['raw']}\n{translate_out.strip()}"
     return figures
