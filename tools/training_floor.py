@@ -111,6 +111,18 @@ def step_matmuls(model, vocab_size, batch, src_time, tgt_time, src_positions=Non
     return out
 
 
+def median_seconds(call, repeats, warmups=2):
+    """Median wall seconds of `call()` (which waits for its result) after `warmups` calls."""
+    for _ in range(warmups):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def seconds_per_matmul(batch, m, k, n, transpose_a, transpose_b, repeats):
     """Median seconds of one such fp32 matmul at its best: run alone, or as several
     independent copies at once (small shapes: the call's overhead is shared, and both
@@ -132,14 +144,7 @@ def _median_seconds(batch, m, k, n, transpose_a, transpose_b, copies, repeats):
                     for a, b in operands]  # distinct inputs: nothing is merged
         return tf.add_n([tf.reshape(p, [-1])[0] for p in products])
 
-    for _ in range(2):
-        run().numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run().numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: run().numpy(), repeats)
 
 
 def update_seconds(trainer, repeats):
@@ -153,14 +158,7 @@ def update_seconds(trainer, repeats):
         return apply_clipped_gradients(trainer.optimizer, grads, variables, clip,
                                        tf.constant(1.0))[0]
 
-    for _ in range(2):
-        update().numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        update().numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: update().numpy(), repeats)
 
 
 def floor(trainer, batches, repeats):
@@ -185,17 +183,9 @@ def floor(trainer, batches, repeats):
 
 def real_step_ms(trainer, batches, repeats):
     """Median ms of the trainer's own train step on each batch, averaged over batches."""
-    for batch in batches:  # trace each shape, warm up
-        float(trainer.train_step(batch)[1])
-    per_batch = []
-    for batch in batches:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            float(trainer.train_step(batch)[1])
-            times.append(time.perf_counter() - start)
-        per_batch.append(statistics.median(times))
-    return 1000 * float(np.mean(per_batch))
+    return 1000 * float(np.mean([
+        median_seconds(lambda: float(trainer.train_step(batch)[1]), repeats)
+        for batch in batches]))
 
 
 def sample_batches(trainer, count):
