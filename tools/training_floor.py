@@ -128,11 +128,12 @@ def seconds_per_matmul(batch, m, k, n, transpose_a, transpose_b, repeats):
     independent copies at once (small shapes: the call's overhead is shared, and both
     cores can work on different copies), whichever is faster."""
     copies = int(min(64, max(4, 2e9 // (2 * batch * m * k * n))))  # ~10 ms a call
-    return min(_median_seconds(batch, m, k, n, transpose_a, transpose_b, 1, repeats),
-               _median_seconds(batch, m, k, n, transpose_a, transpose_b, copies, repeats) / copies)
+    return min(_call_seconds(batch, m, k, n, transpose_a, transpose_b, 1, repeats),
+               _call_seconds(batch, m, k, n, transpose_a, transpose_b, copies, repeats) / copies)
 
 
-def _median_seconds(batch, m, k, n, transpose_a, transpose_b, copies, repeats):
+def _call_seconds(batch, m, k, n, transpose_a, transpose_b, copies, repeats):
+    """Median seconds of one tf.function call running `copies` such matmuls."""
     lead = [batch] if batch > 1 else []
     a_shape = lead + ([k, m] if transpose_a else [m, k])
     b_shape = lead + ([n, k] if transpose_b else [k, n])
