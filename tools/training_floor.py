@@ -25,10 +25,8 @@ batch. LSTM cells, standard attention architecture, Luong or dot scores only.
 """
 import collections
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -111,18 +109,6 @@ def step_matmuls(model, vocab_size, batch, src_time, tgt_time, src_positions=Non
     return out
 
 
-def median_seconds(call, repeats, warmups=2):
-    """Median wall seconds of `call()` (which waits for its result) after `warmups` calls."""
-    for _ in range(warmups):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def seconds_per_matmul(batch, m, k, n, transpose_a, transpose_b, repeats):
     """Median seconds of one such fp32 matmul at its best: run alone, or as several
     independent copies at once (small shapes: the call's overhead is shared, and both
@@ -145,7 +131,7 @@ def _call_seconds(batch, m, k, n, transpose_a, transpose_b, copies, repeats):
                     for a, b in operands]  # distinct inputs: nothing is merged
         return tf.add_n([tf.reshape(p, [-1])[0] for p in products])
 
-    return median_seconds(lambda: run().numpy(), repeats)
+    return benchmark.median_seconds(lambda _: run(), None, repeats)
 
 
 def update_seconds(trainer, repeats):
@@ -159,7 +145,7 @@ def update_seconds(trainer, repeats):
         return apply_clipped_gradients(trainer.optimizer, grads, variables, clip,
                                        tf.constant(1.0))[0]
 
-    return median_seconds(lambda: update().numpy(), repeats)
+    return benchmark.median_seconds(lambda _: update(), None, repeats)
 
 
 def floor(trainer, batches, repeats):
@@ -185,7 +171,7 @@ def floor(trainer, batches, repeats):
 def real_step_ms(trainer, batches, repeats):
     """Median ms of the trainer's own train step on each batch, averaged over batches."""
     return 1000 * float(np.mean([
-        median_seconds(lambda: float(trainer.train_step(batch)[1]), repeats)
+        benchmark.median_seconds(trainer.train_step, batch, repeats)
         for batch in batches]))
 
 
