@@ -9,7 +9,7 @@ The sign is easy to count. For each dev pair, teacher-forced along its reference
 each target piece's most-attended source piece; the *mode share* is the share of target
 pieces (and EOS) whose most-attended piece is their sentence's most frequent one, over
 all pairs. A diagonal alignment spreads them; a collapsed one puts nearly all on one
-piece. Measured on the first 256 val pairs of Multi30k en->de (session 25): healthy
+piece. Measured on the first 256 val pairs of Multi30k en->de: healthy
 bench and default runs 0.19-0.32 from 500 steps on (0.47 at 250 steps); two collapsed
 bench runs 0.61-0.68 and 0.83-0.86 at every evaluation from 500 to 1,500 and 2,000
 steps. A slow run can read high once and recover (0.53 at 1,000 steps, 0.25 at

@@ -53,8 +53,8 @@ def projection_gradient_dtype(precision):
     not all of it; None otherwise. Rounded gradients are noise, where rounded logits
     shift p - onehot. Measured on the bench model: 1.20x the step speed of float32
     gradients; val BLEU at 3,200 steps within 0.27 of fp32 over three seeds (one of
-    them -1.87; docs/benchmark-2026-12-01-session22.md), but 0.92 behind with scaled
-    attention in both precisions (docs/benchmark-2026-12-01-session24.md)."""
+    them -1.87), but 0.92 behind with scaled attention in both precisions
+    (docs/experiments.md)."""
     compute_dtype(precision)  # validates
     return tf.bfloat16 if precision == "bf16" else None
 

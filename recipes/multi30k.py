@@ -43,11 +43,11 @@ PRESETS = {
                 "train.label_smoothing": 0.1, "train.num_train_steps": 0,
                 "train.max_time_minutes": 50, "train.steps_per_eval": 1500,
                 "train.steps_per_checkpoint": 1500},
-    # The 3-hour quality setup (issue 4): the default model with the levers val favoured in
-    # docs/ablation.md at 2,000 steps (tied embeddings +7.8 val BLEU; lr 0.002 with 500
-    # warm-up steps and inverse square root decay +5.7; plain dropout 0.3 and the 8k joint
-    # vocabulary kept), and label smoothing 0.2, which val picked over 0.1 at full budget
-    # for en->de (40.42 against 40.00, session 16: recipes/README.md). 160 minutes of
+    # The 3-hour quality setup: the default model with the levers val favours at 2,000
+    # steps (tied embeddings +7.8 val BLEU; lr 0.002 with 500 warm-up steps and inverse
+    # square root decay +5.7; plain dropout 0.3 and the 8k joint vocabulary kept), and
+    # label smoothing 0.2, which val picks over 0.1 at full budget for en->de (40.42
+    # against 40.00; docs/experiments.md). 160 minutes of
     # training, so that the dev evaluations and the final scoring keep the whole run
     # under 3 hours of wall time.
     "best": {"model.num_units": 256, "model.embedding_size": 256, "model.num_encoder_layers": 1,
@@ -59,13 +59,13 @@ PRESETS = {
              "train.steps_per_eval": 2000, "train.steps_per_checkpoint": 1000},
 }
 # The best preset 1.5x wider (384: embeddings, LSTMs, softmax; 6.77 M parameters). At equal
-# one-core wall time val preferred it for en->fr (57.70 in 95 min against 57.66 in 120) and
-# the 256 model for en->de (39.72 against 40.00 in 120 min): recipes/README.md. Both were
+# one-core wall time val prefers it for en->fr (57.70 in 95 min against 57.66 in 120) and
+# the 256 model for en->de (39.72 against 40.00 in 120 min): docs/experiments.md. Both are
 # measured with label smoothing 0.1, which best_wide keeps.
 PRESETS["best_wide"] = {**PRESETS["best"], "model.num_units": 384, "model.embedding_size": 384,
                         "train.label_smoothing": 0.1}
 # Sequence-level knowledge distillation from two `best` teachers into a `best` student
-# (nmt/distill_pipeline.py): the en->de row of issue 4, 142 min for the whole pipeline.
+# (nmt/distill_pipeline.py): the best en->de result, 142 min for the whole pipeline.
 PRESETS["distilled"] = PRESETS["best"]
 
 FLAGS = flags.FLAGS

@@ -1,4 +1,4 @@
-"""Nothing lost (issue 7): broken model dirs get one-line errors, an interrupted
+"""Nothing lost: broken model dirs get one-line errors, an interrupted
 nmt-translate --resume ends with the same output as an uninterrupted run, training
 survives kill -9, and translation streams in bounded memory."""
 import dataclasses

@@ -8,7 +8,7 @@ every run evaluated, from --from_step on.
 
 Reads each run's log.jsonl only (no model is loaded or run), so it works while the
 runs train. One evaluation moves val BLEU by about ±1 on the bench model, so the mean
-over several evaluations says more than the last one (docs/benchmark-2026-12-01-session27.md).
+over several evaluations says more than the last one (docs/experiments.md).
 """
 import json
 import os
