@@ -1,4 +1,4 @@
-"""nmt/distill_pipeline.py (recipes/multi30k.py --preset=distilled): the teachers run side by side,
+"""nmt/distill_pipeline.py (recipes/multi30k.py --distilled): the teachers run side by side,
 one per core, each with the shared vocabulary and its own seed; a failed teacher stops
 the recipe with its log; the student starts from the best teacher."""
 import ast
@@ -94,9 +94,9 @@ def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
 
 
 def test_multi30k_passes_the_config_flags_given_to_every_stage():
-    """multi30k.py --preset=distilled: each stage is a `best` run with the user's config
+    """multi30k.py --distilled: each stage is a `best` run with the user's config
     flags, and a stage's own flags come last (absl keeps the last value)."""
-    script = ("import sys; sys.argv = ['multi30k.py', '--preset=distilled', '--tgt=fr', "
+    script = ("import sys; sys.argv = ['multi30k.py', '--distilled', '--tgt=fr', "
               "'--dropout=0.2', '--noshare_embeddings', '--teachers=3']; "
               "import multi30k; from absl import flags; flags.FLAGS(sys.argv); "
               "print(repr(multi30k.stage_command('d', '--seed=2')))")
@@ -107,4 +107,4 @@ def test_multi30k_passes_the_config_flags_given_to_every_stage():
     assert command[1].endswith(os.path.join("recipes", "multi30k.py"))
     assert command[2] == "--preset=best"
     assert sorted(command[3:6]) == ["--dropout=0.2", "--noshare_embeddings", "--tgt=fr"]
-    assert command[6:] == ["--out_dir=d", "--seed=2"]
+    assert command[6:] == ["--model_dir=d", "--seed=2"]

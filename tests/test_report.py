@@ -1,4 +1,4 @@
-"""Tests for nmt/report.py (behind tools/score_run.py): every shipped set is scored, the
+"""Tests for nmt/report.py (behind nmt-score-run): every shipped set is scored, the
 numbers are sacreBLEU's on the written hypotheses, both tables agree, writes are atomic."""
 import glob
 import json

@@ -1,4 +1,4 @@
-"""Tests for nmt/tuning.py (behind tools/tune_decoding.py): the best row is the argmax of
+"""Tests for nmt/tuning.py (behind nmt-tune-decoding): the best row is the argmax of
 the table, shared searches really are equal, only the dev set is read."""
 import json
 import os

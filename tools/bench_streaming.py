@@ -69,7 +69,7 @@ def console_script(name, module):
 def train_small_model(model_dir, steps, log_path):
     """Trains SMALL_MODEL for `steps` steps with nmt-train; -> the command."""
     command = console_script("nmt-train", "nmt.cli.train") + [
-        f"--train_prefix={os.path.join(DATA_DIR, 'train')}", f"--out_dir={model_dir}",
+        f"--train_prefix={os.path.join(DATA_DIR, 'train')}", f"--model_dir={model_dir}",
         f"--num_train_steps={steps}", f"--steps_per_checkpoint={steps}", *SMALL_MODEL]
     with open(log_path, "w") as log:
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)

@@ -5,7 +5,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import logging  # noqa: E402
+from absl import app, logging  # noqa: E402
 
 from nmt import config as config_lib  # noqa: E402
 from nmt.corpus import CorpusError  # noqa: E402
@@ -28,6 +28,13 @@ def run_main(program, function, *args, **kwargs):
     except USER_ERRORS as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def app_run(main, program, doc, main_flags=()):
+    """absl's app.run(main) after --version, --help and --helpfull (each exits 0)."""
+    from nmt.cli import helptext
+    helptext.handle(program, doc, main_flags)
+    app.run(main)
 
 
 def build_config(overrides, base=None):
