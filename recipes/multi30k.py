@@ -21,10 +21,10 @@ import time
 
 from absl import app, flags, logging
 
+from nmt.cli import common  # first: imports TensorFlow without its start-up lines
+from nmt.cli import flags as flags_lib
 from nmt import devices, distill, distill_pipeline, model_dir as model_dir_lib, report
 from nmt import training, tuning
-from nmt.cli import common
-from nmt.cli import flags as flags_lib
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "multi30k")
 DISTILLED_PRESET = "best"  # every stage of --distilled: two teachers and the student
@@ -57,6 +57,10 @@ flags.DEFINE_enum("student_init", "teacher", ["teacher", "scratch"], "--distille
 flags.DEFINE_float("student_learning_rate", 0.0005, "--distilled with "
                    "--student_init=teacher: the student's constant learning rate (about "
                    "where the teachers' rsqrt decay ended).")
+flags_lib.in_section("decode", "score_test_sets", "pick_on_val")
+flags_lib.in_section("train", "distilled", "distil_from", "distil_keep_original", "teachers",
+                     "teacher_seed", "teacher_minutes", "student_minutes", "student_init",
+                     "student_learning_rate")
 CONFIG_FLAGS = flags_lib.define_run_config_flags(
     skip={"data.train_prefix", "data.dev_prefix", "data.test_prefix"})
 PATHS = {"data.train_prefix": os.path.join(DATA_DIR, "train"),

@@ -56,7 +56,7 @@ def error_line(result, program):
 
 
 def train_args(multi30k_slice, out_dir, steps=TRAIN_STEPS, *extra):
-    return [f"--train_prefix={os.path.join(multi30k_slice.gz, 'train')}", f"--out_dir={out_dir}",
+    return [f"--train_prefix={os.path.join(multi30k_slice.gz, 'train')}", f"--model_dir={out_dir}",
             f"--num_train_steps={steps}", *TINY, *extra]
 
 
@@ -89,11 +89,11 @@ def error_runs(multi30k_slice, tmp_path_factory):
     (tmp / "old_model" / "config.json").write_text(json.dumps(old))
     tiny = ["--num_train_steps=5", *TINY]
     runs = {
-        "uneven": ("nmt-train", f"--train_prefix={tmp / 'uneven'}", f"--out_dir={tmp / 'o1'}", *tiny),
-        "bad_utf8": ("nmt-train", f"--train_prefix={tmp / 'bad'}", f"--out_dir={tmp / 'o2'}", *tiny),
+        "uneven": ("nmt-train", f"--train_prefix={tmp / 'uneven'}", f"--model_dir={tmp / 'o1'}", *tiny),
+        "bad_utf8": ("nmt-train", f"--train_prefix={tmp / 'bad'}", f"--model_dir={tmp / 'o2'}", *tiny),
         "no_model_dir": ("nmt-translate", f"--model_dir={tmp / 'missing'}", f"--input={val}.en"),
         "old_version": ("nmt-translate", f"--model_dir={tmp / 'old_model'}", f"--input={val}.en"),
-        "bad_enum": ("nmt-train", f"--train_prefix={val}", f"--out_dir={tmp / 'o3'}",
+        "bad_enum": ("nmt-train", f"--train_prefix={val}", f"--model_dir={tmp / 'o3'}",
                      "--unit_type=rnn", *tiny),
     }
     procs = {key: subprocess.Popen(command(*args), stdin=subprocess.DEVNULL,
@@ -228,7 +228,7 @@ def test_evaluate_translates_with_a_model_dir(trained, multi30k_slice, tmp_path)
     src = os.path.join(multi30k_slice.plain, "test_2016_flickr.en")
     ref = os.path.join(multi30k_slice.plain, "test_2016_flickr.de")
     output = tmp_path / "hyp.de"
-    result = run("nmt-evaluate", f"--model_dir={trained}", f"--src={src}", f"--ref={ref}",
+    result = run("nmt-evaluate", f"--model_dir={trained}", f"--input={src}", f"--ref={ref}",
                  f"--output={output}", "--json", *DECODE)
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
@@ -256,7 +256,7 @@ def test_changing_a_model_flag_on_an_existing_dir_is_refused(trained, multi30k_s
         before = f.read()
     result = run("nmt-train", *train_args(multi30k_slice, trained, TRAIN_STEPS, "--num_units=64"))
     line = error_line(result, "nmt-train")
-    assert "num_units" in line and "--out_dir" in line and config_path in line
+    assert "num_units" in line and "--model_dir" in line and config_path in line
     with open(config_path, "rb") as f:
         assert f.read() == before
     assert latest_step(trained) == TRAIN_STEPS

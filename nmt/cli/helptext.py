@@ -30,8 +30,9 @@ def _describe(flag):
 
 
 def _required(flag):
-    return any(getattr(v, "__name__", "") == "<lambda>" or "required" in str(
-        getattr(v, "message", "")) for v in flag.validators)
+    """Whether absl's mark_flag_as_required was applied to the flag."""
+    return any("must have a value other than None" in str(getattr(v, "message", ""))
+               for v in flag.validators)
 
 
 def rows(flag_values=flags.FLAGS, names=None):
@@ -91,3 +92,9 @@ def handle(program, doc, main_flags, argv=None, flag_values=flags.FLAGS):
               + "\n\n--helpfull lists every flag; --flagfile=FILE reads flags from FILE, "
               "one per line.")
         sys.exit(0)
+
+
+def table(flag_values=flags.FLAGS):
+    """[[section title, flag usage, description]] of every flag, for docs/configuration.md."""
+    return [[title, _usage_name(flag), description]
+            for title, _, description, flag in rows(flag_values)]
