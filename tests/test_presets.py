@@ -73,3 +73,12 @@ def test_missing_config_file_and_unknown_preset(tmp_path):
     with pytest.raises(config_lib.ConfigError,
                        match=r"--preset=huge: unknown preset \(choose one of tiny, bench, "):
         presets.build("huge")
+
+
+def test_every_config_field_has_a_comment_for_its_flag_help():
+    import dataclasses
+    from nmt.cli.flags import _field_comments
+    comments = _field_comments()
+    for cls in config_lib.SECTIONS.values():
+        for field in dataclasses.fields(cls):
+            assert comments.get((cls.__name__, field.name)), f"{cls.__name__}.{field.name}"

@@ -3,13 +3,12 @@
     python tools/configuration_doc.py            # rewrite the file
     python tools/configuration_doc.py --check    # exit 1 if the file is out of date
 
-Each command's flags are read from a fresh process that imports its entry point
-(setup.cfg), as its --helpfull does; a flag shared by several commands with the
+Each command's flags are read from its --helpfull output (the entry points of
+setup.cfg, run from this checkout); a flag shared by several commands with the
 same description is one row.
 """
 import collections
 import configparser
-import json
 import os
 import re
 import subprocess
@@ -42,10 +41,26 @@ def console_scripts():
             for name, target in (line.split("=") for line in lines)}
 
 
-def command_table(name, module):
-    """Starts a process that prints the command's flag table as JSON."""
-    code = (f"import sys; sys.argv = [{name!r}]; import {module}; "
-            "from nmt.cli import helptext; import json; print(json.dumps(helptext.table()))")
+SECTION = re.compile(r"^(general|data|model|training|decoding|other):$")
+FLAG = re.compile(r"^  (--\S+?): (.*)$")
+
+
+def parse_helpfull(text):
+    """[[section, flag, description]] from a command's --helpfull output."""
+    rows, section = [], None
+    for line in text.splitlines():
+        if SECTION.match(line):
+            section = line[:-1]
+        elif section and FLAG.match(line):
+            rows.append([section, *FLAG.match(line).groups()])
+        elif section and rows and line.startswith("      "):
+            rows[-1][2] += " " + line.strip()
+    return rows
+
+
+def helpfull(name, module):
+    """Starts `NAME --helpfull` from this checkout, its output on a pipe."""
+    code = f"import sys; sys.argv = [{name!r}, '--helpfull']; from {module} import run; run()"
     env = dict(os.environ, PYTHONPATH=os.path.abspath(REPO), TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env, text=True)
@@ -55,12 +70,12 @@ def tables():
     """{command: [[section, flag, description]]}, the commands read two at a time."""
     result, names = {}, list(console_scripts().items())
     for i in range(0, len(names), 2):
-        procs = {name: command_table(name, module) for name, module in names[i:i + 2]}
+        procs = {name: helpfull(name, module) for name, module in names[i:i + 2]}
         for name, proc in procs.items():
             out, _ = proc.communicate(timeout=600)
             if proc.returncode:
-                raise SystemExit(f"{name}: its flags could not be read")
-            result[name] = json.loads(out)
+                raise SystemExit(f"{name} --helpfull failed")
+            result[name] = parse_helpfull(out)
     return result
 
 

@@ -3,7 +3,7 @@
 Importing this package imports TensorFlow with stderr sent to /dev/null: its
 start-up lines (oneDNN, CUDA, CPU features) are written before its log level
 applies. --verbosity=1 or more, or TF_CPP_MIN_LOG_LEVEL in the environment,
-keeps them.
+keeps them. --version is answered before that.
 """
 import os
 import re
@@ -37,5 +37,15 @@ def _quiet_import():
         os.close(null)
 
 
+def _print_version(argv):
+    """--version answers before TensorFlow is imported."""
+    import nmt
+    name = os.path.basename(argv[0])
+    print(f"{name if name.startswith('nmt-') else 'nmt'} (nmt-lstm) {nmt.__version__}")
+    sys.exit(0)
+
+
+if "--version" in sys.argv[1:]:
+    _print_version(sys.argv)
 if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and not _verbose(sys.argv):
     _quiet_import()

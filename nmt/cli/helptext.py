@@ -23,8 +23,10 @@ def _describe(flag):
     text = " ".join(flag.help.split())
     if "default:" in text or flag.name == "version":
         return text
+    if text.startswith("Alias for"):
+        return text
     if flag.default is None:
-        return f"{text} (required)" if _required(flag) else text
+        return f"{text} ({'required' if _required(flag) else 'default: none'})"
     default = flag.default_as_str if flag.default_as_str is not None else repr(flag.default)
     return f"{text} (default: {default.strip(chr(39))})"
 
@@ -93,8 +95,3 @@ def handle(program, doc, main_flags, argv=None, flag_values=flags.FLAGS):
               "one per line.")
         sys.exit(0)
 
-
-def table(flag_values=flags.FLAGS):
-    """[[section title, flag usage, description]] of every flag, for docs/configuration.md."""
-    return [[title, _usage_name(flag), description]
-            for title, _, description, flag in rows(flag_values)]

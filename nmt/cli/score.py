@@ -24,10 +24,10 @@ flags.DEFINE_string("hyp", None, "Translations to score, one per line (plain or 
 flags.DEFINE_string("output", "-", "Scores, one per line: a file or - for stdout.")
 flags_lib.in_section("data", "input", "hyp", "output")
 MAIN_FLAGS = ("input", "hyp", "output", "decode_batch_size")
-DECODE_FLAGS = flags_lib.define_config_flags(["decode"], inherited=True, skip={"decode.beam_size", "decode.length_penalty",
-                                                      "decode.coverage_penalty",
-                                                      "decode.num_hypotheses",
-                                                      "decode.max_length_ratio"})
+DECODE_FLAGS = flags_lib.define_config_flags(
+    ["decode"], inherited=True,
+    skip={"decode.beam_size", "decode.length_penalty", "decode.coverage_penalty",
+          "decode.num_hypotheses", "decode.max_length_ratio"})
 for _name in ("input", "hyp"):
     flags.mark_flag_as_required(_name)
 

@@ -32,12 +32,12 @@ flags.DEFINE_string("data_dir", None, "Directory with the sets (default: the dir
 flags.DEFINE_bool("pick_on_val", False, "Pick the model (best, or the mean of the last 5 "
                   "checkpoints) and the length penalty (0.6, 1.0) on the dev set, then score "
                   "every set with that pick.")
-flags.DEFINE_integer("beam_size", None, "Overrides the run's beam size (hypotheses per step).")
-flags.DEFINE_float("length_penalty", None, "Overrides the run's GNMT length penalty (alpha).")
-flags.DEFINE_float("coverage_penalty", None, "Overrides the run's GNMT coverage penalty (beta).")
-flags.DEFINE_string("output_md", None, "Markdown table to write (default MODEL_DIR/scores.md).")
-flags.DEFINE_string("output_json", None, "JSON table to write (default MODEL_DIR/scores.json).")
-flags.DEFINE_string("hyp_dir", None, "Directory for the hypotheses (default MODEL_DIR/scores).")
+flags.DEFINE_integer("beam_size", None, "Beam size, hypotheses per step (default: the run's).")
+flags.DEFINE_float("length_penalty", None, "GNMT length penalty alpha (default: the run's).")
+flags.DEFINE_float("coverage_penalty", None, "GNMT coverage penalty beta (default: the run's).")
+flags.DEFINE_string("output_md", None, "Markdown table to write (default: MODEL_DIR/scores.md).")
+flags.DEFINE_string("output_json", None, "JSON table to write (default: MODEL_DIR/scores.json).")
+flags.DEFINE_string("hyp_dir", None, "Directory for the hypotheses (default: MODEL_DIR/scores).")
 flags_lib.in_section("data", "data_dir", "output_md", "output_json", "hyp_dir")
 flags_lib.in_section("decode", "pick_on_val", "beam_size", "length_penalty", "coverage_penalty")
 MAIN_FLAGS = ("data_dir", "pick_on_val", "beam_size", "length_penalty")

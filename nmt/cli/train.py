@@ -25,7 +25,8 @@ from nmt.cli import flags as flags_lib
 
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("Model dir to write (or resume): config.json, vocabularies, "
-                           "checkpoints, log.jsonl.", required=False)
+                           "checkpoints, log.jsonl; needed except with --validate_only.",
+                           required=False)
 flags.DEFINE_alias("out_dir", "model_dir")
 CONFIG_FLAGS = flags_lib.define_run_config_flags()
 flags.DEFINE_boolean("validate_only", False,

@@ -27,8 +27,8 @@ flags.DEFINE_list("average_last", [], "Also try the mean of the last K checkpoin
                   "K (checkpoints).")
 flags.DEFINE_list("mbr", ["false"], "MBR reranking of the beam off (false) and/or on (true); "
                   "on applies to beams of 2 or more (nmt/mbr.py).")
-flags.DEFINE_string("output_md", None, "Markdown table to write (default MODEL_DIR/tuning.md).")
-flags.DEFINE_string("output_json", None, "JSON table to write (default MODEL_DIR/tuning.json).")
+flags.DEFINE_string("output_md", None, "Markdown table to write (default: MODEL_DIR/tuning.md).")
+flags.DEFINE_string("output_json", None, "JSON table to write (default: MODEL_DIR/tuning.json).")
 flags_lib.in_section("data", "data_dir", "output_md", "output_json")
 flags_lib.in_section("decode", "beam_sizes", "length_penalties", "coverage_penalties",
                      "average_last", "mbr")
