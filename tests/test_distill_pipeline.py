@@ -15,7 +15,7 @@ from nmt import vocab as vocab_lib
 
 FAKE_RECIPE = '''
 import json, os, sys
-out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--out_dir=")][0]
+out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--model_dir=")][0]
 seen = {"argv": sys.argv[1:], "cores": sorted(os.sched_getaffinity(0)),
         "vocab": os.path.exists(os.path.join(out, "spm.model"))}
 with open(os.path.join(out, "seen.json"), "w") as f:
@@ -34,7 +34,7 @@ def recipe(tmp_path):
     vocab_lib.train_sentencepiece(src + tgt, os.path.join(vocab_dir, "spm"), vocab_size=300)
 
     def command(out_dir, *extra):
-        return [sys.executable, str(fake), "--preset=best", f"--out_dir={out_dir}", *extra]
+        return [sys.executable, str(fake), "--preset=best", f"--model_dir={out_dir}", *extra]
     return command, str(tmp_path / "out"), vocab_dir
 
 
@@ -56,7 +56,7 @@ def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe, fi
             seen.append(json.load(f))
         argv = seen[-1]["argv"]
         assert {"--preset=best", f"--seed={i}", "--noscore_test_sets",
-                "--max_time_minutes=7.0", f"--out_dir={teacher_dir}"} <= set(argv)
+                "--max_time_minutes=7.0", f"--model_dir={teacher_dir}"} <= set(argv)
         assert seen[-1]["vocab"]  # copied in before the teacher started
     if len(cores) >= 2:
         assert [s["cores"] for s in seen] == [[cores[0]], [cores[1]]]
@@ -83,9 +83,9 @@ def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
     assert distill_pipeline.best_dev_bleu(dirs[1]) == 38.9
 
     def command(out_dir, *extra):
-        return ["recipe", f"--out_dir={out_dir}", *extra]
+        return ["recipe", f"--model_dir={out_dir}", *extra]
     student = distill_pipeline.student_command(command, "s", dirs, 75, "teacher", 0.0005)
-    assert student[:5] == ["recipe", "--out_dir=s", f"--distil_from={dirs[0]},{dirs[1]}",
+    assert student[:5] == ["recipe", "--model_dir=s", f"--distil_from={dirs[0]},{dirs[1]}",
                            "--pick_on_val", "--max_time_minutes=75"]
     assert student[5:] == [f"--init_from={dirs[1]}", "--learning_rate=0.0005",
                            "--warmup_steps=0", "--decay=none"]

@@ -19,7 +19,7 @@ ANKI = "/work/shared/data/anki-spa-eng"
 PAIRS = {"train": 3000, "dev": 150, "test": 150}
 FAST_TRAIN = ["--preset=tiny", "--num_units=32", "--embedding_size=32", "--vocab_size=800",
               "--steps_per_checkpoint=10", "--steps_per_stats=10"]
-STEPS = (30, 50)  # the first nmt-train run, then the resumed one
+STEPS = (20, 30)  # the first nmt-train run, then the resumed one
 
 
 def shell_commands(path):
