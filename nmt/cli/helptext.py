@@ -1,9 +1,10 @@
-"""--help, --helpfull and --version for every command, and the flag tables of the docs.
+"""--help, --helpfull and --version for every command.
 
 --help prints the command's purpose and example (its docstring up to the end of
 the first example) and its main flags by section; --helpfull the whole docstring
-and every flag, absl's own under "other". Both exit 0. Each flag gets one line:
-its description, which ends with its default.
+and every flag, absl's own under "other". Both exit 0. Each flag gets one
+description, which ends with its default; tools/configuration_doc.py turns
+--helpfull into docs/configuration.md.
 """
 import sys
 import textwrap
@@ -21,9 +22,7 @@ FULL_ARGS = {"--helpfull", "-helpfull"}
 def _describe(flag):
     """The flag's one-line description, ending with its default."""
     text = " ".join(flag.help.split())
-    if "default:" in text or flag.name == "version":
-        return text
-    if text.startswith("Alias for"):
+    if "default:" in text or flag.name == "version" or text.startswith("Alias for"):
         return text
     if flag.default is None:
         return f"{text} ({'required' if _required(flag) else 'default: none'})"
@@ -38,7 +37,8 @@ def _required(flag):
 
 
 def rows(flag_values=flags.FLAGS, names=None):
-    """[(section title, flag name, description)] of the named (or all) flags, by section."""
+    """[(section title, flag name, description, flag)] of the named (or all) flags, by
+    section, then name."""
     order = list(flags_lib.SECTION_TITLES) + [OTHER]
     seen, result = set(), []
     for flag in (flag_values[name] for name in flag_values):
