@@ -87,6 +87,7 @@ def error_runs(multi30k_slice, tmp_path_factory):
     old["version"] = 99
     (tmp / "old_model").mkdir()
     (tmp / "old_model" / "config.json").write_text(json.dumps(old))
+    (tmp / "empty").write_bytes(b"")
     (tmp / "bad_config.json").write_text('{"model": {"num_units": "wide"}}')
     tiny = ["--num_train_steps=5", *TINY]
     runs = {
@@ -94,6 +95,7 @@ def error_runs(multi30k_slice, tmp_path_factory):
         "bad_utf8": ("nmt-train", f"--train_prefix={tmp / 'bad'}", f"--model_dir={tmp / 'o2'}", *tiny),
         "no_model_dir": ("nmt-translate", f"--model_dir={tmp / 'missing'}", f"--input={val}.en"),
         "old_version": ("nmt-translate", f"--model_dir={tmp / 'old_model'}", f"--input={val}.en"),
+        "empty_ref": ("nmt-evaluate", f"--hyp={tmp / 'empty'}", f"--ref={tmp / 'empty'}"),
         "bad_preset": ("nmt-train", f"--train_prefix={val}", f"--model_dir={tmp / 'o4'}",
                        "--preset=huge", *tiny),
         "bad_config": ("nmt-train", f"--train_prefix={val}", f"--model_dir={tmp / 'o5'}",
@@ -299,6 +301,12 @@ def test_unknown_enum_value_lists_the_choices(error_runs):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert re.search(r"--unit_type=rnn.*lstm.*gru", result.stderr), result.stderr
+
+
+def test_empty_references_are_one_line(error_runs):
+    tmp, results = error_runs
+    line = error_line(results["empty_ref"], "nmt-evaluate")
+    assert line.endswith(f"{tmp / 'empty'}: no references to score against")
 
 
 def test_unknown_preset_names_the_choices(error_runs):

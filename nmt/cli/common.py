@@ -1,15 +1,15 @@
-"""What every entry point shares: quiet TensorFlow, one-line errors, config building."""
+"""What every entry point shares: --help and --version, one-line errors, config building.
+
+TensorFlow is quiet already: nmt/cli/__init__.py imports it with stderr muted.
+"""
 import faulthandler
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, logging
 
-from absl import app, logging  # noqa: E402
-
-from nmt import config as config_lib  # noqa: E402
-from nmt.corpus import CorpusError  # noqa: E402
-from nmt.model_dir import LogError, ModelDirError  # noqa: E402
+from nmt import config as config_lib
+from nmt.corpus import CorpusError
+from nmt.model_dir import LogError, ModelDirError
 
 USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
                FileNotFoundError)

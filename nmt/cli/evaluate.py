@@ -53,6 +53,8 @@ def main(argv):
 
     def run():
         refs = corpus.read_lines(FLAGS.ref, on_bad_utf8=corpus.REPLACE)
+        if not refs:
+            raise corpus.CorpusError(f"{FLAGS.ref}: no references to score against")
         hyps = hypotheses()
         if len(hyps) != len(refs):
             raise corpus.CorpusError(f"{FLAGS.ref} has {len(refs)} lines but there are "
