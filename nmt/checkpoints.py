@@ -54,7 +54,7 @@ def average_checkpoints(model_dir, last, output_dir):
     """Writes OUT/config.json, OUT/spm*.model and OUT/ckpt/ with the mean of the last
     `last` checkpoints of model_dir; returns the new checkpoint prefix."""
     if os.path.abspath(model_dir) == os.path.abspath(output_dir):
-        raise model_dir_lib.ModelDirError("--output_dir must differ from --model_dir")
+        raise model_dir_lib.ModelDirError("--output must differ from --model_dir")
     _, model, src_vocab, tgt_vocab, paths = average_model(model_dir, last)
     os.makedirs(output_dir, exist_ok=True)
     shutil.copy(os.path.join(model_dir, model_dir_lib.CONFIG_FILE), output_dir)

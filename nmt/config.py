@@ -77,10 +77,10 @@ class DataConfig:
 class ModelConfig:
     unit_type: str = "lstm"             # lstm | gru
     encoder_type: str = "bi"            # uni | bi (every layer bidirectional) | gnmt (bi first)
-    num_encoder_layers: int = 2
-    num_decoder_layers: int = 2
+    num_encoder_layers: int = 2         # stacked encoder layers
+    num_decoder_layers: int = 2         # stacked decoder layers
     num_units: int = 512                # encoder output and decoder width; bi splits it in two
-    embedding_size: int = 512
+    embedding_size: int = 512           # units per source and target embedding
     attention: str = "luong"            # dot | luong (general) | scaled_luong | bahdanau | normed_bahdanau
     attention_sqrt_scaling: bool = False  # dot/luong/scaled_luong: scores / sqrt(num_units), as in scaled dot-product attention; keeps attention from locking onto one source position early in training (docs/attention-collapse.md)
     attention_architecture: str = "standard"  # standard (top layer) | gnmt (bottom layer, fed to all)
@@ -90,7 +90,7 @@ class ModelConfig:
     residual: bool = False              # residual connections from layer 2 up
     dropout: float = 0.3                # on layer inputs (embeddings too) and the attentional vector
     variational_dropout: bool = False   # one dropout mask per sequence (Gal & Ghahramani 2016)
-    forget_bias: float = 1.0
+    forget_bias: float = 1.0            # added to the LSTM forget gate at initialisation
     layer_norm: bool = False            # layer-normalised LSTM gates and memory (Ba et al. 2016)
     share_embeddings: bool = False      # source and target embeddings shared (needs joint vocab)
     tie_output_embeddings: bool = False  # softmax weights = target embeddings (Press & Wolf 2017)
@@ -136,27 +136,27 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     optimizer: str = "adam"             # adam | sgd
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3         # peak learning rate (after warm-up)
     warmup_steps: int = 0               # linear warm-up from 0
     decay: str = "none"                 # none | rsqrt | plateau (on dev BLEU) | exponential
     decay_factor: float = 0.5           # plateau and exponential: multiply the rate by this
     decay_steps: int = 0                # exponential: every this many steps after decay_start
     decay_start: int = 0                # exponential: first step that decays
     plateau_patience: int = 2           # plateau: evaluations without dev BLEU gain before decay
-    min_learning_rate: float = 1e-5
+    min_learning_rate: float = 1e-5     # decay never goes below this rate
     max_gradient_norm: float = 5.0      # global-norm clipping; 0 disables
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1        # probability mass spread over the other pieces (Szegedy et al. 2016)
     moving_average_decay: float = 0.0   # >0 (e.g. 0.9995): evaluate, save and translate an exponential moving average of the weights
     num_train_steps: int = 0            # stop after this many steps (0: use num_epochs)
     num_epochs: int = 0                 # stop after this many epochs (0: use num_train_steps)
     max_time_minutes: float = 0.0       # >0: stop after this much training wall time
     steps_per_stats: int = 100          # a progress line every this many steps
-    steps_per_checkpoint: int = 1000
-    keep_checkpoints: int = 5
+    steps_per_checkpoint: int = 1000    # save a checkpoint every this many steps
+    keep_checkpoints: int = 5           # newest checkpoints kept in MODEL_DIR/ckpt
     steps_per_eval: int = 2000          # dev loss and BLEU every this many steps (0: never)
     dev_bleu_max_sentences: int = 0     # >0: decode only this many dev lines for BLEU
     early_stopping_patience: int = 0    # >0: stop after this many evals without dev BLEU gain
-    seed: int = 1234
+    seed: int = 1234                    # random seed of initialisation, dropout and shuffling
     deterministic: bool = False         # tf.config.experimental.enable_op_determinism(): GPU runs repeat bit for bit (slower)
     jit_compile: bool = False           # XLA-compile the training step (one compile per batch shape)
     trace_per_shape: bool = False       # trace the training step for each batch shape (about 13 on Multi30k) instead of once for unknown time dims
@@ -193,7 +193,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DecodeConfig:
-    beam_size: int = 5
+    beam_size: int = 5                  # hypotheses kept per step (1: greedy search)
     length_penalty: float = 0.6         # GNMT alpha: ((5 + length) / 6) ** alpha
     coverage_penalty: float = 0.0       # GNMT beta
     num_hypotheses: int = 1             # n-best per input line
@@ -293,3 +293,58 @@ def override(config: Config, overrides: dict) -> Config:
             raise ConfigError(f"unknown config field {section}.{name}")
         sections.setdefault(section, {})[name] = value
     return config.replace(**sections)
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _checked_value(source, key, value, expected):
+    """value if it is of the field's type (an int for a float field is widened)."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, expected) and (expected is bool or not isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{source}: {key} must be {_TYPE_NAMES[expected]} (got {value!r})")
+
+
+def overrides_from_dict(raw, source="config"):
+    """{"section.field": value} from a dict shaped like `to_json`'s, any subset of its
+    fields; "version", if present, must be CONFIG_VERSION. One-line errors name the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a config file holds a JSON object "
+                          f"{{\"model\": {{\"num_units\": 256}}, ...}}")
+    version = raw.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"{source}: config version {version} is not supported "
+                          f"(this nmt reads version {CONFIG_VERSION})")
+    overrides = {}
+    for section, fields in raw.items():
+        if section == "version":
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section {section!r} (sections: "
+                              f"{', '.join(SECTIONS)})")
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{source}: {section} must be an object of fields")
+        types = field_types(section)
+        for name, value in fields.items():
+            if name not in types:
+                raise ConfigError(f"{source}: unknown field {section}.{name}")
+            overrides[f"{section}.{name}"] = _checked_value(source, f"{section}.{name}", value,
+                                                            types[name])
+    return overrides
+
+
+def read_overrides(path):
+    """The overrides in a JSON config file (`overrides_from_dict`); one-line errors."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a config file (give DIR/config.json)") \
+            from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a valid config JSON ({e})") from None
+    return overrides_from_dict(raw, source=path)

@@ -1,4 +1,4 @@
-"""The pipeline behind `recipes/multi30k.py --preset=distilled`: teachers side by side, one student.
+"""The pipeline behind `recipes/multi30k.py --distilled`: teachers side by side, one student.
 
 1. One sentencepiece vocabulary for every run (the teachers decode as an ensemble).
 2. Teacher runs with seeds first_seed, first_seed + 1, ... (1, 2, ... by default), side

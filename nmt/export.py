@@ -26,7 +26,7 @@ def _tensorflow_text():
         import tensorflow_text
     except ImportError:
         raise ImportError("export needs tensorflow-text (the version matching your "
-                          "TensorFlow): pip install 'nmt[export]'") from None
+                          "TensorFlow): pip install 'nmt-lstm[export]'") from None
     return tensorflow_text
 
 

@@ -88,7 +88,7 @@ def save_config(model_dir, config):
                 changed = [k for k, v in vars(getattr(config, section)).items()
                            if getattr(getattr(old, section), k) != v]
                 raise ModelDirError(f"{path}: this model dir was made with other {section} "
-                                    f"settings ({', '.join(changed)}); use a new --out_dir")
+                                    f"settings ({', '.join(changed)}); use a new --model_dir")
     write_json_atomic(path, config.to_json())
 
 

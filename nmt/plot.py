@@ -14,7 +14,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'nmt[plot]'") from None
+        raise ImportError("plots need matplotlib: pip install 'nmt-lstm[plot]'") from None
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
     return plt

@@ -6,7 +6,7 @@ set (DataConfig.dev_prefix, else "val") has the role "dev": choices may be made
 on it. Every other set has the role "test": for reporting only.
 
 Scores are nmt.evaluation's (sacreBLEU cased BLEU, lower-cased BLEU, chrF), each
-with its signature. `score_run_dir` (tools/score_run.py) translates every set with
+with its signature. `score_run_dir` (nmt-score-run) translates every set with
 a run dir's model, writes the hypotheses (DIR/scores/NAME.TGT.hyp), a Markdown
 and a JSON table (DIR/scores.md, DIR/scores.json); every file is written whole
 or not at all.

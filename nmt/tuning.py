@@ -1,4 +1,4 @@
-"""Decoding settings compared on a run's dev set only (tools/tune_decoding.py).
+"""Decoding settings compared on a run's dev set only (nmt-tune-decoding).
 
 Every combination of beam size, GNMT length penalty, coverage penalty and,
 optionally, minimum Bayes risk reranking (nmt.mbr; beams of 2 or more) is scored
@@ -16,7 +16,7 @@ Writes a Markdown and a JSON table (default RUN_DIR/tuning.md and
 RUN_DIR/tuning.json, both whole or not at all). The best setting is the row
 with the highest cased BLEU (the first such row on a tie).
 
-`score_with_val_pick` (recipes/multi30k.py and tools/score_run.py --pick_on_val) scores every
+`score_with_val_pick` (nmt-score-run --pick_on_val, recipes/multi30k.py) scores every
 shipped set with that row's model and setting, so the reported test figures
 come from choices made on val alone; a mean of checkpoints is first written
 out as a model dir of its own, RUN_DIR/averaged, that nmt-translate can load.

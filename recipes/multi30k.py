@@ -1,15 +1,18 @@
-"""Train a named setup on the shipped Multi30k data, then score every shipped set.
+"""Train a preset on the shipped Multi30k data, then score every shipped set.
 
     python recipes/multi30k.py                       # default preset, en->de
     python recipes/multi30k.py --preset=tiny         # smoke run, a few minutes
     python recipes/multi30k.py --tgt=fr --dropout=0.2
-    python recipes/multi30k.py --preset=distilled    # best en->de: teachers, then a student
+    python recipes/multi30k.py --distilled           # best en->de: teachers, then a student
 
-Presets are config overrides; any config flag (see --helpfull) overrides them.
-`distilled` is a pipeline of `best` runs (nmt/distill_pipeline.py): --teachers runs side
-by side, whose ensemble translates the training source for one student; every config
-flag given is passed to each run. Quality is tuned on val only; test_2016_flickr is
-for reporting.
+The presets are nmt's (nmt/presets.py, as in nmt-train --preset); --config and
+any config flag (see --helpfull) override them. This recipe adds the Multi30k
+paths, scoring on every shipped set (--pick_on_val: choices on val only) and
+the distillation mode: --distilled is a pipeline of `best` runs
+(nmt/distill_pipeline.py): --teachers runs side by side, whose ensemble
+translates the training source for one student; every config flag given is
+passed to each run. Quality is tuned on val only; test_2016_flickr is for
+reporting.
 """
 import os
 import subprocess
@@ -18,59 +21,20 @@ import time
 
 from absl import app, flags, logging
 
+from nmt.cli import common  # first: imports TensorFlow without its start-up lines
+from nmt.cli import flags as flags_lib
 from nmt import devices, distill, distill_pipeline, model_dir as model_dir_lib, report
 from nmt import training, tuning
-from nmt.cli import common
-from nmt.cli.flags import define_config_flags, overrides_from_flags
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "multi30k")
-
-PRESETS = {
-    # A smoke run: a small model for a few hundred steps on a slice-sized budget.
-    "tiny": {"model.num_units": 128, "model.embedding_size": 128, "model.num_encoder_layers": 1,
-             "model.num_decoder_layers": 1, "data.vocab_size": 2000, "train.num_train_steps": 300,
-             "train.steps_per_eval": 0, "train.steps_per_checkpoint": 100, "decode.beam_size": 2,
-             "train.steps_per_stats": 50},
-    # The benchmark model shared with the peer harness (shared/bench/peers).
-    "bench": {"model.num_units": 256, "model.embedding_size": 256, "model.num_encoder_layers": 1,
-              "model.num_decoder_layers": 1, "model.encoder_type": "bi", "model.attention": "luong",
-              "model.bridge": "dense", "model.dropout": 0.3, "train.label_smoothing": 0.0,
-              "data.batch_size": 64, "train.num_train_steps": 0, "train.max_time_minutes": 20,
-              "train.steps_per_eval": 0, "decode.length_penalty": 0.0},
-    # The default recipe: >= 30 cased BLEU on test_2016_flickr en->de within 60 minutes.
-    "default": {"model.num_units": 256, "model.embedding_size": 256, "model.num_encoder_layers": 1,
-                "model.num_decoder_layers": 1, "model.dropout": 0.3, "data.batch_size": 64,
-                "train.label_smoothing": 0.1, "train.num_train_steps": 0,
-                "train.max_time_minutes": 50, "train.steps_per_eval": 1500,
-                "train.steps_per_checkpoint": 1500},
-    # The 3-hour quality setup: the default model with the levers val favours at 2,000
-    # steps (tied embeddings +7.8 val BLEU; lr 0.002 with 500 warm-up steps and inverse
-    # square root decay +5.7; plain dropout 0.3 and the 8k joint vocabulary kept), and
-    # label smoothing 0.2, which val picks over 0.1 at full budget for en->de (40.42
-    # against 40.00; docs/experiments.md). 160 minutes of
-    # training, so that the dev evaluations and the final scoring keep the whole run
-    # under 3 hours of wall time.
-    "best": {"model.num_units": 256, "model.embedding_size": 256, "model.num_encoder_layers": 1,
-             "model.num_decoder_layers": 1, "model.dropout": 0.3, "data.batch_size": 64,
-             "model.share_embeddings": True, "model.tie_output_embeddings": True,
-             "train.label_smoothing": 0.2, "train.learning_rate": 0.002,
-             "train.warmup_steps": 500, "train.decay": "rsqrt",
-             "train.num_train_steps": 0, "train.max_time_minutes": 160,
-             "train.steps_per_eval": 2000, "train.steps_per_checkpoint": 1000},
-}
-# The best preset 1.5x wider (384: embeddings, LSTMs, softmax; 6.77 M parameters). At equal
-# one-core wall time val prefers it for en->fr (57.70 in 95 min against 57.66 in 120) and
-# the 256 model for en->de (39.72 against 40.00 in 120 min): docs/experiments.md. Both are
-# measured with label smoothing 0.1, which best_wide keeps.
-PRESETS["best_wide"] = {**PRESETS["best"], "model.num_units": 384, "model.embedding_size": 384,
-                        "train.label_smoothing": 0.1}
-# Sequence-level knowledge distillation from two `best` teachers into a `best` student
-# (nmt/distill_pipeline.py): the best en->de result, 142 min for the whole pipeline.
-PRESETS["distilled"] = PRESETS["best"]
+DISTILLED_PRESET = "best"  # every stage of --distilled: two teachers and the student
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "default", sorted(PRESETS), "Named setup.")
-flags.DEFINE_string("out_dir", None, "Run dir (default runs/multi30k-PRESET-SRC-TGT).")
+flags_lib.define_model_dir("Model dir (default runs/multi30k-PRESET-SRC-TGT).", required=False)
+flags.DEFINE_alias("out_dir", "model_dir")
+flags.DEFINE_bool("distilled", False, "Sequence-level knowledge distillation: --teachers "
+                  f"{DISTILLED_PRESET} runs side by side, then a {DISTILLED_PRESET} student "
+                  "trained on their ensemble's translations of the training source.")
 flags.DEFINE_bool("score_test_sets", True, "After training, score the best checkpoint on every "
                   "shipped set (off: training and its val evaluations only, e.g. for ablations).")
 flags.DEFINE_bool("pick_on_val", False, "Before scoring, pick the model (the best checkpoint "
@@ -78,44 +42,48 @@ flags.DEFINE_bool("pick_on_val", False, "Before scoring, pick the model (the bes
                   "score every set with val's pick (nmt.tuning.score_with_val_pick).")
 flags.DEFINE_list("distil_from", [], "Teacher model dirs (several: an ensemble). Sequence-level "
                   "knowledge distillation: they translate the training source into "
-                  "OUT_DIR/distilled/ and this run trains on that (nmt/distill.py), with the "
+                  "MODEL_DIR/distilled/ and this run trains on that (nmt/distill.py), with the "
                   "first teacher's vocabulary.")
 flags.DEFINE_bool("distil_keep_original", True, "With --distil_from: train on the teachers' "
                   "pairs followed by the original ones (off: the teachers' pairs only).")
-flags.DEFINE_integer("teachers", 2, "--preset=distilled: teacher runs, side by side.")
-flags.DEFINE_integer("teacher_seed", 1, "--preset=distilled: teacher i (from 0) trains with "
+flags.DEFINE_integer("teachers", 2, "--distilled: teacher runs, side by side.")
+flags.DEFINE_integer("teacher_seed", 1, "--distilled: teacher i (from 0) trains with "
                      "seed teacher_seed + i; --seed is the student's.")
-flags.DEFINE_float("teacher_minutes", 60, "--preset=distilled: training time of each teacher.")
-flags.DEFINE_float("student_minutes", 75, "--preset=distilled: training time of the student.")
-flags.DEFINE_enum("student_init", "teacher", ["teacher", "scratch"], "--preset=distilled: "
+flags.DEFINE_float("teacher_minutes", 60, "--distilled: training time of each teacher.")
+flags.DEFINE_float("student_minutes", 75, "--distilled: training time of the student.")
+flags.DEFINE_enum("student_init", "teacher", ["teacher", "scratch"], "--distilled: "
                   "the student starts from the weights of the teacher with the best dev "
                   "BLEU, or from random ones.")
-flags.DEFINE_float("student_learning_rate", 0.0005, "--preset=distilled with "
+flags.DEFINE_float("student_learning_rate", 0.0005, "--distilled with "
                    "--student_init=teacher: the student's constant learning rate (about "
                    "where the teachers' rsqrt decay ended).")
-CONFIG_FLAGS = define_config_flags(
-    ["data", "model", "train", "decode"],
-    rename={"decode.batch_size": "decode_batch_size", "decode.batch_tokens": "decode_batch_tokens"},
+flags_lib.in_section("decode", "score_test_sets", "pick_on_val")
+flags_lib.in_section("train", "distilled", "distil_from", "distil_keep_original", "teachers",
+                     "teacher_seed", "teacher_minutes", "student_minutes", "student_init",
+                     "student_learning_rate")
+CONFIG_FLAGS = flags_lib.define_run_config_flags(
     skip={"data.train_prefix", "data.dev_prefix", "data.test_prefix"})
+PATHS = {"data.train_prefix": os.path.join(DATA_DIR, "train"),
+         "data.dev_prefix": os.path.join(DATA_DIR, "val"),
+         "data.test_prefix": os.path.join(DATA_DIR, "test_2016_flickr")}
 
 
 def recipe_config():
-    overrides = {**PRESETS[FLAGS.preset], **overrides_from_flags(CONFIG_FLAGS)}
-    overrides.update({"data.train_prefix": os.path.join(DATA_DIR, "train"),
-                      "data.dev_prefix": os.path.join(DATA_DIR, "val"),
-                      "data.test_prefix": os.path.join(DATA_DIR, "test_2016_flickr")})
-    return common.build_config(overrides)
+    """The preset, --config and flags (nmt-train's precedence) on the Multi30k paths."""
+    return flags_lib.run_config(CONFIG_FLAGS).replace(
+        data={key.split(".")[1]: path for key, path in PATHS.items()}).validate()
 
 
-def stage_command(out_dir, *extra):
-    """A `best` run of this recipe in out_dir, with the config flags the user gave."""
-    given = [FLAGS[name].serialize() for name in CONFIG_FLAGS if FLAGS[name].value is not None]
-    return [sys.executable, os.path.abspath(__file__), "--preset=best", *given,
-            f"--out_dir={out_dir}", *extra]
+def stage_command(model_dir, *extra):
+    """A `best` run of this recipe in model_dir, with the config flags the user gave."""
+    given = [FLAGS[name].serialize() for name in [*CONFIG_FLAGS, "config", "num_layers"]
+             if FLAGS[name].value is not None]
+    return [sys.executable, os.path.abspath(__file__), f"--preset={DISTILLED_PRESET}", *given,
+            f"--model_dir={model_dir}", *extra]
 
 
 def run_distilled(config, out_dir):
-    """--preset=distilled: the teachers side by side, then the student; -> its exit code."""
+    """--distilled: the teachers side by side, then the student; -> its exit code."""
     vocab_dir = distill_pipeline.shared_vocab_dir(out_dir, config.data.train_prefix, config.data)
     teachers = distill_pipeline.train_teachers(stage_command, out_dir, vocab_dir, config.data,
                                                FLAGS.teachers, FLAGS.teacher_minutes,
@@ -132,11 +100,14 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
 
     def run():
+        if FLAGS.distilled:
+            FLAGS.preset = DISTILLED_PRESET
         config = recipe_config()
         devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
-        out_dir = FLAGS.out_dir or os.path.join(
-            "runs", f"multi30k-{FLAGS.preset}-{config.data.src}-{config.data.tgt}")
-        if FLAGS.preset == "distilled" and not FLAGS.distil_from:
+        preset = "distilled" if FLAGS.distilled else FLAGS.preset
+        out_dir = FLAGS.model_dir or os.path.join(
+            "runs", f"multi30k-{preset}-{config.data.src}-{config.data.tgt}")
+        if FLAGS.distilled and not FLAGS.distil_from:
             sys.exit(run_distilled(config, out_dir))
         start = time.time()
         if FLAGS.distil_from:
@@ -164,7 +135,7 @@ def main(argv):
             record["picked_on_val"] = tuned["rows"][tuned["best"]]
         else:
             record, markdown = report.score_run_dir(out_dir, "best", data_dir=DATA_DIR)
-        result = {"preset": FLAGS.preset, "src": config.data.src, "tgt": config.data.tgt,
+        result = {"preset": preset, "src": config.data.src, "tgt": config.data.tgt,
                   "train_minutes": minutes, "train_tokens_per_s": tokens_per_s,
                   "parameters": params, "scores": record}
         model_dir_lib.write_json_atomic(os.path.join(out_dir, "results.json"), result)
@@ -177,4 +148,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.app_run(main, "multi30k.py", __doc__, ("preset", "tgt", "pick_on_val", "distilled"))

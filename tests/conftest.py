@@ -108,7 +108,7 @@ def multi30k_slice(tmp_path_factory):
     return Multi30kSlice(str(plain), str(gz))
 
 
-# --- A tiny run dir with a data dir of several sets, for tools/score_run and tune_decoding. ---
+# --- A tiny run dir with a data dir of several sets, for nmt-score-run and nmt-tune-decoding. ---
 TinyRun = collections.namedtuple("TinyRun", ["run_dir", "data_dir"])
 
 

@@ -27,7 +27,7 @@ def evaluation(step, bleu):
 def test_command_is_the_preset_plus_only_that_lever(lever):
     command = ablate_training.run_command(lever, "/tmp/x", "default", 1234)
     assert command[1].endswith(os.path.join("recipes", "multi30k.py"))
-    fixed = ["--preset=default", "--out_dir=/tmp/x", "--noscore_test_sets",
+    fixed = ["--preset=default", "--model_dir=/tmp/x", "--noscore_test_sets",
              "--num_train_steps=1234", "--max_time_minutes=0", "--steps_per_eval=1234",
              "--steps_per_checkpoint=1234"]
     assert command[2:2 + len(fixed)] == fixed

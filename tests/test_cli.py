@@ -56,7 +56,7 @@ def error_line(result, program):
 
 
 def train_args(multi30k_slice, out_dir, steps=TRAIN_STEPS, *extra):
-    return [f"--train_prefix={os.path.join(multi30k_slice.gz, 'train')}", f"--out_dir={out_dir}",
+    return [f"--train_prefix={os.path.join(multi30k_slice.gz, 'train')}", f"--model_dir={out_dir}",
             f"--num_train_steps={steps}", *TINY, *extra]
 
 
@@ -87,13 +87,20 @@ def error_runs(multi30k_slice, tmp_path_factory):
     old["version"] = 99
     (tmp / "old_model").mkdir()
     (tmp / "old_model" / "config.json").write_text(json.dumps(old))
+    (tmp / "empty").write_bytes(b"")
+    (tmp / "bad_config.json").write_text('{"model": {"num_units": "wide"}}')
     tiny = ["--num_train_steps=5", *TINY]
     runs = {
-        "uneven": ("nmt-train", f"--train_prefix={tmp / 'uneven'}", f"--out_dir={tmp / 'o1'}", *tiny),
-        "bad_utf8": ("nmt-train", f"--train_prefix={tmp / 'bad'}", f"--out_dir={tmp / 'o2'}", *tiny),
+        "uneven": ("nmt-train", f"--train_prefix={tmp / 'uneven'}", f"--model_dir={tmp / 'o1'}", *tiny),
+        "bad_utf8": ("nmt-train", f"--train_prefix={tmp / 'bad'}", f"--model_dir={tmp / 'o2'}", *tiny),
         "no_model_dir": ("nmt-translate", f"--model_dir={tmp / 'missing'}", f"--input={val}.en"),
         "old_version": ("nmt-translate", f"--model_dir={tmp / 'old_model'}", f"--input={val}.en"),
-        "bad_enum": ("nmt-train", f"--train_prefix={val}", f"--out_dir={tmp / 'o3'}",
+        "empty_ref": ("nmt-evaluate", f"--hyp={tmp / 'empty'}", f"--ref={tmp / 'empty'}"),
+        "bad_preset": ("nmt-train", f"--train_prefix={val}", f"--model_dir={tmp / 'o4'}",
+                       "--preset=huge", *tiny),
+        "bad_config": ("nmt-train", f"--train_prefix={val}", f"--model_dir={tmp / 'o5'}",
+                       f"--config={tmp / 'bad_config.json'}", *tiny),
+        "bad_enum": ("nmt-train", f"--train_prefix={val}", f"--model_dir={tmp / 'o3'}",
                      "--unit_type=rnn", *tiny),
     }
     procs = {key: subprocess.Popen(command(*args), stdin=subprocess.DEVNULL,
@@ -228,7 +235,7 @@ def test_evaluate_translates_with_a_model_dir(trained, multi30k_slice, tmp_path)
     src = os.path.join(multi30k_slice.plain, "test_2016_flickr.en")
     ref = os.path.join(multi30k_slice.plain, "test_2016_flickr.de")
     output = tmp_path / "hyp.de"
-    result = run("nmt-evaluate", f"--model_dir={trained}", f"--src={src}", f"--ref={ref}",
+    result = run("nmt-evaluate", f"--model_dir={trained}", f"--input={src}", f"--ref={ref}",
                  f"--output={output}", "--json", *DECODE)
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
@@ -256,7 +263,7 @@ def test_changing_a_model_flag_on_an_existing_dir_is_refused(trained, multi30k_s
         before = f.read()
     result = run("nmt-train", *train_args(multi30k_slice, trained, TRAIN_STEPS, "--num_units=64"))
     line = error_line(result, "nmt-train")
-    assert "num_units" in line and "--out_dir" in line and config_path in line
+    assert "num_units" in line and "--model_dir" in line and config_path in line
     with open(config_path, "rb") as f:
         assert f.read() == before
     assert latest_step(trained) == TRAIN_STEPS
@@ -294,3 +301,62 @@ def test_unknown_enum_value_lists_the_choices(error_runs):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert re.search(r"--unit_type=rnn.*lstm.*gru", result.stderr), result.stderr
+
+
+def test_empty_references_are_one_line(error_runs):
+    tmp, results = error_runs
+    line = error_line(results["empty_ref"], "nmt-evaluate")
+    assert line.endswith(f"{tmp / 'empty'}: no references to score against")
+
+
+def test_unknown_preset_names_the_choices(error_runs):
+    line = error_line(error_runs[1]["bad_preset"], "nmt-train")
+    assert "--preset=huge: unknown preset (choose one of tiny, bench, default, best" in line
+
+
+def test_config_file_of_the_wrong_type_names_file_and_field(error_runs):
+    tmp, results = error_runs
+    line = error_line(results["bad_config"], "nmt-train")
+    assert line.endswith(f"{tmp / 'bad_config.json'}: model.num_units must be an integer "
+                         f"(got 'wide')")
+
+
+# --- presets, config files, flag files, checkpoints ---
+
+def test_precedence_preset_config_file_flagfile_and_flags(multi30k_slice, tmp_path):
+    """--preset=tiny < --config < flags (here some from absl's --flagfile); without a
+    preset nmt-train uses the default preset (see the trained fixture)."""
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"model": {"num_units": 32, "embedding_size": 32},
+                                       "decode": {"beam_size": 3}}))
+    flagfile = tmp_path / "flags.txt"
+    flagfile.write_text(f"--train_prefix={os.path.join(multi30k_slice.gz, 'train')}\n"
+                        "--src=en\n--tgt=de\n--vocab_size=400\n")
+    model_dir = tmp_path / "run"
+    result = run("nmt-train", "--preset=tiny", f"--config={config_file}", f"--flagfile={flagfile}",
+                 "--beam_size=4", "--num_train_steps=2", "--nojit_compile",
+                 f"--model_dir={model_dir}")
+    assert result.returncode == 0, result.stderr
+    config = config_lib.load_config(str(model_dir / "config.json"))
+    assert config.model.num_units == 32          # the file over the preset's 128
+    assert config.decode.beam_size == 4          # the flag over the file's 3
+    assert config.data.vocab_size == 400         # from the flag file
+    assert config.train.steps_per_stats == 50    # the preset over the default 100
+
+
+def test_plain_nmt_train_uses_the_default_preset(trained):
+    from nmt import presets
+    config = config_lib.load_config(os.path.join(trained, "config.json"))
+    assert config.train.max_time_minutes == presets.PRESETS["default"]["train.max_time_minutes"]
+
+
+def test_checkpoint_takes_a_path_and_a_missing_one_is_one_line(trained, awkward_file, tmp_path):
+    source, _ = awkward_file
+    path = os.path.join(trained, "ckpt", "ckpt-20")
+    given = run("nmt-translate", f"--model_dir={trained}", f"--checkpoint={path}",
+                f"--input={source}", f"--output={tmp_path / 'out.de'}", *DECODE)
+    assert given.returncode == 0, given.stderr
+    missing = os.path.join(trained, "ckpt", "ckpt-999")
+    line = error_line(run("nmt-translate", f"--model_dir={trained}", f"--checkpoint={missing}",
+                          f"--input={source}"), "nmt-translate")
+    assert f"{missing}: no such checkpoint" in line

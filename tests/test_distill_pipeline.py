@@ -1,4 +1,4 @@
-"""nmt/distill_pipeline.py (recipes/multi30k.py --preset=distilled): the teachers run side by side,
+"""nmt/distill_pipeline.py (recipes/multi30k.py --distilled): the teachers run side by side,
 one per core, each with the shared vocabulary and its own seed; a failed teacher stops
 the recipe with its log; the student starts from the best teacher."""
 import ast
@@ -15,7 +15,7 @@ from nmt import vocab as vocab_lib
 
 FAKE_RECIPE = '''
 import json, os, sys
-out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--out_dir=")][0]
+out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--model_dir=")][0]
 seen = {"argv": sys.argv[1:], "cores": sorted(os.sched_getaffinity(0)),
         "vocab": os.path.exists(os.path.join(out, "spm.model"))}
 with open(os.path.join(out, "seen.json"), "w") as f:
@@ -34,7 +34,7 @@ def recipe(tmp_path):
     vocab_lib.train_sentencepiece(src + tgt, os.path.join(vocab_dir, "spm"), vocab_size=300)
 
     def command(out_dir, *extra):
-        return [sys.executable, str(fake), "--preset=best", f"--out_dir={out_dir}", *extra]
+        return [sys.executable, str(fake), "--preset=best", f"--model_dir={out_dir}", *extra]
     return command, str(tmp_path / "out"), vocab_dir
 
 
@@ -56,7 +56,7 @@ def test_teachers_get_their_seed_their_core_and_the_shared_vocabulary(recipe, fi
             seen.append(json.load(f))
         argv = seen[-1]["argv"]
         assert {"--preset=best", f"--seed={i}", "--noscore_test_sets",
-                "--max_time_minutes=7.0", f"--out_dir={teacher_dir}"} <= set(argv)
+                "--max_time_minutes=7.0", f"--model_dir={teacher_dir}"} <= set(argv)
         assert seen[-1]["vocab"]  # copied in before the teacher started
     if len(cores) >= 2:
         assert [s["cores"] for s in seen] == [[cores[0]], [cores[1]]]
@@ -83,9 +83,9 @@ def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
     assert distill_pipeline.best_dev_bleu(dirs[1]) == 38.9
 
     def command(out_dir, *extra):
-        return ["recipe", f"--out_dir={out_dir}", *extra]
+        return ["recipe", f"--model_dir={out_dir}", *extra]
     student = distill_pipeline.student_command(command, "s", dirs, 75, "teacher", 0.0005)
-    assert student[:5] == ["recipe", "--out_dir=s", f"--distil_from={dirs[0]},{dirs[1]}",
+    assert student[:5] == ["recipe", "--model_dir=s", f"--distil_from={dirs[0]},{dirs[1]}",
                            "--pick_on_val", "--max_time_minutes=75"]
     assert student[5:] == [f"--init_from={dirs[1]}", "--learning_rate=0.0005",
                            "--warmup_steps=0", "--decay=none"]
@@ -94,9 +94,9 @@ def test_the_student_starts_from_the_teacher_with_the_best_dev_bleu(tmp_path):
 
 
 def test_multi30k_passes_the_config_flags_given_to_every_stage():
-    """multi30k.py --preset=distilled: each stage is a `best` run with the user's config
+    """multi30k.py --distilled: each stage is a `best` run with the user's config
     flags, and a stage's own flags come last (absl keeps the last value)."""
-    script = ("import sys; sys.argv = ['multi30k.py', '--preset=distilled', '--tgt=fr', "
+    script = ("import sys; sys.argv = ['multi30k.py', '--distilled', '--tgt=fr', "
               "'--dropout=0.2', '--noshare_embeddings', '--teachers=3']; "
               "import multi30k; from absl import flags; flags.FLAGS(sys.argv); "
               "print(repr(multi30k.stage_command('d', '--seed=2')))")
@@ -107,4 +107,4 @@ def test_multi30k_passes_the_config_flags_given_to_every_stage():
     assert command[1].endswith(os.path.join("recipes", "multi30k.py"))
     assert command[2] == "--preset=best"
     assert sorted(command[3:6]) == ["--dropout=0.2", "--noshare_embeddings", "--tgt=fr"]
-    assert command[6:] == ["--out_dir=d", "--seed=2"]
+    assert command[6:] == ["--model_dir=d", "--seed=2"]

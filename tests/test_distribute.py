@@ -215,7 +215,7 @@ def run_workers(tmp_path, prefix, out_dir, steps, worker_flags=((), ()), succeed
     own worker_flags[i] too; asserts all succeed, or with succeed=False that all fail.
     -> their stderr."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    flags = [f"--train_prefix={prefix}", f"--out_dir={out_dir}", "--strategy=multi_worker",
+    flags = [f"--train_prefix={prefix}", f"--model_dir={out_dir}", "--strategy=multi_worker",
              f"--num_train_steps={steps}", "--logtostderr"]
     flags += [f"--{key.split('.')[1]}={value}" for key, value in TINY.items()
               if not isinstance(value, bool)] + ["--nojit_compile"]

@@ -65,7 +65,7 @@ def test_read_log_skips_a_torn_last_line_and_names_the_line_of_any_other_bad_one
         f.writelines([good[0], "not json\n", good[1]])
     with pytest.raises(model_dir.LogError, match=r"log\.jsonl:2: not a JSON record$"):
         model_dir.read_log(str(tmp_path))
-    cli = subprocess.run([sys.executable, "-m", "nmt.cli.plot", f"--run_dir={tmp_path}",
+    cli = subprocess.run([sys.executable, "-m", "nmt.cli.plot", f"--model_dir={tmp_path}",
                           f"--output={tmp_path / 'curves.png'}"], capture_output=True, text=True)
     assert cli.returncode == 1
     assert cli.stderr.strip().splitlines()[-1] == (

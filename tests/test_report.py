@@ -1,4 +1,4 @@
-"""Tests for nmt/report.py (behind tools/score_run.py): every shipped set is scored, the
+"""Tests for nmt/report.py (behind nmt-score-run): every shipped set is scored, the
 numbers are sacreBLEU's on the written hypotheses, both tables agree, writes are atomic."""
 import glob
 import json
@@ -185,3 +185,21 @@ def test_a_mistyped_checkpoint_name_is_a_one_line_error(tiny_run, tmp_path):
     assert model_dir_lib.checkpoint_path(tiny_run.run_dir, truncated) == truncated
     with pytest.raises(model_dir_lib.ModelDirError, match="index file missing"):
         model_dir_lib.check_checkpoint(truncated)
+
+
+def test_nmt_score_run_scores_every_set(tiny_run, tmp_path):
+    """The console script scores the dev and test sets with the --checkpoint given."""
+    import subprocess
+    import sys
+    js = tmp_path / "s.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "nmt.cli.score_run", f"--model_dir={tiny_run.run_dir}",
+         f"--data_dir={tiny_run.data_dir}", "--checkpoint=last", "--beam_size=1",
+         f"--output_md={tmp_path / 's.md'}", f"--output_json={js}",
+         f"--hyp_dir={tmp_path / 'hyps'}"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(js.read_text())
+    assert record["checkpoint"] == model_dir_lib.checkpoint_path(tiny_run.run_dir, "last")
+    assert record["decode"]["beam_size"] == 1
+    assert {s["name"]: s["role"] for s in record["sets"]} == {
+        "val": "dev", "test_a": "test", "test_b": "test"}

@@ -326,7 +326,7 @@ def _stream_lines(stream, lines):
 def train_command(multi30k_slice, out_dir, steps):
     return [sys.executable, "-m", "nmt.cli.train",
             f"--train_prefix={os.path.join(multi30k_slice.plain, 'train')}",
-            f"--out_dir={out_dir}", "--src=en", "--tgt=de", "--num_units=16",
+            f"--model_dir={out_dir}", "--src=en", "--tgt=de", "--num_units=16",
             "--embedding_size=16", "--num_layers=1", "--vocab_size=400", "--max_src_len=60",
             "--max_tgt_len=60", "--batch_size=32", f"--num_train_steps={steps}",
             "--steps_per_stats=1",
@@ -443,7 +443,7 @@ def peak_rss_mb(command, log_path):
     return maxrss_kib / 1024  # ru_maxrss is in KiB on Linux
 
 
-STREAM_ARGS = ("--batch_size=500", "--max_input_len=8", "--max_length_ratio=1.0")
+STREAM_ARGS = ("--decode_batch_size=500", "--max_input_len=8", "--max_length_ratio=1.0")
 
 
 def test_translation_memory_does_not_grow_with_the_input(tiny_model_dir, tmp_path):

@@ -200,7 +200,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(multi30k_slice, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "nmt.cli.train",
                f"--train_prefix={os.path.join(multi30k_slice.plain, 'train')}",
-               f"--out_dir={out}", "--src=en", "--tgt=de", "--num_units=16",
+               f"--model_dir={out}", "--src=en", "--tgt=de", "--num_units=16",
                "--embedding_size=16", "--num_layers=1", "--vocab_size=400", "--max_src_len=60",
                "--max_tgt_len=60", "--batch_size=32", "--num_train_steps=100000",
                "--steps_per_stats=1", "--steps_per_checkpoint=100000", "--steps_per_eval=0",

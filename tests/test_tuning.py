@@ -1,4 +1,4 @@
-"""Tests for nmt/tuning.py (behind tools/tune_decoding.py): the best row is the argmax of
+"""Tests for nmt/tuning.py (behind nmt-tune-decoding): the best row is the argmax of
 the table, shared searches really are equal, only the dev set is read."""
 import json
 import os
@@ -164,3 +164,23 @@ def test_mbr_rows_need_a_beam_and_are_searches_of_their_own():
     assert combos == [(1, 0.6, 0.0, False), (3, 0.6, 0.0, False), (3, 0.6, 0.0, True)]
     assert tuning.search_key("w", 3, 0.6, 0.0, True) != tuning.search_key("w", 3, 0.6, 0.0)
     assert tuning.search_key("w", 1, 0.6, 0.0) == tuning.search_key("w", 1, 1.0, 0.0)
+
+
+def test_nmt_tune_decoding_writes_the_tables(tiny_run, tmp_path):
+    """The console script's flags reach tuning.tune; a bad number is one usage error."""
+    import subprocess
+    import sys
+    md, js = tmp_path / "t.md", tmp_path / "t.json"
+    args = [sys.executable, "-m", "nmt.cli.tune_decoding", f"--model_dir={tiny_run.run_dir}",
+            f"--data_dir={tiny_run.data_dir}", "--checkpoint=last", "--beam_sizes=1,2",
+            "--length_penalties=0", "--coverage_penalties=0", f"--output_md={md}",
+            f"--output_json={js}"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(js.read_text())
+    assert [r["beam_size"] for r in record["rows"]] == [1, 2]
+    assert record["dev_set"] == "val" and md.read_text() in result.stdout
+    bad = subprocess.run(args[:-4] + ["--beam_sizes=1,x"], capture_output=True, text=True,
+                         timeout=600)
+    assert bad.returncode == 1 and "--beam_sizes takes a list of numbers" in bad.stderr
+    assert "Traceback" not in bad.stderr

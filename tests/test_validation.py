@@ -163,7 +163,7 @@ def nmt_train(*args):
 
 
 def test_validate_only_reports_and_sets_the_exit_status(tmp_path):
-    """No --out_dir needed, nothing is written, the status says whether the corpus can be
+    """No --model_dir needed, nothing is written, the status says whether the corpus can be
     trained on."""
     (tmp_path / "good").mkdir()
     (tmp_path / "bad").mkdir()

@@ -76,7 +76,7 @@ def final_eval(run_dir, steps):
 def run_command(lever, run_dir, preset, steps):
     """The recipe command line of one lever's run: a step budget, one evaluation (val)."""
     return [sys.executable, os.path.join(REPO, "recipes", "multi30k.py"),
-            f"--preset={preset}", f"--out_dir={run_dir}", "--noscore_test_sets",
+            f"--preset={preset}", f"--model_dir={run_dir}", "--noscore_test_sets",
             f"--num_train_steps={steps}", "--max_time_minutes=0",
             f"--steps_per_eval={steps}", f"--steps_per_checkpoint={steps}",
             *LEVERS[lever][1]]

@@ -47,7 +47,7 @@ def define_flags():
     flags.DEFINE_string("work_dir", None, "Scratch dir: inputs, outputs, logs (default: a new "
                         "temporary dir, removed at the end).")
     flags.DEFINE_integer("beam_size", 1, "nmt-translate --beam_size (1: greedy).")
-    flags.DEFINE_integer("batch_size", 512, "nmt-translate --batch_size.")
+    flags.DEFINE_integer("batch_size", 512, "nmt-translate --decode_batch_size.")
     flags.DEFINE_integer("chunk_lines", 10000, "nmt-translate --chunk_lines.")
     flags.DEFINE_float("poll_seconds", 0.5, "How often /proc/PID/status is read for the RSS "
                        "timeline (the peak comes from wait4, not from polling).")
@@ -69,7 +69,7 @@ def console_script(name, module):
 def train_small_model(model_dir, steps, log_path):
     """Trains SMALL_MODEL for `steps` steps with nmt-train; -> the command."""
     command = console_script("nmt-train", "nmt.cli.train") + [
-        f"--train_prefix={os.path.join(DATA_DIR, 'train')}", f"--out_dir={model_dir}",
+        f"--train_prefix={os.path.join(DATA_DIR, 'train')}", f"--model_dir={model_dir}",
         f"--num_train_steps={steps}", f"--steps_per_checkpoint={steps}", *SMALL_MODEL]
     with open(log_path, "w") as log:
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -166,7 +166,7 @@ def measure(model_dir, sizes, work_dir):
         output = os.path.join(work_dir, f"out-{count}.de")
         command = console_script("nmt-translate", "nmt.cli.translate") + [
             f"--model_dir={model_dir}", f"--input={source}", f"--output={output}",
-            f"--beam_size={FLAGS.beam_size}", f"--batch_size={FLAGS.batch_size}",
+            f"--beam_size={FLAGS.beam_size}", f"--decode_batch_size={FLAGS.batch_size}",
             f"--chunk_lines={FLAGS.chunk_lines}"]
         peak, seconds, timeline = run_measured(command, os.path.join(work_dir, f"{count}.log"),
                                                FLAGS.poll_seconds)

@@ -390,7 +390,7 @@ def time_command(model_dir, beam_size, decode, work_dir):
         f"--model_dir={model_dir}", f"--input={test_file('src')}",
         f"--output={os.path.join(work_dir, f'command.beam{beam_size}.txt')}",
         f"--beam_size={beam_size}", f"--length_penalty={decode.length_penalty}",
-        f"--batch_size={decode.batch_size}", f"--decode_precision={decode.decode_precision}"]
+        f"--decode_batch_size={decode.batch_size}", f"--decode_precision={decode.decode_precision}"]
     with open(os.path.join(work_dir, "command.log"), "ab") as log:
         start = time.perf_counter()
         run = subprocess.run(argv, stdout=log, stderr=log)

@@ -1,31 +1,35 @@
 """nmt-average-checkpoints: average the last k checkpoints into a new model dir.
 
-    nmt-average-checkpoints --model_dir=runs/en-de --last=5 --output_dir=runs/en-de-avg5
-    nmt-translate --model_dir=runs/en-de-avg5 --input=test.en --output=test.de
+    nmt-average-checkpoints --model_dir=runs/en-es --last=5 --output=runs/en-es-avg5
+
+The new dir is a model dir of its own: nmt-translate --model_dir=runs/en-es-avg5.
 """
 from absl import app, flags
 
 from nmt import checkpoints
 from nmt.cli import common
+from nmt.cli import flags as flags_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A model dir written by nmt-train.")
-flags.DEFINE_integer("last", 5, "Average this many newest checkpoints of DIR/ckpt.")
-flags.DEFINE_string("output_dir", None, "New model dir: config.json, spm models, ckpt/.")
-for _name in ("model_dir", "output_dir"):
-    flags.mark_flag_as_required(_name)
+flags_lib.define_model_dir("A model dir written by nmt-train.")
+flags.DEFINE_integer("last", 5, "Average this many newest checkpoints of MODEL_DIR/ckpt.")
+flags.DEFINE_string("output", None, "New model dir to write: config.json, spm models, ckpt/.")
+flags.mark_flag_as_required("output")
+flags_lib.in_section("train", "last")
+flags_lib.in_section("data", "output")
+MAIN_FLAGS = ("last", "output")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     path = common.run_main("nmt-average-checkpoints", checkpoints.average_checkpoints,
-                           FLAGS.model_dir, FLAGS.last, FLAGS.output_dir)
+                           FLAGS.model_dir, FLAGS.last, FLAGS.output)
     print(f"wrote {path}")
 
 
 def run():
-    app.run(main)
+    common.app_run(main, "nmt-average-checkpoints", __doc__, MAIN_FLAGS)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""What every entry point shares: quiet TensorFlow, one-line errors, config building."""
+"""What every entry point shares: --help and --version, one-line errors, config building.
+
+TensorFlow is quiet already: nmt/cli/__init__.py imports it with stderr muted.
+"""
 import faulthandler
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, logging
 
-from absl import logging  # noqa: E402
-
-from nmt import config as config_lib  # noqa: E402
-from nmt.corpus import CorpusError  # noqa: E402
-from nmt.model_dir import LogError, ModelDirError  # noqa: E402
+from nmt import config as config_lib
+from nmt.corpus import CorpusError
+from nmt.model_dir import LogError, ModelDirError
 
 USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
                FileNotFoundError)
@@ -28,6 +28,13 @@ def run_main(program, function, *args, **kwargs):
     except USER_ERRORS as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def app_run(main, program, doc, main_flags=()):
+    """absl's app.run(main) after --version, --help and --helpfull (each exits 0)."""
+    from nmt.cli import helptext
+    helptext.handle(program, doc, main_flags)
+    app.run(main)
 
 
 def build_config(overrides, base=None):

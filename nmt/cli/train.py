@@ -1,10 +1,13 @@
-"""nmt-train: train (or resume) a model in --out_dir.
+r"""nmt-train: train (or resume) a model in --model_dir.
 
-    nmt-train --train_prefix=data/multi30k/train --dev_prefix=data/multi30k/val \
-        --src=en --tgt=de --out_dir=runs/en-de
+    nmt-train --train_prefix=data/train --dev_prefix=data/dev --src=en --tgt=es \
+        --preset=default --model_dir=runs/en-es
 
-Every model flag overrides one field of nmt.config; run with --helpfull for all.
-Re-running the same command resumes from the last checkpoint in --out_dir.
+Reads DATA.SRC and DATA.TGT (plain or .gz; line N of each is one pair). The
+config is built as: defaults < --preset (default: default) < --config JSON file
+< flags; every config flag overrides one field of nmt.config. absl's
+--flagfile=FILE reads flags from a file, one per line. Re-running the same
+command resumes from the last checkpoint in --model_dir.
 
 --validate_only checks the training corpus (nmt/validation.py), prints the
 report and exits: status 0 if it can be trained on, 1 if not. Training runs the
@@ -18,40 +21,38 @@ from absl import app, flags
 
 from nmt import devices, training, validation
 from nmt.cli import common
-from nmt.cli.flags import define_config_flags, overrides_from_flags
+from nmt.cli import flags as flags_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out_dir", None, "Model dir: config, vocabularies, checkpoints, logs.")
-flags.DEFINE_integer("num_layers", None, "Sets both num_encoder_layers and num_decoder_layers.")
-CONFIG_FLAGS = define_config_flags(["data", "model", "train", "decode"],
-                                   rename={"decode.batch_size": "decode_batch_size",
-                                           "decode.batch_tokens": "decode_batch_tokens"})
+flags_lib.define_model_dir("Model dir to write (or resume): config.json, vocabularies, "
+                           "checkpoints, log.jsonl; needed except with --validate_only.",
+                           required=False)
+flags.DEFINE_alias("out_dir", "model_dir")
+CONFIG_FLAGS = flags_lib.define_run_config_flags()
 flags.DEFINE_boolean("validate_only", False,
                      "Check the training corpus, print a report and exit: status 0 if it can be "
-                     "trained on, 1 if not (no --out_dir needed).")
-flags.register_validator("out_dir", lambda value: value or FLAGS["validate_only"].value,
-                         message="--out_dir is required (except with --validate_only)")
-
-
-def config_from_flags():
-    overrides = overrides_from_flags(CONFIG_FLAGS)
-    if FLAGS.num_layers is not None:
-        overrides.setdefault("model.num_encoder_layers", FLAGS.num_layers)
-        overrides.setdefault("model.num_decoder_layers", FLAGS.num_layers)
-    return common.build_config(overrides)
+                     "trained on, 1 if not (no --model_dir needed).")
+flags_lib.in_section("data", "validate_only")
+flags_lib.in_section("general", "out_dir")
+flags.register_validator("model_dir", lambda value: value or FLAGS["validate_only"].value,
+                         message="--model_dir is required (except with --validate_only)")
+MAIN_FLAGS = ("train_prefix", "dev_prefix", "test_prefix", "src", "tgt", "vocab_size",
+              "validate_only", "num_units", "num_layers", "encoder_type", "attention",
+              "batch_size", "learning_rate", "num_train_steps", "max_time_minutes",
+              "steps_per_eval", "beam_size", "length_penalty")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     def run():
-        config = config_from_flags()
+        config = flags_lib.run_config(CONFIG_FLAGS)
         if FLAGS.validate_only:
             report = validation.check_data(config.data).report
             print(report.format())
             sys.exit(0 if report.ok else 1)
         devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
-        result = training.train(config, FLAGS.out_dir)
+        result = training.train(config, FLAGS.model_dir)
         if result is not None:
             print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, ppl {result.perplexity:.2f}")
 
@@ -59,7 +60,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common.app_run(main, "nmt-train", __doc__, MAIN_FLAGS)
 
 
 if __name__ == "__main__":

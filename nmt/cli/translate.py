@@ -42,17 +42,18 @@ from nmt.config import ConfigError
 from nmt.corpus import CorpusError
 from nmt.cli import common
 from nmt.cli.progress import ProgressBar
-from nmt.cli.flags import define_config_flags, overrides_from_flags
+from nmt.cli import flags as flags_lib
+from nmt.cli.flags import overrides_from_flags
 from nmt.ensemble import load_ensemble
 from nmt.scoring import ForcedDecoder, format_alignment
 from nmt.translate import Translator
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A model dir written by nmt-train (A,B,...: an ensemble).")
+flags_lib.define_model_dir("A model dir written by nmt-train (A,B,...: an ensemble).")
+flags_lib.define_checkpoint()
 flags.DEFINE_string("input", "-", "Source text: a file, a .gz file, or - for stdin.")
 flags.DEFINE_string("output", "-", "Translations: a file (written as OUTPUT.partial, renamed "
                     "at the end) or - for stdout.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "best dev BLEU, or the last saved.")
 flags.DEFINE_integer("chunk_lines", 10000, "Lines read, translated and written at a time.")
 flags.DEFINE_boolean("alignments", False, "Also write OUTPUT.align (needs a file --output).")
 flags.DEFINE_boolean("resume", False,
@@ -60,8 +61,10 @@ flags.DEFINE_boolean("resume", False,
                      "(and OUTPUT.align.partial), skip as many input lines, append; the result "
                      "equals an uninterrupted run's. Needs a file --output; other input, model "
                      "or decoding flags than the interrupted run's are refused.")
-DECODE_FLAGS = define_config_flags(["decode"])
-flags.mark_flag_as_required("model_dir")
+DECODE_FLAGS = flags_lib.define_config_flags(["decode"], inherited=True)
+flags_lib.in_section("data", "input", "output", "chunk_lines", "alignments", "resume")
+MAIN_FLAGS = ("input", "output", "beam_size", "length_penalty", "decode_batch_size",
+              "num_hypotheses", "resume")
 
 
 def count_lines(path):
@@ -183,7 +186,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common.app_run(main, "nmt-translate", __doc__, MAIN_FLAGS)
 
 
 if __name__ == "__main__":
