@@ -16,6 +16,7 @@ break line alignment between the two sides of a parallel corpus.
 """
 import collections
 import gzip
+import itertools
 import os
 import zlib
 from typing import BinaryIO, Iterator, List, Optional
@@ -123,50 +124,54 @@ def _strip_cr(line: bytes) -> bytes:
     return line[:-1] if line.endswith(b"\r") else line
 
 
-def _bounded_lines(f: BinaryIO, max_line_bytes: Optional[int]) -> Iterator[bytes]:
-    """The lines of `f`, split as described above, read _CHUNK_BYTES at a time. A line
-    of more than max_line_bytes bytes is yielded as its first max_line_bytes + 1 bytes
-    (so its length tells it was cut); the rest of it is read past, never held."""
+def _bounded_blocks(f: BinaryIO, max_line_bytes: Optional[int]) -> Iterator[List[bytes]]:
+    """The lines of `f`, split as described above, read _CHUNK_BYTES at a time and
+    yielded a list per chunk. A line of more than max_line_bytes bytes (a trailing
+    "\\r" counted) comes as its first max_line_bytes + 1 bytes (so its length tells it
+    was cut); the rest of it is read past, never held."""
     limit = max_line_bytes if max_line_bytes is not None else -1
-    pending, cut, first = b"", False, True  # the current line's start; is it cut?
+    pending, cut = b"", False  # the current line's start; is it cut?
+    start = f.read(len(_UTF8_BOM))
+    start = b"" if start == _UTF8_BOM else start
     while True:
-        chunk = f.read(_CHUNK_BYTES)
+        chunk = start + f.read(_CHUNK_BYTES)
+        start = b""
         if not chunk:
             break
-        if first and chunk.startswith(_UTF8_BOM):
-            chunk = chunk[len(_UTF8_BOM):]
-        first = False
         pieces = chunk.split(b"\n")  # pieces[0] ends the pending line, pieces[-1] starts one
         if len(pieces) > 1:
             head = pending if cut else pending + pieces[0]
-            if limit >= 0 and len(head) > limit:
-                yield head[:limit + 1]
-            else:
-                yield _strip_cr(head)
-            middle = pieces[1:-1]
-            if limit >= 0 and middle and max(map(len, middle)) > limit:
-                middle = [p[:limit + 1] if len(p) > limit else p for p in middle]
-            yield from (p if len(p) > limit >= 0 else _strip_cr(p) for p in middle)
+            lines = [head] + pieces[1:-1]
+            if limit >= 0 and max(map(len, lines)) > limit:
+                lines = [p[:limit + 1] if len(p) > limit else p for p in lines]
+            if b"\r" in chunk or head.endswith(b"\r"):
+                lines = [p if len(p) > limit >= 0 else _strip_cr(p) for p in lines]
+            yield lines
             pending, cut = b"", False
         if not cut:
             pending += pieces[-1]
             if limit >= 0 and len(pending) > limit:
                 pending, cut = pending[:limit + 1], True
     if pending or cut:
-        yield pending if cut else _strip_cr(pending)
+        yield [pending if cut else _strip_cr(pending)]
+
+
+def iter_raw_blocks(path: str, max_line_bytes: Optional[int] = None) -> Iterator[List[bytes]]:
+    """`iter_raw_lines` a list of lines at a time (about 1 MiB of text each)."""
+    if max_line_bytes is not None and max_line_bytes < 1:
+        raise ValueError(f"max_line_bytes must be >= 1 (got {max_line_bytes})")
+    try:
+        with open_text(path) as f:
+            yield from _bounded_blocks(f, max_line_bytes)
+    except (OSError, EOFError, zlib.error) as e:  # e.g. a truncated gzip file
+        raise CorpusError(f"{path}: cannot read ({e})") from e
 
 
 def iter_raw_lines(path: str, max_line_bytes: Optional[int] = None) -> Iterator[bytes]:
     """The lines of `path` (plain or .gz) as undecoded bytes, streamed in bounded
     memory (a leading UTF-8 BOM dropped). A line over max_line_bytes bytes comes as its
     first max_line_bytes + 1 bytes: `len(line) > max_line_bytes` marks it as cut."""
-    if max_line_bytes is not None and max_line_bytes < 1:
-        raise ValueError(f"max_line_bytes must be >= 1 (got {max_line_bytes})")
-    try:
-        with open_text(path) as f:
-            yield from _bounded_lines(f, max_line_bytes)
-    except (OSError, EOFError, zlib.error) as e:  # e.g. a truncated gzip file
-        raise CorpusError(f"{path}: cannot read ({e})") from e
+    return itertools.chain.from_iterable(iter_raw_blocks(path, max_line_bytes))
 
 
 def read_raw_lines(path: str) -> List[bytes]:

@@ -24,6 +24,7 @@ Training then plans its batches from the offsets alone (nmt.data.plan_batches).
 """
 import collections
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -213,7 +214,7 @@ class _Writer:
     def add(self, source: int, lines: np.ndarray, src: List[List[int]], tgt: List[List[int]]):
         for side, ids in (("src", src), ("tgt", tgt)):
             lengths = np.fromiter(map(len, ids), np.int64, count=len(ids))
-            flat = np.fromiter((i for x in ids for i in x), self.id_dtype,
+            flat = np.fromiter(itertools.chain.from_iterable(ids), self.id_dtype,
                                count=int(lengths.sum()))
             self.files[f"{side}.ids"].write(flat.tobytes())
             offsets = self.totals[side] + np.cumsum(lengths)

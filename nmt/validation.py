@@ -127,38 +127,68 @@ class _Tally:
                 for k in kinds if self.counts[k]]
 
 
+def _fast_texts(block: List[bytes], max_len: int) -> Optional[List[str]]:
+    """The texts of a block of lines when none is binary, invalid UTF-8, over max_len
+    bytes or has control characters (the common case, checked on the block at once);
+    else None."""
+    if max(map(len, block)) > max_len:
+        return None
+    joined = b"\n".join(block)
+    if b"\0" in joined:
+        return None
+    try:
+        text = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _CONTROL.search(text) else text.split("\n")
+
+
 def _checked_lines(path: str, max_line_chars: int, max_line_bytes: Optional[int],
                    tally: _Tally) -> Iterator[Optional[str]]:
     """Streams one file: per line its text, "" when it is skipped as empty or
     whitespace-only, None when skipped for another reason; problems go to `tally`."""
-    too_long = f" (over {max_line_chars} characters)"
-    over_bytes = f" (over {max_line_bytes} bytes, cut unread)"
+    fast_limit = min(max_line_chars, max_line_bytes or max_line_chars)  # bytes >= chars
     number = 0
-    for number, line in enumerate(corpus_lib.iter_raw_lines(path, max_line_bytes), start=1):
-        if max_line_bytes is not None and len(line) > max_line_bytes:
-            tally.add(OVER_BYTES, number, over_bytes)
-            yield None
+    for block in corpus_lib.iter_raw_blocks(path, max_line_bytes):
+        texts = _fast_texts(block, fast_limit)
+        if texts is None:
+            for line in block:
+                number += 1
+                yield _check_line(line, number, max_line_chars, max_line_bytes, tally)
             continue
-        if b"\0" in line:
-            tally.add(BINARY, number)
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            tally.add(INVALID_UTF8, number,
-                      f"byte 0x{line[e.start]:02x} at column {e.start + 1}")
-            text = line.decode("utf-8", errors="replace")
-        if not text or text.isspace():
-            tally.add(EMPTY if not text else WHITESPACE, number)
-            yield ""
-        elif len(text) > max_line_chars:
-            tally.add(TOO_LONG, number, too_long)
-            yield None
-        elif _CONTROL.search(text):
-            tally.add(CONTROL, number)
-            yield None
-        else:
-            yield text
+        for text in texts:
+            number += 1
+            if text and not text.isspace():
+                yield text
+            else:
+                tally.add(EMPTY if not text else WHITESPACE, number)
+                yield ""
     tally.num_lines = number
+
+
+def _check_line(line: bytes, number: int, max_line_chars: int, max_line_bytes: Optional[int],
+                tally: _Tally) -> Optional[str]:
+    """One line's text, "" (skipped: empty or whitespace) or None (skipped: other)."""
+    if max_line_bytes is not None and len(line) > max_line_bytes:
+        tally.add(OVER_BYTES, number, f" (over {max_line_bytes} bytes, cut unread)")
+        return None
+    if b"\0" in line:
+        tally.add(BINARY, number)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        tally.add(INVALID_UTF8, number, f"byte 0x{line[e.start]:02x} at column {e.start + 1}")
+        text = line.decode("utf-8", errors="replace")
+    if not text or text.isspace():
+        tally.add(EMPTY if not text else WHITESPACE, number)
+        return ""
+    if len(text) > max_line_chars:
+        tally.add(TOO_LONG, number, f" (over {max_line_chars} characters)")
+        return None
+    if _CONTROL.search(text):
+        tally.add(CONTROL, number)
+        return None
+    return text
 
 
 class ParallelScan:

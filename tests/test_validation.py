@@ -216,3 +216,13 @@ def test_trainer_skips_recoverable_lines_and_logs_the_report(tmp_path, caplog):
     log = caplog.text
     assert "over-long lines (over 28 characters): 1 (lines 12)" in log
     assert "lines with control characters: 1 (lines 8)" in log
+
+
+def test_a_clean_block_with_blank_and_crlf_lines_is_checked_like_any_other(tmp_path):
+    en = b"a house\r\n\r\n  \t\r\nthe dog\r\n"
+    de = b"ein haus\r\nx\r\ny\r\nder hund\r\n"
+    report, kept = validation.check_parallel(write(tmp_path / "c.en", en),
+                                             write(tmp_path / "c.de", de), LIMIT)
+    assert kept.src == ["a house", "the dog"] and kept.tgt == ["ein haus", "der hund"]
+    assert kept.line_numbers == [1, 4] and kept.skipped_empty == 2
+    assert [(p.kind, p.lines) for p in report.problems] == [("empty", (2,)), ("whitespace", (3,))]
