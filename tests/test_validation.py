@@ -226,3 +226,20 @@ def test_a_clean_block_with_blank_and_crlf_lines_is_checked_like_any_other(tmp_p
     assert kept.src == ["a house", "the dog"] and kept.tgt == ["ein haus", "der hund"]
     assert kept.line_numbers == [1, 4] and kept.skipped_empty == 2
     assert [(p.kind, p.lines) for p in report.problems] == [("empty", (2,)), ("whitespace", (3,))]
+
+
+def test_check_data_reports_each_corpus_of_a_weighted_list(tmp_path):
+    write(tmp_path / "a.en", b"one\ntwo\n")
+    write(tmp_path / "a.de", b"eins\nzwei\n")
+    write(tmp_path / "b.en", b"three\n\n")
+    write(tmp_path / "b.de", b"drei\nvier\n")
+    prefixes = f"{tmp_path / 'a'}:2,{tmp_path / 'b'}:0.5"
+    report, kept = validation.check_data(DataConfig(train_prefix=prefixes), keep_pairs=True)
+    assert report.ok and report.num_pairs == 4 and report.num_kept == 3
+    text = report.format()
+    assert f"{tmp_path / 'a.en'} / " in text and f"{tmp_path / 'b.en'}: empty lines: 1 (lines 2)" in text
+    assert kept.src == ["one", "two", "three"]
+    write(tmp_path / "b.de", b"drei\n")
+    report, kept = validation.check_data(DataConfig(train_prefix=prefixes))
+    assert not report.ok and kept is None
+    assert report.error_message().startswith(f"line counts differ: {tmp_path / 'b.en'} has 2")
