@@ -83,9 +83,20 @@ class CachedCorpus:
         return len(self.line_numbers)
 
     def lengths(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(source, target) lengths in pieces, EOS not counted; int32 [n] each."""
-        return (np.diff(self.src_offsets).astype(np.int32),
-                np.diff(self.tgt_offsets).astype(np.int32))
+        """(source, target) lengths in pieces, EOS not counted; int32 [n] each. The
+        offsets are read a block at a time, not mapped, so that they do not stay
+        resident (the batches then touch only their own pages)."""
+        return self._lengths("src.offsets"), self._lengths("tgt.offsets")
+
+    def _lengths(self, name: str, block: int = 1 << 20) -> np.ndarray:
+        out = np.empty(len(self), np.int32)  # [n]
+        with open(os.path.join(self.directory, name), "rb") as f:
+            previous = np.fromfile(f, np.int64, 1)
+            for start in range(0, len(self), block):
+                offsets = np.fromfile(f, np.int64, min(block, len(self) - start))
+                out[start:start + len(offsets)] = np.diff(np.concatenate([previous, offsets]))
+                previous = offsets[-1:]
+        return out
 
     def fingerprint(self) -> int:
         """A 63-bit digest of the arrays: equal only for the same training data."""

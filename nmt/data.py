@@ -242,6 +242,9 @@ def plan_epoch(src_lens: np.ndarray, tgt_lens: np.ndarray, sources: np.ndarray,
     """One epoch's batches of pair indices, from the lengths alone (EOS not counted in
     tgt_lens). With all weights 1 they are the batches `train_dataset` makes."""
     rng = np.random.default_rng(seed) if shuffle else None
+    if all(w == 1 for w in weights):  # every pair once: no copies of the length arrays
+        return plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width,
+                            rng, sort_buckets=tight)
     indices = epoch_indices(sources, weights, rng)
     batches = plan_batches(src_lens[indices], tgt_lens[indices] + 1, batch_size, batch_tokens,
                            bucket_width, rng, sort_buckets=tight)
