@@ -47,10 +47,6 @@ _ARRAYS = ("src.ids", "tgt.ids", "src.offsets", "tgt.offsets", "lines", "sources
 BuildStats = collections.namedtuple("BuildStats", ["kept", "dropped_too_long", "skipped_empty"])
 
 
-class CacheError(corpus_lib.CorpusError):
-    """A cache that cannot be used: the message says which file and why."""
-
-
 class _Ragged(Sequence):
     """values[offsets[i]:offsets[i + 1]] as item i, read from the memory map on access."""
 

@@ -8,7 +8,8 @@ For each corpus (NAME=PREFIX, files PREFIX.en[.gz] and PREFIX.de[.gz]) it runs t
 real `nmt-train` on the benchmark model (the bench preset's fields: bi-LSTM 256
 units, one layer each side, Luong attention, 64 sentences per batch) in a new run
 dir, three times, each from a small wrapper that reads its log as it comes and
-waits for it with os.wait4 (ru_maxrss is then that run's own peak):
+waits for it with os.wait4 (ru_maxrss is then that run's own peak: a child's starts
+at its parent's high-water mark, and this tool imports no TensorFlow):
   first     a new run for --steps steps: the time from the start of the command to
             its first training step (everything included: the corpus check, the
             vocabulary, the corpus cache), its peak RSS, and the median target
