@@ -78,11 +78,11 @@ class DataConfig:
         for name in ("max_line_bytes", "spm_sample_size"):
             _check_positive(name, getattr(self, name))
         _check_positive("spm_threads", self.spm_threads, allow_zero=True)
-        models = [p for p in self.spm_model.split(",") if p] if self.spm_model else []
+        models = [p for p in self.spm_model.split(",") if p]
         if self.spm_model and len(models) != (1 if self.joint_vocab else 2):
-            raise ConfigError(f"spm_model needs {'one path' if self.joint_vocab else 'two paths, SRC,TGT'}"
-                              f" with joint_vocab={str(self.joint_vocab).lower()} "
-                              f"(got {self.spm_model!r})")
+            wanted = "one path" if self.joint_vocab else "two paths, SRC,TGT"
+            raise ConfigError(f"spm_model needs {wanted} with joint_vocab="
+                              f"{str(self.joint_vocab).lower()} (got {self.spm_model!r})")
 
 
 @dataclasses.dataclass(frozen=True)
