@@ -39,7 +39,7 @@ def _check_positive(name, value, allow_zero=False):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    train_prefix: str = ""          # P: reads P.<src>[.gz] and P.<tgt>[.gz]
+    train_prefix: str = ""          # P: reads P.<src>[.gz] and P.<tgt>[.gz]; several corpora as P1[:W1],P2[:W2],... where W (default 1) is how many times per epoch each pair of that corpus is seen (a fraction: that share, drawn anew each epoch)
     dev_prefix: str = ""            # dev set for loss, BLEU and early stopping (optional)
     test_prefix: str = ""           # reported after training (optional)
     src: str = "en"                 # source language suffix
@@ -56,6 +56,10 @@ class DataConfig:
     batch_tokens: int = 0           # >0: batch by a padded-token budget instead
     bucket_width: int = 8           # time dims are padded to a multiple of this
     tight_batches: bool = False     # training batches of near-equal lengths, each padded to its longest sentence (not with jit_compile or trace_per_shape): about a fifth fewer loop steps, but about 0.7 less dev BLEU at equal steps on the bench model
+    max_line_bytes: int = 65536     # bytes; a longer training line is cut at read time, never held whole, and its pair skipped and reported
+    spm_model: str = ""             # PATH, or SRC_PATH,TGT_PATH when joint_vocab is false: existing sentencepiece model(s) used instead of training them, copied into the run dir (special ids pad=0 unk=1 bos=2 eos=3)
+    spm_sample_size: int = 1000000  # sentences drawn uniformly from the whole training corpus (one streaming pass) to train sentencepiece on
+    spm_threads: int = 0            # threads for training sentencepiece; 0: one per CPU core
 
     def validate(self):
         _check_choice("sp_model_type", self.sp_model_type, SP_MODEL_TYPES)
@@ -71,6 +75,14 @@ class DataConfig:
             raise ConfigError(f"sample_alpha must be in [0, 1) (got {self.sample_alpha})")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ConfigError(f"word_dropout must be in [0, 1) (got {self.word_dropout})")
+        for name in ("max_line_bytes", "spm_sample_size"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("spm_threads", self.spm_threads, allow_zero=True)
+        models = [p for p in self.spm_model.split(",") if p]
+        if self.spm_model and len(models) != (1 if self.joint_vocab else 2):
+            wanted = "one path" if self.joint_vocab else "two paths, SRC,TGT"
+            raise ConfigError(f"spm_model needs {wanted} with joint_vocab="
+                              f"{str(self.joint_vocab).lower()} (got {self.spm_model!r})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,10 @@ break line alignment between the two sides of a parallel corpus.
 """
 import collections
 import gzip
+import itertools
 import os
-from typing import BinaryIO, List, Optional
+import zlib
+from typing import BinaryIO, Iterator, List, Optional
 
 from absl import logging
 
@@ -41,6 +43,37 @@ TextFile = collections.namedtuple("TextFile", ["lines", "num_replaced"])
 #   skipped_empty:  pairs dropped because either side was empty/whitespace
 ParallelCorpus = collections.namedtuple(
     "ParallelCorpus", ["src", "tgt", "line_numbers", "skipped_empty"])
+
+
+# One corpus of a training mixture: files `prefix.<lang>[.gz]`, and how many times each
+# of its pairs is seen per epoch (a fraction: that share of them, drawn anew each epoch).
+TrainSource = collections.namedtuple("TrainSource", ["prefix", "weight"])
+
+
+def parse_train_prefix(spec: str) -> List[TrainSource]:
+    """`P1[:W1],P2[:W2],...` -> [TrainSource]; W defaults to 1 and must be > 0.
+
+    E.g. "web:1,indomain:4": every in-domain pair comes 4 times per epoch, every web
+    pair once; "web:0.25,indomain" sees a fresh quarter of the web pairs each epoch.
+    """
+    sources = []
+    for item in spec.split(","):
+        prefix, weight = item.strip(), 1.0
+        head, sep, tail = prefix.rpartition(":")
+        if sep and head:
+            try:
+                prefix, weight = head, float(tail)
+            except ValueError:
+                pass  # a ':' that is part of the path
+        if not prefix:
+            raise CorpusError(f"--train_prefix={spec!r}: an empty corpus name")
+        if not weight > 0 or weight == float("inf"):
+            raise CorpusError(f"--train_prefix={spec!r}: the weight of {prefix} must be a "
+                              f"positive number (got {tail})")
+        if prefix in (s.prefix for s in sources):
+            raise CorpusError(f"--train_prefix={spec!r}: {prefix} is named twice")
+        sources.append(TrainSource(prefix, weight))
+    return sources
 
 
 def find_corpus_file(prefix: str, lang: str) -> str:
@@ -84,25 +117,67 @@ def open_text(path: str) -> BinaryIO:
     return open(path, "rb")
 
 
-def _split_lines(data: bytes) -> List[bytes]:
-    """Splits on b"\\n", dropping one trailing "\\r" per line and the empty
-    piece after a final newline."""
-    if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM):]
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+_CHUNK_BYTES = 1 << 20  # what the bounded reader reads at a time
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def _bounded_blocks(f: BinaryIO, max_line_bytes: Optional[int]) -> Iterator[List[bytes]]:
+    """The lines of `f`, split as described above, read _CHUNK_BYTES at a time and
+    yielded a list per chunk. A line of more than max_line_bytes bytes (a trailing
+    "\\r" counted) comes as its first max_line_bytes + 1 bytes (so its length tells it
+    was cut); the rest of it is read past, never held."""
+    limit = max_line_bytes if max_line_bytes is not None else -1
+    pending, cut = b"", False  # the current line's start; is it cut?
+    start = f.read(len(_UTF8_BOM))
+    start = b"" if start == _UTF8_BOM else start
+    while True:
+        chunk = start + f.read(_CHUNK_BYTES)
+        start = b""
+        if not chunk:
+            break
+        pieces = chunk.split(b"\n")  # pieces[0] ends the pending line, pieces[-1] starts one
+        if len(pieces) > 1:
+            head = pending if cut else pending + pieces[0]
+            lines = [head] + pieces[1:-1]
+            if limit >= 0 and max(map(len, lines)) > limit:
+                lines = [p[:limit + 1] if len(p) > limit else p for p in lines]
+            if b"\r" in chunk or head.endswith(b"\r"):
+                lines = [p if len(p) > limit >= 0 else _strip_cr(p) for p in lines]
+            yield lines
+            pending, cut = b"", False
+        if not cut:
+            pending += pieces[-1]
+            if limit >= 0 and len(pending) > limit:
+                pending, cut = pending[:limit + 1], True
+    if pending or cut:
+        yield [pending if cut else _strip_cr(pending)]
+
+
+def iter_raw_blocks(path: str, max_line_bytes: Optional[int] = None) -> Iterator[List[bytes]]:
+    """`iter_raw_lines` a list of lines at a time (about 1 MiB of text each)."""
+    if max_line_bytes is not None and max_line_bytes < 1:
+        raise ValueError(f"max_line_bytes must be >= 1 (got {max_line_bytes})")
+    try:
+        with open_text(path) as f:
+            yield from _bounded_blocks(f, max_line_bytes)
+    except (OSError, EOFError, zlib.error) as e:  # e.g. a truncated gzip file
+        raise CorpusError(f"{path}: cannot read ({e})") from e
+
+
+def iter_raw_lines(path: str, max_line_bytes: Optional[int] = None) -> Iterator[bytes]:
+    """The lines of `path` (plain or .gz) as undecoded bytes, streamed in bounded
+    memory (a leading UTF-8 BOM dropped). A line over max_line_bytes bytes comes as its
+    first max_line_bytes + 1 bytes: `len(line) > max_line_bytes` marks it as cut."""
+    return itertools.chain.from_iterable(iter_raw_blocks(path, max_line_bytes))
 
 
 def read_raw_lines(path: str) -> List[bytes]:
     """All lines of `path` (plain or .gz) as undecoded bytes, split as described
     above (a leading UTF-8 BOM dropped)."""
-    try:
-        with open_text(path) as f:
-            return _split_lines(f.read())
-    except (OSError, EOFError) as e:  # e.g. a truncated gzip file
-        raise CorpusError(f"{path}: cannot read ({e})") from e
+    return list(iter_raw_lines(path))
 
 
 def read_text(path: str, on_bad_utf8: str = ERROR) -> TextFile:

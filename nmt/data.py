@@ -216,6 +216,102 @@ def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
     return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
 
 
+def epoch_indices(sources: np.ndarray, weights: Sequence[float],
+                  rng: Optional[np.random.Generator]) -> np.ndarray:
+    """The pair indices of one epoch of a weighted mixture: a pair of corpus c comes
+    floor(weights[c]) times, plus once more with probability weights[c] % 1 (drawn
+    from rng; without rng, the first pairs of that share). -> int64 [m]."""
+    if all(w == 1 for w in weights):
+        return np.arange(len(sources), dtype=np.int64)
+    parts = []
+    for c, weight in enumerate(weights):
+        members = np.flatnonzero(sources == c)
+        whole, fraction = divmod(weight, 1.0)
+        parts += [members] * int(whole)
+        if fraction:
+            count = int(round(fraction * len(members)))
+            parts.append(np.sort(rng.choice(members, count, replace=False)) if rng is not None
+                         else members[:count])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def plan_epoch(src_lens: np.ndarray, tgt_lens: np.ndarray, sources: np.ndarray,
+               weights: Sequence[float], batch_size: Optional[int],
+               batch_tokens: Optional[int], shuffle: bool, seed: int, bucket_width: int,
+               tight: bool) -> List[np.ndarray]:
+    """One epoch's batches of pair indices, from the lengths alone (EOS not counted in
+    tgt_lens). With all weights 1 they are the batches `train_dataset` makes."""
+    rng = np.random.default_rng(seed) if shuffle else None
+    if all(w == 1 for w in weights):  # every pair once: no copies of the length arrays
+        return plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width,
+                            rng, sort_buckets=tight)
+    indices = epoch_indices(sources, weights, rng)
+    batches = plan_batches(src_lens[indices], tgt_lens[indices] + 1, batch_size, batch_tokens,
+                           bucket_width, rng, sort_buckets=tight)
+    return [indices[b] for b in batches]
+
+
+def _gather(values: np.ndarray, offsets: np.ndarray, index: np.ndarray):
+    """Rows `index` of a flat ragged array -> (ids [batch, (len)] flat int32, lengths
+    [batch] int64), read from a memory map."""
+    starts, lengths = offsets[index], offsets[index + 1] - offsets[index]
+    before = np.cumsum(lengths) - lengths  # [batch]: where each row starts in the result
+    positions = np.arange(int(lengths.sum())) - np.repeat(before, lengths) + np.repeat(starts, lengths)
+    return np.asarray(values[positions], np.int32), lengths
+
+
+def _padded(flat: np.ndarray, lengths: np.ndarray, time: int, first=None, last=None):
+    """Rows of flat ids -> [batch, time] PAD_ID-padded, with an optional id before
+    (`first`) or after (`last`) every row."""
+    out = np.full([len(lengths), time], PAD_ID, np.int32)  # [batch, time]
+    shift = 1 if first is not None else 0
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + shift
+    out[rows, cols] = flat
+    if first is not None:
+        out[:, 0] = first
+    if last is not None:
+        out[np.arange(len(lengths)), lengths + shift] = last
+    return out
+
+
+def cached_batch(cached, index: np.ndarray, pad_multiple: int, word_dropout: float = 0.0,
+                 noise: Optional[np.random.Generator] = None) -> Batch:
+    """The `Batch` of pairs `index` of a corpus cache (nmt.corpus_cache), as numpy."""
+    src, src_len = _gather(cached.src_values, cached.src_offsets, index)
+    tgt, tgt_len = _gather(cached.tgt_values, cached.tgt_offsets, index)
+    tgt_input = tgt
+    if word_dropout > 0.0:
+        src, tgt_input = _drop_words(src, word_dropout, noise), _drop_words(tgt, word_dropout, noise)
+    src_time = _round_up(max(int(src_len.max()), 1), pad_multiple)
+    tgt_time = _round_up(int(tgt_len.max()) + 1, pad_multiple)
+    return Batch(_padded(src, src_len, src_time), src_len.astype(np.int32),
+                 _padded(tgt_input, tgt_len, tgt_time, first=BOS_ID),
+                 _padded(tgt, tgt_len, tgt_time, last=EOS_ID), (tgt_len + 1).astype(np.int32))
+
+
+def cached_dataset(cached, plan: List[np.ndarray], start: int = 0, bucket_width: int = 8,
+                   tight: bool = False, word_dropout: float = 0.0,
+                   seed: int = 0) -> tf.data.Dataset:
+    """The batches plan[start:] of a corpus cache as a dataset of `Batch`es: each is
+    gathered from the memory map when it is needed, so starting mid-epoch costs nothing
+    and memory holds a few batches. Word dropout draws from (seed, batch number), so a
+    resumed epoch drops the same pieces."""
+    if not 0.0 <= word_dropout < 1.0:
+        raise ValueError(f"word_dropout must be in [0, 1) (got {word_dropout})")
+    pad_multiple = 1 if tight else bucket_width
+
+    def batches():
+        for number in range(start, len(plan)):
+            noise = np.random.default_rng([seed, 1, number]) if word_dropout > 0.0 else None
+            yield tuple(cached_batch(cached, plan[number], pad_multiple, word_dropout, noise))
+
+    matrix, vector = tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        batches, output_signature=(matrix, vector, matrix, matrix, vector))
+    return without_autotune(dataset.map(lambda *b: Batch(*b)).prefetch(PREFETCH_BATCHES))
+
+
 def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset` with tf.data's autotuner off. With it on, an iterator's destructor
     waits for the autotuner thread's next round (its period doubles up to a minute),

@@ -26,8 +26,7 @@ from nmt import model_dir as model_dir_lib
 from nmt import precision
 from nmt import schedule
 from nmt import summaries as summaries_lib
-from nmt import validation
-from nmt import vocab as vocab_lib
+from nmt import training_data
 from nmt.model import build_model
 from nmt.optimizers import FusedAdam
 from nmt.translate import Translator
@@ -110,20 +109,13 @@ class Trainer:
         os.makedirs(out_dir, exist_ok=True)
         model_dir_lib.save_config(out_dir, config)
         d = config.data
-        self.train_corpus = validation.load_training_corpus(d)  # logs a report; fatal: raises
-        self.dev = self._read_eval_set(d.dev_prefix)
         if config.train.init_from:  # its pieces, before any are trained here
             model_dir_lib.copy_vocabs(config.train.init_from, out_dir, d)
-        self.src_vocab, self.tgt_vocab = vocab_lib.ensure_vocabs(
-            out_dir, self.train_corpus.src, self.train_corpus.tgt, d.vocab_size,
-            joint=d.joint_vocab, model_type=d.sp_model_type)
-        self.encoded, stats = data_lib.encode_corpus(
-            self.train_corpus, self.src_vocab, self.tgt_vocab, d.max_src_len, d.max_tgt_len)
-        logging.info("training pairs: %d kept, %d dropped as longer than %d/%d pieces, "
-                     "%d skipped with an empty side", stats.kept, stats.dropped_too_long,
-                     d.max_src_len, d.max_tgt_len, self.train_corpus.skipped_empty)
+        self.data = training_data.prepare(d, out_dir)  # logs a report; fatal: raises
+        self.src_vocab, self.tgt_vocab, self.encoded = self.data[:3]
+        self.dev = self._read_eval_set(d.dev_prefix)
         distribute.check_workers_agree(self.strategy, "the encoded training data",
-                                       data_lib.fingerprint(self.encoded))
+                                       training_data.fingerprint(self.data))
         tf.random.set_seed(config.train.seed)
         if config.train.deterministic:  # process-wide; on GPU, cuDNN and atomics need it
             tf.config.experimental.enable_op_determinism()
@@ -260,15 +252,12 @@ class Trainer:
         """Creates the optimizer slots so a checkpoint restores them eagerly."""
         self.optimizer.build(self.model.trainable_variables)
 
-    def epoch_dataset(self, epoch):
+    def epoch_dataset(self, epoch, start=0):
+        """Epoch `epoch`'s batches from batch `start` on (training_data.epoch_dataset)."""
         d, t = self.config.data, self.config.train
-        dataset = data_lib.train_dataset(
-            self.encoded, batch_size=None if d.batch_tokens else d.batch_size,
-            batch_tokens=d.batch_tokens or None, seed=t.seed + epoch,
-            bucket_width=d.bucket_width, sample_alpha=d.sample_alpha,
-            word_dropout=d.word_dropout,  # a step compiled per shape keeps few shapes
+        return training_data.epoch_dataset(  # a step compiled per shape keeps few shapes
+            self.data, d, seed=t.seed + epoch, start=start,
             tight=d.tight_batches and not (t.jit_compile or t.trace_per_shape))
-        return dataset
 
     def _install_signal_handlers(self):
         """SIGINT/SIGTERM: stop after the current step and save. The handlers put the
@@ -312,7 +301,7 @@ class Trainer:
         while not self._finished():
             epoch = int(p.epoch)
             dataset = distribute.distribute_dataset(
-                self.strategy, self.epoch_dataset(epoch).skip(int(p.batch_in_epoch)))
+                self.strategy, self.epoch_dataset(epoch, start=int(p.batch_in_epoch)))
             for batch in dataset:
                 self._set_learning_rate()
                 out, norm, applied = self.train_step(data_lib.Batch(*batch))

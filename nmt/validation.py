@@ -1,9 +1,11 @@
 """Checking a parallel training corpus before training: nothing lost silently.
 
-`check_parallel(src_path, tgt_path, max_line_chars)` reads both files once
-(nmt.corpus) and returns a `Checked(report, corpus)`: a `Report` of every
-problem found, each with a count and the first few line numbers, and the
-pairs fit for training (None when a fatal problem was found).
+`ParallelScan(src_path, tgt_path, max_line_chars, max_line_bytes)` streams both
+files once, side by side (nmt.corpus.iter_raw_lines), yielding the pairs fit for
+training; its `report` then lists every problem found, each with a count and the
+first few line numbers. `check_parallel` does the same and keeps the pairs in
+memory: it returns a `Checked(report, corpus)` (corpus None when a problem is
+fatal). Memory stays flat however long the files are.
 
 Fatal problems (training cannot start; `load_training_corpus` raises a
 one-line CorpusError, `nmt-train --validate_only` exits with status 1):
@@ -17,12 +19,15 @@ Recoverable problems (the whole pair is skipped and counted):
   whitespace     a line of whitespace only
   too_long       more than max_line_chars characters (DataConfig.max_line_chars)
   control        control characters: C0 except tab, DEL, C1 (e.g. "\\x1b[31m")
+  over_bytes     more than max_line_bytes bytes (DataConfig.max_line_bytes): cut at
+                 read time, before decoding, and never held whole in memory
 Lengths in sentencepiece pieces are filtered later (data.encode_corpus).
 """
 import collections
+import itertools
 import os
 import re
-from typing import List
+from typing import Iterator, List, Optional, Tuple
 
 from absl import logging
 
@@ -32,11 +37,13 @@ NUM_EXAMPLES = 5  # line numbers shown per problem
 
 SAME_FILE, BINARY, INVALID_UTF8, LINE_COUNTS, EMPTY_CORPUS = (
     "same_file", "binary", "invalid_utf8", "line_counts", "empty_corpus")
-EMPTY, WHITESPACE, TOO_LONG, CONTROL = "empty", "whitespace", "too_long", "control"
+EMPTY, WHITESPACE, TOO_LONG, CONTROL, OVER_BYTES = (
+    "empty", "whitespace", "too_long", "control", "over_bytes")
 FATAL = (SAME_FILE, BINARY, INVALID_UTF8, LINE_COUNTS, EMPTY_CORPUS)
-RECOVERABLE = (EMPTY, WHITESPACE, TOO_LONG, CONTROL)
+RECOVERABLE = (EMPTY, WHITESPACE, TOO_LONG, CONTROL, OVER_BYTES)
 _LABELS = {EMPTY: "empty lines", WHITESPACE: "whitespace-only lines",
-           TOO_LONG: "over-long lines", CONTROL: "lines with control characters"}
+           TOO_LONG: "over-long lines", CONTROL: "lines with control characters",
+           OVER_BYTES: "lines over the byte limit"}
 _CONTROL = re.compile("[\x01-\x08\x0b-\x1f\x7f-\x9f]")  # NUL counts as binary, tab is fine
 
 # One kind of problem in one file (path is "SRC / TGT" for pair-level ones).
@@ -107,6 +114,7 @@ class _Tally:
         self.counts = collections.Counter()
         self.lines = collections.defaultdict(list)
         self.details = {}
+        self.num_lines = 0
 
     def add(self, kind, number, detail=""):
         self.counts[kind] += 1
@@ -119,97 +127,207 @@ class _Tally:
                 for k in kinds if self.counts[k]]
 
 
-def _scan(path: str, max_line_chars: int):
-    """-> (decoded lines, bytearray of 1 per line to skip, _Tally) of one file."""
-    tally, texts = _Tally(), []
-    raw = corpus_lib.read_raw_lines(path)
-    skip = bytearray(len(raw))
-    for i, line in enumerate(raw):
-        number = i + 1
-        if b"\0" in line:
-            tally.add(BINARY, number)
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            tally.add(INVALID_UTF8, number,
-                      f"byte 0x{line[e.start]:02x} at column {e.start + 1}")
-            text = line.decode("utf-8", errors="replace")
-        kind = None
-        if not text:
-            kind = EMPTY
-        elif not text.strip():
-            kind = WHITESPACE
-        elif len(text) > max_line_chars:
-            kind = TOO_LONG
-        elif _CONTROL.search(text):
-            kind = CONTROL
-        if kind:
-            tally.add(kind, number, f" (over {max_line_chars} characters)"
-                      if kind == TOO_LONG else "")
-            skip[i] = 1
-        texts.append(text)
-    return texts, skip, tally
+def _fast_texts(block: List[bytes], max_len: int) -> Optional[List[str]]:
+    """The texts of a block of lines when none is binary, invalid UTF-8, over max_len
+    bytes or has control characters (the common case, checked on the block at once);
+    else None."""
+    if max(map(len, block)) > max_len:
+        return None
+    joined = b"\n".join(block)
+    if b"\0" in joined:
+        return None
+    try:
+        text = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _CONTROL.search(text) else text.split("\n")
 
 
-def check_parallel(src_path: str, tgt_path: str, max_line_chars: int) -> Checked:
-    """Reads and checks a sentence-aligned pair of files (see the module docstring)."""
-    if os.path.samefile(src_path, tgt_path):
-        detail = f"{src_path} and {tgt_path} are the same file; give two languages"
-        problem = Problem(SAME_FILE, f"{src_path} / {tgt_path}", 1, (), detail)
-        return Checked(Report(src_path, tgt_path, 0, 0, [problem]), None)
-    src, src_skip, src_tally = _scan(src_path, max_line_chars)
-    tgt, tgt_skip, tgt_tally = _scan(tgt_path, max_line_chars)
+def _checked_lines(path: str, max_line_chars: int, max_line_bytes: Optional[int],
+                   tally: _Tally) -> Iterator[Optional[str]]:
+    """Streams one file: per line its text, "" when it is skipped as empty or
+    whitespace-only, None when skipped for another reason; problems go to `tally`."""
+    fast_limit = min(max_line_chars, max_line_bytes or max_line_chars)  # bytes >= chars
+    number = 0
+    for block in corpus_lib.iter_raw_blocks(path, max_line_bytes):
+        texts = _fast_texts(block, fast_limit)
+        if texts is None:
+            for line in block:
+                number += 1
+                yield _check_line(line, number, max_line_chars, max_line_bytes, tally)
+            continue
+        for text in texts:
+            number += 1
+            if text and not text.isspace():
+                yield text
+            else:
+                tally.add(EMPTY if not text else WHITESPACE, number)
+                yield ""
+    tally.num_lines = number
+
+
+def _check_line(line: bytes, number: int, max_line_chars: int, max_line_bytes: Optional[int],
+                tally: _Tally) -> Optional[str]:
+    """One line's text, "" (skipped: empty or whitespace) or None (skipped: other)."""
+    if max_line_bytes is not None and len(line) > max_line_bytes:
+        tally.add(OVER_BYTES, number, f" (over {max_line_bytes} bytes, cut unread)")
+        return None
+    if b"\0" in line:
+        tally.add(BINARY, number)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        tally.add(INVALID_UTF8, number, f"byte 0x{line[e.start]:02x} at column {e.start + 1}")
+        text = line.decode("utf-8", errors="replace")
+    if not text or text.isspace():
+        tally.add(EMPTY if not text else WHITESPACE, number)
+        return ""
+    if len(text) > max_line_chars:
+        tally.add(TOO_LONG, number, f" (over {max_line_chars} characters)")
+        return None
+    if _CONTROL.search(text):
+        tally.add(CONTROL, number)
+        return None
+    return text
+
+
+class ParallelScan:
+    """One streaming pass over a sentence-aligned pair of files (see the module
+    docstring). Iterating yields the kept pairs as (line number, src, tgt); after it,
+    `report` is the `Report` and `skipped_empty` counts the pairs with an empty side.
+    Nothing but the current lines is held."""
+
+    def __init__(self, src_path: str, tgt_path: str, max_line_chars: int,
+                 max_line_bytes: Optional[int] = None):
+        self.src_path, self.tgt_path = src_path, tgt_path
+        self.max_line_chars, self.max_line_bytes = max_line_chars, max_line_bytes
+        self.report, self.skipped_empty = None, 0
+
+    def __iter__(self) -> Iterator[Tuple[int, str, str]]:
+        src_path, tgt_path = self.src_path, self.tgt_path
+        pair = f"{src_path} / {tgt_path}"
+        if os.path.samefile(src_path, tgt_path):
+            detail = f"{src_path} and {tgt_path} are the same file; give two languages"
+            self.report = Report(src_path, tgt_path, 0, 0,
+                                 [Problem(SAME_FILE, pair, 1, (), detail)])
+            return
+        tallies = _Tally(), _Tally()
+        src_lines, tgt_lines = (_checked_lines(path, self.max_line_chars, self.max_line_bytes, t)
+                                for path, t in zip((src_path, tgt_path), tallies))
+        kept = empty = 0
+        for number, (s, t) in enumerate(itertools.zip_longest(src_lines, tgt_lines,
+                                                              fillvalue=_END), start=1):
+            if s and t and s is not _END and t is not _END:
+                kept += 1
+                yield number, s, t
+            elif s == "" or t == "":
+                empty += 1
+        self.skipped_empty = empty
+        self.report = _report(src_path, tgt_path, tallies, kept)
+
+
+_END = object()  # zip_longest's fill after the shorter file's end
+
+
+def _report(src_path, tgt_path, tallies, kept) -> Report:
+    """The Report of a finished scan: each file's problems, then the pair-level ones."""
+    (src_tally, tgt_tally), pair = tallies, f"{src_path} / {tgt_path}"
+    num_src, num_tgt = src_tally.num_lines, tgt_tally.num_lines
     problems = []
     for kinds in ((BINARY, INVALID_UTF8), RECOVERABLE):
         problems += src_tally.problems(src_path, kinds) + tgt_tally.problems(tgt_path, kinds)
-    pair = f"{src_path} / {tgt_path}"
-    if len(src) != len(tgt):
+    if num_src != num_tgt:
+        kept = 0
         problems.append(Problem(LINE_COUNTS, pair, 1, (), (
-            f"line counts differ: {src_path} has {len(src)} lines, "
-            f"{tgt_path} has {len(tgt)} lines")))
-    kept = corpus_lib.ParallelCorpus([], [], [], 0)
-    if len(src) == len(tgt):
-        kept = _kept_pairs(src, tgt, src_skip, tgt_skip)
-    for path, lines in ((src_path, src), (tgt_path, tgt)):
-        if not lines:
+            f"line counts differ: {src_path} has {num_src} lines, "
+            f"{tgt_path} has {num_tgt} lines")))
+    for path, num_lines in ((src_path, num_src), (tgt_path, num_tgt)):
+        if not num_lines:
             problems.append(Problem(EMPTY_CORPUS, path, 1, (), f"{path}: empty file, no lines"))
-    if src and len(src) == len(tgt) and not kept.src:
+    if num_src and num_src == num_tgt and not kept:
         problems.append(Problem(EMPTY_CORPUS, pair, 1, (), (
-            f"{pair}: no sentence pairs left to train on (all {len(src)} were skipped)")))
-    report = Report(src_path, tgt_path, len(src), len(kept.src), problems)
-    if not report.ok:
-        return Checked(report._replace(num_kept=0), None)
-    return Checked(report, kept)
+            f"{pair}: no sentence pairs left to train on (all {num_src} were skipped)")))
+    report = Report(src_path, tgt_path, num_src, kept, problems)
+    return report if report.ok else report._replace(num_kept=0)
 
 
-def _kept_pairs(src, tgt, src_skip, tgt_skip) -> corpus_lib.ParallelCorpus:
-    """The pairs where neither side is skipped; skipped_empty counts the pairs with an
-    empty or whitespace-only side."""
-    keep_src, keep_tgt, numbers, empty = [], [], [], 0
-    for i, (s, t) in enumerate(zip(src, tgt)):
-        if src_skip[i] or tgt_skip[i]:
-            empty += not (s.strip() and t.strip())
-            continue
-        keep_src.append(s)
-        keep_tgt.append(t)
-        numbers.append(i + 1)
-    return corpus_lib.ParallelCorpus(keep_src, keep_tgt, numbers, empty)
+def check_parallel(src_path: str, tgt_path: str, max_line_chars: int,
+                   max_line_bytes: Optional[int] = None) -> Checked:
+    """Reads and checks a sentence-aligned pair of files (see the module docstring);
+    the kept pairs are held in memory (`ParallelScan` streams them instead)."""
+    scan = ParallelScan(src_path, tgt_path, max_line_chars, max_line_bytes)
+    src, tgt, numbers = [], [], []
+    for number, s, t in scan:
+        numbers.append(number)
+        src.append(s)
+        tgt.append(t)
+    if not scan.report.ok:
+        return Checked(scan.report, None)
+    return Checked(scan.report, corpus_lib.ParallelCorpus(src, tgt, numbers, scan.skipped_empty))
 
 
-def check_data(data_config) -> Checked:
-    """check_parallel on DataConfig's training files (train_prefix.src, train_prefix.tgt)."""
+class MixtureReport(collections.namedtuple("MixtureReport", ["reports"])):
+    """The `Report`s of several training corpora, read as one."""
+    __slots__ = ()
+
+    problems = property(lambda self: [p for r in self.reports for p in r.problems])
+    fatal = property(lambda self: [p for r in self.reports for p in r.fatal])
+    ok = property(lambda self: all(r.ok for r in self.reports))
+    num_pairs = property(lambda self: sum(r.num_pairs for r in self.reports))
+    num_kept = property(lambda self: sum(r.num_kept for r in self.reports))
+
+    def error_message(self) -> str:
+        return next(r for r in self.reports if not r.ok).error_message()
+
+    def format(self) -> str:
+        return "\n".join(r.format() for r in self.reports)
+
+
+def training_files(data_config) -> List[Tuple[str, str, float]]:
+    """(src_path, tgt_path, weight) of every corpus in DataConfig.train_prefix."""
     d = data_config
-    return check_parallel(corpus_lib.find_corpus_file(d.train_prefix, d.src),
-                          corpus_lib.find_corpus_file(d.train_prefix, d.tgt), d.max_line_chars)
+    return [(corpus_lib.find_corpus_file(s.prefix, d.src),
+             corpus_lib.find_corpus_file(s.prefix, d.tgt), s.weight)
+            for s in corpus_lib.parse_train_prefix(d.train_prefix)]
 
 
-def load_training_corpus(data_config) -> corpus_lib.ParallelCorpus:
-    """The checked training pairs; logs the report; CorpusError (one line) if fatal."""
-    report, corpus = check_data(data_config)
+def check_data(data_config, keep_pairs: bool = False) -> Checked:
+    """Checks DataConfig's training corpora in one streaming pass each. keep_pairs: the
+    Checked's corpus holds their kept pairs (all corpora in order); else it is None."""
+    d = data_config
+    reports, parts = [], []
+    for src_path, tgt_path, _ in training_files(d):
+        if keep_pairs:
+            report, part = check_parallel(src_path, tgt_path, d.max_line_chars, d.max_line_bytes)
+            parts.append(part)
+        else:
+            scan = ParallelScan(src_path, tgt_path, d.max_line_chars, d.max_line_bytes)
+            for _ in scan:
+                pass
+            report = scan.report
+        reports.append(report)
+    report = reports[0] if len(reports) == 1 else MixtureReport(reports)
+    if not keep_pairs or not report.ok:
+        return Checked(report, None)
+    if len(parts) == 1:
+        return Checked(report, parts[0])
+    return Checked(report, corpus_lib.ParallelCorpus(
+        *(sum((list(getattr(p, f)) for p in parts), []) for f in ("src", "tgt", "line_numbers")),
+        sum(p.skipped_empty for p in parts)))
+
+
+def log_report(report) -> None:
+    """Logs a report (a warning when it found problems); CorpusError (one line) if fatal."""
     log = logging.info if not report.problems else logging.warning
     for line in report.format().splitlines():
         log("%s", line)
     if not report.ok:
         raise corpus_lib.CorpusError(report.error_message())
-    return corpus
 
+
+def load_training_corpus(data_config) -> corpus_lib.ParallelCorpus:
+    """The checked training pairs, in memory; logs the report; CorpusError (one line) if
+    fatal."""
+    report, corpus = check_data(data_config, keep_pairs=True)
+    log_report(report)
+    return corpus

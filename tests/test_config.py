@@ -132,3 +132,14 @@ def test_override_refuses_ambiguous_bare_names(key):
 def test_override_refuses_unknown_names(key):
     with pytest.raises(ConfigError, match=key.split(".")[-1]):
         config_lib.override(Config(), {key: 8})
+
+
+def test_spm_model_needs_one_path_per_vocabulary():
+    from nmt.config import ConfigError, DataConfig
+    DataConfig(spm_model="a.model").validate()
+    DataConfig(spm_model="s.model,t.model", joint_vocab=False).validate()
+    for bad in (DataConfig(spm_model="s.model,t.model"),
+                DataConfig(spm_model="a.model", joint_vocab=False),
+                DataConfig(spm_model=",", joint_vocab=False)):
+        with pytest.raises(ConfigError, match="spm_model needs"):
+            bad.validate()

@@ -78,3 +78,28 @@ def test_empty_and_whitespace_pairs_are_skipped_and_counted(tmp_path):
     assert pc.skipped_empty == 3
     limited = corpus.read_parallel(src, tgt, max_lines=5)
     assert limited.src == ["one", "five"] and limited.skipped_empty == 3
+
+
+def reference_lines(data: bytes, limit=None):
+    """The lines of `data` split on b"\\n" with one "\\r" dropped (a BOM dropped first); a
+    line over `limit` bytes, "\\r" counted, as its first limit + 1 bytes."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return [line[:limit + 1] if limit is not None and len(line) > limit
+            else line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("limit", [None, 4, 9])
+def test_the_bounded_reader_splits_and_cuts_lines_across_chunks(tmp_path, monkeypatch,
+                                                                chunk, limit):
+    monkeypatch.setattr(corpus, "_CHUNK_BYTES", chunk)
+    data = (b"\xef\xbb\xbfone\r\ntwo\n\nthree four five six\r\n\r\n"
+            b"seven\rX\n" + b"z" * 40 + b"\r\nabcd\r\nlast, no newline")
+    path = tmp_path / "c.txt"
+    path.write_bytes(data)
+    assert list(corpus.iter_raw_lines(str(path), limit)) == reference_lines(data, limit)
+    assert list(corpus.iter_raw_lines(str(path), limit)) != []

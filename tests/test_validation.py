@@ -209,9 +209,37 @@ def test_trainer_skips_recoverable_lines_and_logs_the_report(tmp_path, caplog):
     config = tiny_train_config(str(tmp_path / "c"), max_line_chars=28)
     with caplog.at_level("INFO"):
         trainer = training.Trainer(config, str(tmp_path / "run"))
-    assert len(trainer.train_corpus.src) == 37
-    assert {4, 8, 12}.isdisjoint(trainer.train_corpus.line_numbers)
-    assert "z" * 30 not in trainer.encoded.src_lines
+    kept = [int(n) for n in trainer.encoded.line_numbers]
+    assert len(kept) == 37 and {4, 8, 12}.isdisjoint(kept)
+    assert [trainer.src_vocab.decode(trainer.encoded.src_ids[i]) for i in range(len(kept))] == \
+        [en[n - 1] for n in kept]
     log = caplog.text
     assert "over-long lines (over 28 characters): 1 (lines 12)" in log
     assert "lines with control characters: 1 (lines 8)" in log
+
+
+def test_a_clean_block_with_blank_and_crlf_lines_is_checked_like_any_other(tmp_path):
+    en = b"a house\r\n\r\n  \t\r\nthe dog\r\n"
+    de = b"ein haus\r\nx\r\ny\r\nder hund\r\n"
+    report, kept = validation.check_parallel(write(tmp_path / "c.en", en),
+                                             write(tmp_path / "c.de", de), LIMIT)
+    assert kept.src == ["a house", "the dog"] and kept.tgt == ["ein haus", "der hund"]
+    assert kept.line_numbers == [1, 4] and kept.skipped_empty == 2
+    assert [(p.kind, p.lines) for p in report.problems] == [("empty", (2,)), ("whitespace", (3,))]
+
+
+def test_check_data_reports_each_corpus_of_a_weighted_list(tmp_path):
+    write(tmp_path / "a.en", b"one\ntwo\n")
+    write(tmp_path / "a.de", b"eins\nzwei\n")
+    write(tmp_path / "b.en", b"three\n\n")
+    write(tmp_path / "b.de", b"drei\nvier\n")
+    prefixes = f"{tmp_path / 'a'}:2,{tmp_path / 'b'}:0.5"
+    report, kept = validation.check_data(DataConfig(train_prefix=prefixes), keep_pairs=True)
+    assert report.ok and report.num_pairs == 4 and report.num_kept == 3
+    text = report.format()
+    assert f"{tmp_path / 'a.en'} / " in text and f"{tmp_path / 'b.en'}: empty lines: 1 (lines 2)" in text
+    assert kept.src == ["one", "two", "three"]
+    write(tmp_path / "b.de", b"drei\n")
+    report, kept = validation.check_data(DataConfig(train_prefix=prefixes))
+    assert not report.ok and kept is None
+    assert report.error_message().startswith(f"line counts differ: {tmp_path / 'b.en'} has 2")

@@ -1,0 +1,55 @@
+"""tools/make_big_corpus.py and tools/bench_training_data.py: the corpus they measure on
+is whole reshuffled passes over real pairs, plain and gzip alike; a run's figures are
+read from its log as it comes."""
+import gzip
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+
+import bench_training_data  # noqa: E402
+import make_big_corpus  # noqa: E402
+
+
+def test_passes_repeat_the_pool_each_in_another_order():
+    pool = [(f"en {i}", f"de {i}") for i in range(7)]
+    pairs = list(make_big_corpus.passes(pool, 17, seed=0))
+    assert len(pairs) == 17
+    assert sorted(pairs[:7]) == sorted(pairs[7:14]) == pool  # whole passes
+    assert pairs[:7] != pairs[7:14]
+    assert set(pairs[14:]) <= set(pool) and len(set(pairs[14:])) == 3
+    assert list(make_big_corpus.passes(pool, 17, seed=1)) != pairs
+
+
+def test_plain_and_gzip_files_hold_the_same_aligned_pairs(tmp_path):
+    pool = make_big_corpus.pool()
+    assert len(pool) == 29_000 + 114_961
+    prefix = str(tmp_path / "big")
+    num_pairs = len(pool) + 1000
+    plain = make_big_corpus.write(prefix, num_pairs, "plain")
+    packed = make_big_corpus.write(prefix, num_pairs, "gz")
+    with open(plain[0], encoding="utf-8") as f:
+        en = f.read().split("\n")[:-1]
+    with gzip.open(packed[1], "rt", encoding="utf-8") as f:
+        de = f.read().split("\n")[:-1]
+    assert len(en) == len(de) == num_pairs
+    assert sorted(zip(en[:len(pool)], de[:len(pool)])) == sorted(pool)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
+    before = os.path.getmtime(plain[0])
+    make_big_corpus.write(prefix, num_pairs, "plain")  # kept as it is
+    assert os.path.getmtime(plain[0]) == before
+
+
+def test_run_timed_reads_the_data_and_first_step_times_and_the_peak(tmp_path):
+    script = ("import sys, time\n"
+              "b = bytearray(200 << 20)\n"
+              "print('I training pairs: 3 kept', file=sys.stderr, flush=True)\n"
+              "time.sleep(0.5)\n"
+              "for s in range(1, 4):\n"
+              "    print(f'I step {s} epoch 1: loss 1.0, {100 * s} tgt tokens/s', "
+              "file=sys.stderr, flush=True)\n")
+    wall, rss, first, speeds, status, data = bench_training_data.run_timed(
+        [sys.executable, "-c", script])
+    assert status == 0 and speeds == [100.0, 200.0, 300.0]
+    assert data < first <= wall and first - data >= 0.4
+    assert rss > 200  # its 200 MiB counted (from pytest, the child starts at pytest's mark)
