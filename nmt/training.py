@@ -309,6 +309,8 @@ class Trainer:
             return self._train()
         finally:
             self._restore_signal_handlers(previous_handlers)
+            self.summaries.close()
+            distribute.remove_worker_dir(self.out_dir, self.strategy)
 
     def _train(self):
         t = self.config.train
@@ -402,7 +404,8 @@ class Trainer:
                                 f"not saving over {self.manager.latest_checkpoint}")
         with self.averaged_weights():
             path = model_dir_lib.save_durably(self.manager, int(self.progress.step))
-        logging.info("saved %s", path)
+            fingerprint = distribute.weights_fingerprint(self.model.trainable_variables)
+        logging.info("saved %s (weights fingerprint %x)", path, fingerprint)
 
     def evaluate(self, eval_set):
         """Dev loss, perplexity and BLEU/chrF of beam search on `eval_set`."""

@@ -19,7 +19,7 @@ import time
 from absl import app, flags, logging
 
 from nmt import devices, distill, distill_pipeline, model_dir as model_dir_lib, report
-from nmt import training, tuning
+from nmt import distribute, training, tuning
 from nmt.cli import common
 from nmt.cli.flags import define_config_flags, overrides_from_flags
 
@@ -147,6 +147,9 @@ def main(argv):
             model_dir_lib.copy_vocabs(FLAGS.distil_from[0], out_dir, config.data)
         trainer = training.Trainer(config, out_dir)
         trainer.run()
+        if not distribute.is_chief(trainer.strategy):  # the chief scores the shared run
+            logging.info("not the chief: training done, the chief scores %s", out_dir)
+            return
         if trainer.stop_signal is not None:  # interrupted: resumable, not finished
             logging.warning("training interrupted: not scoring; run the same command to resume")
             return
