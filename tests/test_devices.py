@@ -348,3 +348,21 @@ def _slots_by_variable(optimizer):
     per_variable = [[slot.value for slot in slots] for slots in per_variable if slots]
     return [(v, [slots[i] for slots in per_variable])
             for i, v in enumerate(optimizer._trainable_variables)]
+
+
+@pytest.mark.parametrize("architecture", ["bi", "residual"])
+def test_placed_and_unplaced_checkpoints_are_interchangeable(architecture, tmp_path):
+    """A placed model's checkpoint loads into the unplaced model (to translate with) and
+    into another placement (to resume on other devices), and back."""
+    config = tiny_config(**ARCHITECTURES[architecture])
+    models = [build_model(config, VOCAB, VOCAB, placement=devices.model_placement(
+        config, n, device_type="CPU")) for n in (2, 0, 3)]
+    generator = tf.random.Generator.from_seed(5)
+    for v in models[0].trainable_variables:
+        v.assign(generator.uniform(v.shape, -0.5, 0.5))
+    path = str(tmp_path / "ckpt")
+    for source, target in zip(models, models[1:]):
+        saved = tf.train.Checkpoint(model=source).write(path)
+        tf.train.Checkpoint(model=target).read(saved).assert_existing_objects_matched()
+        for a, b in zip(source.trainable_variables, target.trainable_variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
