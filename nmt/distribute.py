@@ -24,12 +24,13 @@ a different corpus, flag or sentencepiece version would otherwise go unnoticed.
 
 Checkpoints. Only the chief writes to the run dir; the other workers write their
 checkpoints, logs and summaries to a temporary dir (saving takes every worker), which
-they delete when training ends, and every worker resumes from the chief's latest
+they delete when they exit, and every worker resumes from the chief's latest
 checkpoint (so the run dir must be shared, e.g. NFS or GCS).
 
 No XLA. The strategy's step is not XLA-compiled (jit_compile is ignored): the
 all-reduce and the mirrored-variable update sit outside XLA clusters on CPUs.
 """
+import atexit
 import contextlib
 import hashlib
 import json
@@ -105,23 +106,16 @@ def is_chief(strategy):
 
 
 def worker_dir(out_dir, strategy):
-    """Where this worker writes: out_dir for the chief, a temporary dir for the others
-    (remove_worker_dir deletes it when training ends)."""
+    """Where this worker writes: out_dir for the chief, for the others a temporary dir,
+    deleted when the process exits (also after an error): its checkpoints, logs and
+    vocabularies copy the chief's, and a left-over dir would look like a run."""
     if is_chief(strategy):
         return out_dir
     resolver = strategy.cluster_resolver
     path = tempfile.mkdtemp(prefix=f"nmt-{resolver.task_type}{resolver.task_id}-")
-    logging.info("not the chief: writing checkpoints and logs to %s", path)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    logging.info("not the chief: writing checkpoints and logs to %s (deleted at exit)", path)
     return path
-
-
-def remove_worker_dir(path, strategy):
-    """Deletes a non-chief worker's temporary dir (its checkpoints, logs and vocabularies
-    copy the chief's, and a left-over dir would look like a run); no-op for the chief."""
-    if is_chief(strategy):
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    logging.info("not the chief: removed %s", path)
 
 
 def any_worker(strategy, flag):

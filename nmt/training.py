@@ -309,8 +309,6 @@ class Trainer:
             return self._train()
         finally:
             self._restore_signal_handlers(previous_handlers)
-            self.summaries.close()
-            distribute.remove_worker_dir(self.out_dir, self.strategy)
 
     def _train(self):
         t = self.config.train
