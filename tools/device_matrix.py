@@ -1,6 +1,6 @@
 """Train, resume and translate through the CLI under every device setup.
 
-    python tools/device_matrix.py                    # the full matrix (96 cells, about 2 h here)
+    python tools/device_matrix.py                    # the full matrix (96 cells, 3-4 h here)
     python tools/device_matrix.py --cells=ci         # the covering subset CI runs
     python tools/device_matrix.py --strategies=place2,mirrored2 --precisions=fp16
 
