@@ -14,6 +14,9 @@ bench and default runs 0.19-0.32 from 500 steps on (0.47 at 250 steps); two coll
 bench runs 0.61-0.68 and 0.83-0.86 at every evaluation from 500 to 1,500 and 2,000
 steps. A slow run can read high once and recover (0.53 at 1,000 steps, 0.25 at
 2,000), so the warning says "looks collapsed" and a stall is a high share that stays.
+Before 500 steps the share says nothing yet: a healthy run read 0.47 at 250 steps, a
+hair under the threshold, and no collapsed run was measured that early, so evaluations
+before FIRST_JUDGED_STEP record the share and do not warn.
 """
 import numpy as np
 
@@ -22,6 +25,7 @@ from nmt.summaries import attention_weights
 NUM_PAIRS = 256  # dev pairs measured at each evaluation
 BATCH_PAIRS = 128  # teacher-forced together (bounds the [batch, tgt, src] weights' memory)
 COLLAPSED_SHARE = 0.5  # mode shares above this are reported as a collapse
+FIRST_JUDGED_STEP = 500  # the first step where healthy (<= 0.32) and collapsed (>= 0.61) runs part
 
 
 def mode_share(weights):
@@ -51,8 +55,9 @@ def dev_mode_share(model, src_vocab, tgt_vocab, pairs, num_pairs=NUM_PAIRS):
 
 
 def collapse_warning(step, share):
-    """The log line for a collapsed attention, or None for a healthy one."""
-    if share <= COLLAPSED_SHARE:
+    """The log line for a collapsed attention, or None for a healthy one or before
+    FIRST_JUDGED_STEP (too early to tell)."""
+    if share <= COLLAPSED_SHARE or step < FIRST_JUDGED_STEP:
         return None
     return (f"step {step}: the attention looks collapsed: {share:.0%} of dev target pieces "
             f"attend most to their sentence's one favourite source piece (healthy runs: about "

@@ -660,11 +660,16 @@ class ResidualWrapper(_Wrapper):
 
 class DeviceWrapper(_Wrapper):
     """Runs `cell` (prepare_inputs, step, zero_state) under `tf.device(device)`.
-    Its variables are created there too, provided the cell is not built yet."""
+    Its variables are created there too, provided the cell is not built yet.
+    Checkpoints see through it: the cell's variables are saved where an unplaced
+    model has them, so a placed run's checkpoints translate and resume anywhere."""
 
     def __init__(self, cell, device, name=None):
         self.device = device
         super().__init__(cell, name=name)
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        return self.cell._trackable_children(save_type, **kwargs)
 
     def zero_state(self, batch_size, dtype=tf.float32):
         with tf.device(self.device):

@@ -23,17 +23,22 @@ data (check_workers_agree): each trains or loads its own sentencepiece model, an
 a different corpus, flag or sentencepiece version would otherwise go unnoticed.
 
 Checkpoints. Only the chief writes to the run dir; the other workers write their
-checkpoints, logs and summaries to a temporary dir, and every worker resumes from
-the chief's latest checkpoint (so the run dir must be shared, e.g. NFS or GCS).
+checkpoints, logs and summaries to a temporary dir (saving takes every worker), which
+they delete when they exit, and every worker resumes from the chief's latest
+checkpoint (so the run dir must be shared, e.g. NFS or GCS).
 
 No XLA. The strategy's step is not XLA-compiled (jit_compile is ignored): the
 all-reduce and the mirrored-variable update sit outside XLA clusters on CPUs.
 """
+import atexit
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -101,12 +106,15 @@ def is_chief(strategy):
 
 
 def worker_dir(out_dir, strategy):
-    """Where this worker writes: out_dir for the chief, a temporary dir for the others."""
+    """Where this worker writes: out_dir for the chief, for the others a temporary dir,
+    deleted when the process exits (also after an error): its checkpoints, logs and
+    vocabularies copy the chief's, and a left-over dir would look like a run."""
     if is_chief(strategy):
         return out_dir
     resolver = strategy.cluster_resolver
     path = tempfile.mkdtemp(prefix=f"nmt-{resolver.task_type}{resolver.task_id}-")
-    logging.info("not the chief: writing checkpoints and logs to %s", path)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    logging.info("not the chief: writing checkpoints and logs to %s (deleted at exit)", path)
     return path
 
 
@@ -115,8 +123,7 @@ def any_worker(strategy, flag):
     others would wait forever in the next all-reduce); `flag` itself on one machine."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return flag
-    votes = strategy.run(lambda: tf.constant(float(flag)))
-    return bool(strategy.reduce(SUM, votes, axis=None) > 0)
+    return any(_gather_from_replicas(strategy, int(flag)))
 
 
 def check_workers_agree(strategy, what, value):
@@ -125,12 +132,37 @@ def check_workers_agree(strategy, what, value):
     batches would train one model on inconsistent token ids without any error."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    local = strategy.run(lambda: tf.constant([value], tf.int64))
-    values = strategy.gather(local, axis=0).numpy().tolist()
+    values = _gather_from_replicas(strategy, value)
     if len(set(values)) > 1:
         raise ConfigError(f"the workers disagree on {what} (fingerprints per replica: "
                           f"{', '.join(f'{v:x}' for v in values)}); every worker needs the "
                           "same corpus files, flags and sentencepiece version")
+
+
+def weights_fingerprint(variables):
+    """A 63-bit digest of the variables' values (mirrored: the first replica's); equal on
+    every worker of a run that stays in sync, which the trainer logs at each save."""
+    digest = hashlib.blake2b(digest_size=8)
+    for v in variables:
+        digest.update(np.asarray(tf.convert_to_tensor(v)).tobytes())
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+_GATHERS = {}  # strategy -> its compiled gather of one int64 per replica
+
+
+def _gather_from_replicas(strategy, value):
+    """Every replica's int `value`, on every worker, as a list in replica order. Compiled:
+    run eagerly, a collective costs a graph of its own each time, and this runs twice
+    a step (TensorFlow warns "Using CollectiveAllReduceStrategy eagerly")."""
+    if strategy not in _GATHERS:
+        @tf.function
+        def gather(local):  # [1] int64
+            per_replica = strategy.run(tf.identity, args=(local,))
+            return strategy.gather(per_replica, axis=0)  # [replicas]
+
+        _GATHERS[strategy] = gather
+    return _GATHERS[strategy](tf.constant([value], tf.int64)).numpy().tolist()
 
 
 def shard_batch(batch, index, count):

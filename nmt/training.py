@@ -66,13 +66,19 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     """-> tf.function(batch) -> (LossOutput, gradient norm, applied?).
 
     A batch whose loss or gradients are not finite is not applied: weights and
-    optimizer slots stay as they were, and the caller counts it. The model computes
+    optimizer slots stay as they were, and the caller counts it. Builds the optimizer's
+    slots (beside their variables) if it has none yet. The model computes
     in config.precision's dtype; loss_scale: a precision.DynamicLossScale (fp16).
     With config.trace_per_shape the step is traced for each batch shape (bucketed
     batches have few), else once more with unknown dimensions after the first.
     """
     variables = model.trainable_variables
     dtypes = precision.training_dtypes(config.precision)
+    # Slots made here, eagerly, sit on their variables' devices; made in the first trace
+    # they would all land on the default device (Keras lifts them out of the graph,
+    # which drops the colocation), and a placed variable's fused update, whose kernel
+    # needs the variable and its slots on one device, could not be placed.
+    optimizer.build(variables)
 
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=not config.trace_per_shape)
     def train_step(batch):
@@ -385,7 +391,8 @@ class Trainer:
                                 f"not saving over {self.manager.latest_checkpoint}")
         with self.averaged_weights():
             path = model_dir_lib.save_durably(self.manager, int(self.progress.step))
-        logging.info("saved %s", path)
+            fingerprint = distribute.weights_fingerprint(self.model.trainable_variables)
+        logging.info("saved %s (weights fingerprint %x)", path, fingerprint)
 
     def evaluate(self, eval_set):
         """Dev loss, perplexity and BLEU/chrF of beam search on `eval_set`."""

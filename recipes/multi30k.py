@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from nmt.cli import common  # first: imports TensorFlow without its start-up lines
 from nmt.cli import flags as flags_lib
 from nmt import devices, distill, distill_pipeline, model_dir as model_dir_lib, report
-from nmt import training, tuning
+from nmt import distribute, training, tuning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "multi30k")
 DISTILLED_PRESET = "best"  # every stage of --distilled: two teachers and the student
@@ -118,6 +118,9 @@ def main(argv):
             model_dir_lib.copy_vocabs(FLAGS.distil_from[0], out_dir, config.data)
         trainer = training.Trainer(config, out_dir)
         trainer.run()
+        if not distribute.is_chief(trainer.strategy):  # the chief scores the shared run
+            logging.info("not the chief: training done, the chief scores %s", out_dir)
+            return
         if trainer.stop_signal is not None:  # interrupted: resumable, not finished
             logging.warning("training interrupted: not scoring; run the same command to resume")
             return

@@ -58,15 +58,27 @@ def test_dev_share_pools_every_pair_across_batches(monkeypatch):
 
 
 def test_collapse_warning_only_above_the_threshold():
-    assert attention_focus.collapse_warning(100, attention_focus.COLLAPSED_SHARE) is None
+    assert attention_focus.collapse_warning(2000, attention_focus.COLLAPSED_SHARE) is None
     warning = attention_focus.collapse_warning(2000, 0.93)
     assert warning.startswith("step 2000: the attention looks collapsed: 93% ")
     assert "--attention=scaled_luong --attention_sqrt_scaling" in warning
 
 
+def test_collapse_warning_is_quiet_before_the_first_judged_step():
+    first = attention_focus.FIRST_JUDGED_STEP
+    assert 250 < first <= 500  # healthy runs read 0.47 at 250 steps, <= 0.32 from 500
+    assert attention_focus.collapse_warning(20, 0.99) is None
+    assert attention_focus.collapse_warning(first - 1, 0.99) is None
+    assert attention_focus.collapse_warning(first, 0.99).startswith(f"step {first}: ")
+
+
+@pytest.mark.parametrize("judged", [True, False], ids=["judged", "too_early"])
 def test_each_evaluation_records_the_share_and_warns_on_a_collapse(tmp_path, monkeypatch,
-                                                                    caplog):
+                                                                    caplog, judged):
+    """Step 4's evaluation records the share; it warns only once steps are judged."""
     monkeypatch.setattr(attention_focus, "COLLAPSED_SHARE", -1.0)  # every share "collapses"
+    if judged:
+        monkeypatch.setattr(attention_focus, "FIRST_JUDGED_STEP", 4)
     run_dir = str(tmp_path / "run")
     with caplog.at_level(logging.WARNING):
         training.train(tiny_run_config(tmp_path), run_dir)
@@ -80,4 +92,4 @@ def test_each_evaluation_records_the_share_and_warns_on_a_collapse(tmp_path, mon
     share = attention_focus.dev_mode_share(model, src_vocab, tgt_vocab, dev)
     assert 0.0 < share <= 1.0
     assert evals[0]["attention_mode_share"] == pytest.approx(share, abs=1e-6)
-    assert f"step 4: the attention looks collapsed: {share:.0%}" in caplog.text
+    assert (f"step 4: the attention looks collapsed: {share:.0%}" in caplog.text) == judged

@@ -278,3 +278,91 @@ def test_gradients_of_each_layer_run_on_its_device(architecture):
             matmuls = _matmuls_producing(graph_def, grad.name)
             assert matmuls, (i, kernel.name)
             assert {m.device for m in matmuls} == {device}, (i, kernel.name)
+
+
+# A covering set of whole placed training steps (every value at least once, the pairs
+# that meet in the update: optimizer x precision, architecture x devices); the full
+# cross product trains through the CLI in tools/device_matrix.py.
+ARCHITECTURES = {
+    "uni": dict(encoder_type="uni"),
+    "bi": dict(encoder_type="bi"),
+    "gnmt": dict(encoder_type="gnmt", num_encoder_layers=3, num_decoder_layers=3,
+                 attention_architecture="gnmt", residual=True),
+    "residual": dict(encoder_type="uni", num_encoder_layers=3, num_decoder_layers=3,
+                     residual=True),
+}
+OPTIMIZERS = {"fused_adam": lambda: training.make_optimizer(
+                  config_lib.TrainConfig(num_train_steps=1, optimizer="adam")),
+              "keras_adam": lambda: tf.keras.optimizers.Adam(0.001),
+              "sgd": lambda: training.make_optimizer(
+                  config_lib.TrainConfig(num_train_steps=1, optimizer="sgd"))}
+STEP_CELLS = [("fused_adam", "fp32", "bi", 2), ("fused_adam", "bf16", "gnmt", 3),
+              ("fused_adam", "fp16", "residual", 2), ("keras_adam", "fp32", "gnmt", 2),
+              ("keras_adam", "bf16", "uni", 3), ("keras_adam", "fp16", "bi", 3),
+              ("sgd", "fp32", "uni", 2), ("sgd", "bf16", "residual", 3),
+              ("sgd", "fp16", "gnmt", 3)]
+
+
+@pytest.mark.parametrize("optimizer,precision_name,architecture,num_devices", STEP_CELLS)
+def test_a_whole_placed_train_step_updates_like_the_unplaced_one(
+        optimizer, precision_name, architecture, num_devices):
+    """The trainer's step (forward, backward, clipping, the update inside its cond) on
+    placed layers: it runs, updates the weights as the unplaced step does, and each
+    optimizer slot lives on its variable's device."""
+    config = tiny_config(**ARCHITECTURES[architecture])
+    train = config_lib.TrainConfig(num_train_steps=1, precision=precision_name,
+                                   jit_compile=False, max_gradient_norm=1.0)
+    placement = devices.model_placement(config, num_devices, device_type="CPU")
+    placed = build_model(config, VOCAB, VOCAB, placement=placement)
+    plain = build_model(config, VOCAB, VOCAB)
+    for target, source in zip(placed.variables, plain.variables):
+        target.assign(source)
+    initial = [v.numpy() for v in plain.trainable_variables]
+    batch = random_batch(np.random.default_rng(4))
+    results, optimizers = [], []
+    for model in (placed, plain):
+        optimizers.append(OPTIMIZERS[optimizer]())
+        loss_scale = precision.DynamicLossScale() if precision_name == "fp16" else None
+        step = training.make_train_step(model, optimizers[-1], train, loss_scale)
+        out, norm, applied = step(batch)
+        assert bool(applied)
+        results.append((out.loss_sum, norm, [v.numpy() for v in model.trainable_variables]))
+    assert len({v.device for v in placed.trainable_variables}) == num_devices
+    for variable, slots in _slots_by_variable(optimizers[0]):
+        assert all(slot.device == variable.device for slot in slots), variable.name
+    (loss_a, norm_a, vars_a), (loss_b, norm_b, vars_b) = results
+    # Placed gradients meet in another order, which fp16 and bf16 round differently; a
+    # near-zero gradient then changes Adam's first step (about lr * sign(g)) a little.
+    low = precision_name != "fp32"
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-3 if low else 1e-5)
+    np.testing.assert_allclose(norm_a, norm_b, rtol=1e-3 if low else 1e-5)
+    atol = 0.01 * optimizers[0].learning_rate.numpy() if low else 1e-6
+    for a, b in zip(vars_a, vars_b):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol)
+    assert any(not np.array_equal(a, before) for a, before in zip(vars_a, initial))
+
+
+def _slots_by_variable(optimizer):
+    """(variable, [its slot variables]) for each variable a Keras optimizer updates."""
+    per_variable = [getattr(optimizer, name, None) for name in ("_momentums", "_velocities")]
+    per_variable = [[slot.value for slot in slots] for slots in per_variable if slots]
+    return [(v, [slots[i] for slots in per_variable])
+            for i, v in enumerate(optimizer._trainable_variables)]
+
+
+@pytest.mark.parametrize("architecture", ["bi", "residual"])
+def test_placed_and_unplaced_checkpoints_are_interchangeable(architecture, tmp_path):
+    """A placed model's checkpoint loads into the unplaced model (to translate with) and
+    into another placement (to resume on other devices), and back."""
+    config = tiny_config(**ARCHITECTURES[architecture])
+    models = [build_model(config, VOCAB, VOCAB, placement=devices.model_placement(
+        config, n, device_type="CPU")) for n in (2, 0, 3)]
+    generator = tf.random.Generator.from_seed(5)
+    for v in models[0].trainable_variables:
+        v.assign(generator.uniform(v.shape, -0.5, 0.5))
+    path = str(tmp_path / "ckpt")
+    for source, target in zip(models, models[1:]):
+        saved = tf.train.Checkpoint(model=source).write(path)
+        tf.train.Checkpoint(model=target).read(saved).assert_existing_objects_matched()
+        for a, b in zip(source.trainable_variables, target.trainable_variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
