@@ -21,6 +21,7 @@ import sys
 import tensorflow as tf
 
 from nmt import config as config_lib
+from nmt.files import fsync_path
 from nmt import vocab as vocab_lib
 from nmt.model import build_model
 
@@ -37,15 +38,6 @@ EMBEDDING_KEYS = (("source", "model/src_embedding/table/.ATTRIBUTES/VARIABLE_VAL
 
 class ModelDirError(ValueError):
     """The model dir is missing, incomplete or incompatible."""
-
-
-def fsync_path(path):
-    """Flushes a file's data, or a directory's entries (renames into it), to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_durably(manager, checkpoint_number):

@@ -9,9 +9,10 @@ from absl import logging  # noqa: E402
 
 from nmt import config as config_lib  # noqa: E402
 from nmt.corpus import CorpusError  # noqa: E402
+from nmt.files import LockError  # noqa: E402
 from nmt.model_dir import LogError, ModelDirError  # noqa: E402
 
-USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
+USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError, LockError,
                FileNotFoundError)
 
 
