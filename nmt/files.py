@@ -10,8 +10,10 @@ an fcntl.flock on a lock file, which the kernel releases when its process dies,
 so a killed process never leaves a stale lock behind.
 """
 import contextlib
+import errno
 import fcntl
 import os
+import signal
 import socket
 import uuid
 
@@ -55,6 +57,7 @@ def atomic_open(path, mode="w"):
         with (os.fdopen(fd, "wb") if "b" in mode
               else os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
             yield f
+            fault_point("write:" + os.path.basename(path), path)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -94,3 +97,31 @@ def exclusive_lock(path, what):
             os.ftruncate(fd, 0)  # unlocked: the next holder writes its own pid
     finally:
         os.close(fd)  # releases the flock
+
+
+FAULT_ENV = "NMT_FAULT_INJECTION"
+_fault_counts = {}
+
+
+def fault_point(name, path, before=None):
+    """A place where tools/fault_injection.py makes a write fail; does nothing unless
+    the environment sets NMT_FAULT_INJECTION="ACTION@NAME[#N]". At the N-th (default
+    first) time this process reaches the point `name`, it runs `before()` (the state
+    the fault leaves on disk), then ACTION: "kill" (SIGKILL this process), or
+    "ENOSPC" / "EACCES" (raise that OSError for `path`)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    action, _, target = spec.partition("@")
+    target, _, nth = target.partition("#")
+    if target != name:
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _fault_counts[name] != int(nth or 1):
+        return
+    if before is not None:
+        before()
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    code = getattr(errno, action)  # ENOSPC, EACCES
+    raise OSError(code, os.strerror(code), path)
