@@ -333,15 +333,28 @@ def restore_model(model, path):
                             f"({_first_line(e)})") from None
 
 
-def load(model_dir, which="best"):
-    """-> (config, model, src_vocab, tgt_vocab) with weights restored."""
+def load(model_dir, which="best", attempts=3):
+    """-> (config, model, src_vocab, tgt_vocab) with weights restored.
+
+    A trainer may save a new checkpoint and delete the one read here meanwhile
+    (checkpoint files are never rewritten, only added and deleted): if reading
+    fails and the state file names another checkpoint by then, that one is read.
+    """
     config = load_config(model_dir)
     src_vocab, tgt_vocab = load_vocabs(model_dir, config)
+    model = None
     path = checkpoint_path(model_dir, which)
-    check_checkpoint(path, src_vocab, tgt_vocab)
-    model = build_model(config.model, src_vocab.size, tgt_vocab.size)
-    restore_model(model, path)
-    return config, model, src_vocab, tgt_vocab
+    for attempt in range(attempts):
+        try:
+            check_checkpoint(path, src_vocab, tgt_vocab)
+            model = model or build_model(config.model, src_vocab.size, tgt_vocab.size)
+            restore_model(model, path)
+            return config, model, src_vocab, tgt_vocab
+        except ModelDirError:
+            newer = checkpoint_path(model_dir, which)
+            if newer == path or attempt + 1 == attempts:
+                raise
+            path = newer
 
 
 def trim_log(model_dir, last_step):

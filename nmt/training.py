@@ -127,8 +127,8 @@ class Trainer:
         self._held.close()
 
     def _set_up(self, config, out_dir):
-        model_dir_lib.check_config(out_dir, config)
         resuming = model_dir_lib.check_run_dir(out_dir)  # a damaged one: a ModelDirError
+        model_dir_lib.check_config(out_dir, config)
         d = config.data
         self.train_corpus = validation.load_training_corpus(d)  # logs a report; fatal: raises
         self.dev = self._read_eval_set(d.dev_prefix)
