@@ -146,3 +146,38 @@ def test_a_lock_is_released_on_exit_and_on_error(tmp_path):
 def test_lock_error_is_a_user_error_of_the_cli():
     from nmt.cli import common
     assert issubclass(files.LockError, common.USER_ERRORS)
+
+
+FAULT = textwrap.dedent("""
+    import sys
+    from nmt import files
+    for i in range(3):
+        try:
+            files.fault_point("write:x", "/some/x")
+        except OSError as e:
+            print(i, e.errno, e.filename, flush=True)
+    print("done", flush=True)
+""")
+
+
+@pytest.mark.parametrize("spec, out, code", [
+    ("", "done\n", 0),
+    ("kill@write:x#2", "", -signal.SIGKILL),
+    ("ENOSPC@write:x#2", "1 28 /some/x\ndone\n", 0),
+    ("EACCES@write:x", "0 13 /some/x\ndone\n", 0),
+    ("kill@ckpt.data", "done\n", 0),  # another point
+])
+def test_fault_points_act_only_as_the_environment_says(spec, out, code):
+    env = {**os.environ, "PYTHONPATH": _tree(), files.FAULT_ENV: spec}
+    result = subprocess.run([sys.executable, "-c", FAULT], capture_output=True, text=True,
+                            env=env)
+    assert (result.stdout, result.returncode) == (out, code), result.stderr
+
+
+def test_a_fault_in_a_stream_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    path.write_text("old")
+    monkeypatch.setenv(files.FAULT_ENV, "ENOSPC@write:config.json")
+    with pytest.raises(OSError, match="No space left"):
+        files.atomic_write(str(path), "new")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["config.json"]
