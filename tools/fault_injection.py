@@ -66,6 +66,8 @@ def train_command(prefix, out_dir):
             "--max_src_len=60", "--max_tgt_len=60", "--batch_size=32",
             f"--num_train_steps={STEPS}", "--steps_per_stats=1",
             f"--steps_per_checkpoint={PER_CHECKPOINT}", "--steps_per_eval=0",
+            # One graph per batch shape: a resumed process computes each step with the
+            # graph an unbroken one uses (else its first steps differ in the last bits).
             "--nojit_compile", "--deterministic", "--trace_per_shape", "--num_cpu_devices=1"]
 
 
@@ -158,12 +160,18 @@ def expected_start(out_dir):
     return f"resuming from {path} at step {_step(path)} " if path else "starting a new run"
 
 
+# Saved values that differ between any two runs: wall time, saves (a rerun saves again).
+NOT_COMPARED = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE",
+                "progress/train_seconds/.ATTRIBUTES/VARIABLE_VALUE")
+
+
 def final_weights(out_dir):
-    """{name: array} of every saved value of the run's newest checkpoint."""
+    """{name: array} of every saved value of the run's newest checkpoint (weights, Adam
+    slots, progress counters, dropout generators, vocabulary fingerprint)."""
     import tensorflow as tf
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(out_dir, "ckpt")))
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if k not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")}
+            if k not in NOT_COMPARED}
 
 
 def same_as_reference(out_dir, reference):
