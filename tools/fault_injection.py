@@ -200,7 +200,7 @@ def run_chain(command, out_dir, faults, reference):
     Each run must start where the run dir says (expected_start) if it got as far as
     saying where it starts; a kill must exit -9, a write error 1 with one line; and
     nothing whole before a fault may be damaged after it."""
-    outcomes = []
+    outcomes = _Outcomes()
     for fault in list(faults) + [None]:
         try:
             expect = expected_start(out_dir)
@@ -216,11 +216,24 @@ def run_chain(command, out_dir, faults, reference):
             outcomes.append(Outcome("finish", "", not problem and not lost, problem, lost))
         elif fault.kind == "kill" and code == 0:  # a random moment after the end
             outcomes.append(Outcome("kill", fault.where, None, "finished first", lost))
-            return outcomes + [Outcome("finish", "", not problem, problem, lost)]
+            problem = problem or same_as_reference(out_dir, reference)
+            outcomes.append(Outcome("finish", "", not problem, problem, lost))
+            return outcomes
         else:
             outcomes.append(Outcome(fault.kind, fault.where, not problem and not lost,
                                     problem, lost))
     return outcomes
+
+
+class _Outcomes(list):
+    """A list of Outcomes that prints each one to stderr as it comes (a long run's progress)."""
+
+    def append(self, outcome):
+        print(f"{outcome.kind} at {outcome.where or '-'}: "
+              f"{'ok' if outcome.ok else 'not counted' if outcome.ok is None else 'FAILED'}"
+              f"{', ' + outcome.detail if outcome.detail else ''}, {outcome.bytes_lost} bytes "
+              f"lost", file=sys.stderr, flush=True)
+        super().append(outcome)
 
 
 def _start_problem(err, expect):
