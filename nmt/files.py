@@ -8,6 +8,9 @@ the target, and the directory is fsynced so that the rename itself is on disk.
 `exclusive_lock` keeps two processes from using one run dir or output at once:
 an fcntl.flock on a lock file, which the kernel releases when its process dies,
 so a killed process never leaves a stale lock behind.
+
+`fault_point` marks the places where tools/fault_injection.py kills the process
+or fails a write; it does nothing unless NMT_FAULT_INJECTION is set.
 """
 import contextlib
 import errno

@@ -454,3 +454,20 @@ def test_a_trainer_with_lock_refuses_a_second_one(multi30k_slice, tmp_path):
     finally:
         first.close()
     training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out, lock=True).close()
+
+
+def test_a_refused_config_write_is_one_line_and_the_rerun_starts(multi30k_slice, tmp_path,
+                                                                 monkeypatch):
+    from nmt import files
+    out = str(tmp_path)
+    config = tiny_config(multi30k_slice, num_train_steps=2)
+    monkeypatch.setenv(files.FAULT_ENV, "EACCES@write:config.json")
+    with pytest.raises(model_dir_lib.ModelDirError) as error:
+        training.Trainer(config, out)
+    assert str(error.value) == (
+        f"{out}/config.json: cannot write (Permission denied); the checkpoints saved before "
+        f"are intact: fix this and rerun the same command")
+    assert not [f for f in os.listdir(out) if "config.json" in f]  # no file, no temporary
+    monkeypatch.delenv(files.FAULT_ENV)
+    training.Trainer(config, out).run()
+    assert model_dir_lib.load_config(out) == config
