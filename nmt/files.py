@@ -119,8 +119,9 @@ def fault_point(name, path, before=None):
     target, _, nth = target.partition("#")
     if target != name:
         return
-    _fault_counts[name] = _fault_counts.get(name, 0) + 1
-    if _fault_counts[name] != int(nth or 1):
+    key = (spec, name)  # a new spec counts afresh
+    _fault_counts[key] = _fault_counts.get(key, 0) + 1
+    if _fault_counts[key] != int(nth or 1):
         return
     if before is not None:
         before()
