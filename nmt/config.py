@@ -258,19 +258,41 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "dec
 
 def config_from_dict(raw, source="config"):
     """Builds a Config from a dict as written by `to_json`, checking its version."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: not a config (a JSON object with its version and "
+                          f"sections), but a JSON {type(raw).__name__}")
     version = raw.get("version")
     if version != CONFIG_VERSION:
         raise ConfigError(f"{source}: config version {version} is not supported "
                           f"(this nmt reads version {CONFIG_VERSION})")
     parts = {}
     for name, cls in SECTIONS.items():
-        fields = {f.name for f in dataclasses.fields(cls)}
         given = raw.get(name, {})
-        unknown = sorted(set(given) - fields)
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source}: section {name} must be a JSON object "
+                              f"(got {type(given).__name__})")
+        types = field_types(name)
+        unknown = sorted(set(given) - set(types))
         if unknown:
             raise ConfigError(f"{source}: unknown {name} fields: {', '.join(unknown)}")
+        for field, value in given.items():
+            if not _has_type(value, types[field]):
+                raise ConfigError(f"{source}: {name}.{field} must be "
+                                  f"{_TYPE_NAMES[types[field]]} (got {value!r})")
         parts[name] = cls(**given)
     return Config(**parts)
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _has_type(value, expected):
+    """JSON types: true/false is no number, an integer serves as a float."""
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
 
 def load_config(path):
@@ -282,7 +304,11 @@ def load_config(path):
         raise ConfigError(f"{path}: no such config file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not a valid config JSON ({e})") from None
-    return config_from_dict(raw, source=path)
+    config = config_from_dict(raw, source=path)
+    try:
+        return config.validate()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def field_types(section):

@@ -6,6 +6,10 @@
     DIR/best/             the checkpoint with the best dev BLEU
     DIR/log.jsonl         one JSON record per progress line and evaluation
     DIR/run.json          command, versions and scores of the finished run
+    DIR/train.lock        held (fcntl.flock) by the nmt-train writing DIR
+
+Every file here is written whole or not at all (nmt.files), and a checkpoint that
+a state file names is never written again.
 
 Loading reads JSON and TensorFlow checkpoints only: no pickle, no code.
 Before restoring, `load` checks the checkpoint named by DIR/best/checkpoint (or
@@ -14,6 +18,7 @@ the index says, and its embedding tables fit the vocabularies in DIR; each
 problem is a one-line ModelDirError saying what is wrong.
 """
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -21,6 +26,8 @@ import sys
 import tensorflow as tf
 
 from nmt import config as config_lib
+from nmt import files
+from nmt.files import fault_point, fsync_path
 from nmt import vocab as vocab_lib
 from nmt.model import build_model
 
@@ -29,6 +36,7 @@ CKPT_DIR = "ckpt"
 BEST_DIR = "best"
 LOG_FILE = "log.jsonl"
 RUN_FILE = "run.json"
+LOCK_FILE = "train.lock"
 STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's pointer to the newest checkpoint
 # Checkpoint keys of the embedding tables: their rows are the vocabulary sizes.
 EMBEDDING_KEYS = (("source", "model/src_embedding/table/.ATTRIBUTES/VARIABLE_VALUE"),
@@ -39,47 +47,75 @@ class ModelDirError(ValueError):
     """The model dir is missing, incomplete or incompatible."""
 
 
-def fsync_path(path):
-    """Flushes a file's data, or a directory's entries (renames into it), to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def save_durably(manager, checkpoint_number):
+def save_durably(manager, checkpoint_number, stage="ckpt"):
     """manager.save(checkpoint_number) made to survive a power loss; -> the new prefix.
 
     tf.train.CheckpointManager fsyncs nothing (TensorFlow 2.21). Here the new
     checkpoint's .index and .data files and their directory are fsynced in a
     write callback, which runs before the manager's own callback rewrites the
     state file: the state file never names a checkpoint that is not on disk. The
-    state file and the directory are fsynced after it.
+    state file and the directory are fsynced after it. A checkpoint of this number
+    that the state file already names is kept as it is, not written again: a kill
+    while overwriting it would leave the state file naming a torn checkpoint.
+    `stage` names the fault points of this save (nmt.files.fault_point).
     """
+    named = {os.path.abspath(p) for p in manager.checkpoints}
+    existing = os.path.abspath(os.path.join(manager.directory, f"ckpt-{checkpoint_number}"))
+    if existing in named:
+        return existing
+
     def sync_checkpoint_files(save_path):
+        # The data files are written before the index: a fault there finds no index.
+        fault_point(f"{stage}.data", save_path, before=lambda: os.remove(save_path + ".index"))
+        fault_point(f"{stage}.index", save_path)
         for path in glob.glob(glob.escape(save_path) + ".*"):  # .index, .data-*
             fsync_path(path)
         fsync_path(os.path.dirname(save_path))
+        fault_point(f"{stage}.state", save_path)
 
     options = tf.train.CheckpointOptions(experimental_write_callbacks=[sync_checkpoint_files])
     path = manager.save(checkpoint_number=checkpoint_number, options=options)
     fsync_path(os.path.join(manager.directory, STATE_FILE))
     fsync_path(manager.directory)
+    fault_point(f"{stage}.saved", path)
     return path
 
 
+def read_checkpoint_state(directory):
+    """The CheckpointState of directory's state file, or None if it has none. One-line
+    ModelDirError if the file is empty or unreadable, or names a checkpoint outside
+    `directory` (a `..` or an absolute path): a manager deletes old checkpoints by
+    these names."""
+    state_file = os.path.join(directory, STATE_FILE)
+    if not os.path.exists(state_file):
+        return None
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (ValueError, tf.errors.OpError):  # ValueError: an empty or pathless state
+        state = None
+    if state is None or not state.model_checkpoint_path:
+        raise ModelDirError(f"{state_file}: unreadable checkpoint state file")
+    home = os.path.abspath(directory)
+    for path in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
+        if os.path.dirname(os.path.abspath(path)) != home:
+            raise ModelDirError(f"{state_file}: names a checkpoint outside {directory} "
+                                f"({path}); refusing to read or delete it")
+    return state
+
+
 def write_json_atomic(path, obj):
-    """Writes JSON to a temporary file and renames it over `path`."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
-        f.write("\n")
-    os.replace(tmp, path)
+    """Writes JSON (an object, or a JSON string) to `path`, whole or not at all."""
+    files.atomic_write(path, (obj if isinstance(obj, str) else json.dumps(obj, indent=2)) + "\n")
 
 
 def save_config(model_dir, config):
     """Writes config.json; if one exists, its model and data setup must match `config`."""
+    check_config(model_dir, config)
+    write_json_atomic(os.path.join(model_dir, CONFIG_FILE), config.to_json())
+
+
+def check_config(model_dir, config):
+    """One-line ModelDirError if model_dir's config.json has other model or data settings."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.exists(path):
         old = config_lib.load_config(path)
@@ -89,7 +125,64 @@ def save_config(model_dir, config):
                            if getattr(getattr(old, section), k) != v]
                 raise ModelDirError(f"{path}: this model dir was made with other {section} "
                                     f"settings ({', '.join(changed)}); use a new --model_dir")
-    write_json_atomic(path, config.to_json())
+
+
+def check_run_dir(run_dir):
+    """Whether run_dir holds a run to resume (its ckpt/ has a state file). One-line
+    ModelDirError if a state file of ckpt/ or best/ is unreadable or names files
+    outside its directory; the managers would delete old checkpoints by these names."""
+    read_checkpoint_state(os.path.join(run_dir, BEST_DIR))
+    return read_checkpoint_state(os.path.join(run_dir, CKPT_DIR)) is not None
+
+
+def resume_path(ckpt_dir):
+    """The checkpoint a run resumes from: the one ckpt_dir's state file names, complete;
+    None if there is no state file (a new run). A damaged one is a one-line
+    ModelDirError saying how to recover, never a silent new run (which would sweep
+    the old checkpoints and replace best/)."""
+    state_file = os.path.join(ckpt_dir, STATE_FILE)
+    older = []
+    try:
+        state = read_checkpoint_state(ckpt_dir)
+        if state is None:
+            return None
+        older = [p for p in state.all_model_checkpoint_paths[::-1]
+                 if p != state.model_checkpoint_path and _is_complete(p)]
+        check_checkpoint(state.model_checkpoint_path)
+    except ModelDirError as e:
+        advice = (f"name an older complete one ({os.path.basename(older[0])}) as "
+                  f"model_checkpoint_path in {state_file}, " if older else "")
+        raise ModelDirError(f"{e}; the run cannot resume: restore the file, {advice}or "
+                            f"train in a new --model_dir") from None
+    return state.model_checkpoint_path
+
+
+def _is_complete(path):
+    try:
+        check_checkpoint(path)
+    except ModelDirError:
+        return False
+    return True
+
+
+class VocabRecord(tf.Module):
+    """A fingerprint of the run's vocabularies, saved in every training checkpoint:
+    a resumed run must cut text into the pieces its weights were trained on."""
+
+    def __init__(self, src_vocab, tgt_vocab):
+        super().__init__(name="vocab")
+        self.paths = sorted({src_vocab.path, tgt_vocab.path})
+        digest = hashlib.sha256(src_vocab.fingerprint() + b"\0" + tgt_vocab.fingerprint())
+        self.expected = digest.hexdigest()
+        self.fingerprint = tf.Variable(self.expected, dtype=tf.string, trainable=False)
+
+    def check(self, checkpoint):
+        """One-line ModelDirError if the restored fingerprint is another vocabulary's."""
+        saved = self.fingerprint.numpy().decode()
+        if saved != self.expected:
+            raise ModelDirError(f"{' and '.join(self.paths)}: not the vocabulary {checkpoint} "
+                                f"was trained with; put the run's own sentencepiece models "
+                                f"back, or train in a new --model_dir")
 
 
 def load_config(model_dir):
@@ -140,10 +233,7 @@ def copy_vocabs(from_dir, to_dir, data_config):
                                         f"from {from_dir} needs its vocabularies")
                 continue
             with open(source, "rb") as f:
-                data = f.read()
-            with open(target + ".tmp", "wb") as f:
-                f.write(data)
-            os.replace(target + ".tmp", target)
+                files.atomic_write(target, f.read())
 
 
 def _same_vocab(path_a, path_b):
@@ -165,14 +255,9 @@ def checkpoint_path(model_dir, which="best"):
         return _checkpoint_at(which)
     order = [BEST_DIR, CKPT_DIR] if which == "best" else [CKPT_DIR]
     for sub in order:
-        directory = os.path.join(model_dir, sub)
-        if not os.path.exists(os.path.join(directory, STATE_FILE)):
-            continue
-        state = tf.train.get_checkpoint_state(directory)
-        if not state or not state.model_checkpoint_path:
-            raise ModelDirError(f"{os.path.join(directory, STATE_FILE)}: unreadable "
-                                f"checkpoint state file")
-        return state.model_checkpoint_path
+        state = read_checkpoint_state(os.path.join(model_dir, sub))
+        if state is not None:
+            return state.model_checkpoint_path
     raise ModelDirError(f"{model_dir}: no checkpoint found (train first)")
 
 
@@ -184,9 +269,8 @@ def _checkpoint_at(path):
                                 f"checkpoint prefix such as DIR/ckpt/ckpt-3000, or a "
                                 f"directory with a checkpoint state file)")
         return path
-    state = (tf.train.get_checkpoint_state(path)
-             if os.path.exists(os.path.join(path, STATE_FILE)) else None)
-    if not state or not state.model_checkpoint_path:
+    state = read_checkpoint_state(path)
+    if state is None:
         raise ModelDirError(f"{path}: no checkpoint state file in this directory")
     return state.model_checkpoint_path
 
@@ -249,15 +333,28 @@ def restore_model(model, path):
                             f"({_first_line(e)})") from None
 
 
-def load(model_dir, which="best"):
-    """-> (config, model, src_vocab, tgt_vocab) with weights restored."""
+def load(model_dir, which="best", attempts=3):
+    """-> (config, model, src_vocab, tgt_vocab) with weights restored.
+
+    A trainer may save a new checkpoint and delete the one read here meanwhile
+    (checkpoint files are never rewritten, only added and deleted): if reading
+    fails and the state file names another checkpoint by then, that one is read.
+    """
     config = load_config(model_dir)
     src_vocab, tgt_vocab = load_vocabs(model_dir, config)
+    model = None
     path = checkpoint_path(model_dir, which)
-    check_checkpoint(path, src_vocab, tgt_vocab)
-    model = build_model(config.model, src_vocab.size, tgt_vocab.size)
-    restore_model(model, path)
-    return config, model, src_vocab, tgt_vocab
+    for attempt in range(attempts):
+        try:
+            check_checkpoint(path, src_vocab, tgt_vocab)
+            model = model or build_model(config.model, src_vocab.size, tgt_vocab.size)
+            restore_model(model, path)
+            return config, model, src_vocab, tgt_vocab
+        except ModelDirError:
+            newer = checkpoint_path(model_dir, which)
+            if newer == path or attempt + 1 == attempts:
+                raise
+            path = newer
 
 
 def trim_log(model_dir, last_step):
@@ -276,10 +373,9 @@ def trim_log(model_dir, last_step):
             continue
         if record.get("step", 0) <= last_step:
             kept.append(line if line.endswith("\n") else line + "\n")
-    if len(kept) != len(lines):
-        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+    if kept != lines:
+        with files.atomic_open(path) as f:
             f.writelines(kept)
-        os.replace(f"{path}.tmp", path)
 
 
 class LogError(ValueError):

@@ -22,11 +22,13 @@ from nmt import data as data_lib
 from nmt import devices
 from nmt import distribute
 from nmt import evaluation
+from nmt import files
 from nmt import model_dir as model_dir_lib
 from nmt import precision
 from nmt import schedule
 from nmt import summaries as summaries_lib
 from nmt import training_data
+from nmt.files import fault_point
 from nmt.model import build_model
 from nmt.optimizers import FusedAdam
 from nmt.translate import Translator
@@ -106,20 +108,45 @@ def make_eval_step(model):
 class Trainer:
     """Holds one run's state; `run()` trains until a stop condition."""
 
-    def __init__(self, config, out_dir):
+    def __init__(self, config, out_dir, lock=False):
+        """lock: hold DIR/train.lock until close(), so that a second trainer on out_dir
+        stops at once with a LockError naming this process."""
         self.config = config.validate()
         self.strategy = distribute.make_strategy(config.train)  # first: it sets up collectives
         self.restore_dir = os.path.join(out_dir, model_dir_lib.CKPT_DIR)  # the chief's
         out_dir = distribute.worker_dir(out_dir, self.strategy)  # non-chief: a temp dir
         self.out_dir = out_dir
         os.makedirs(out_dir, exist_ok=True)
-        model_dir_lib.save_config(out_dir, config)
+        self._held = contextlib.ExitStack()
+        if lock:
+            self._held.enter_context(files.exclusive_lock(
+                os.path.join(out_dir, model_dir_lib.LOCK_FILE), f"the run dir {out_dir}"))
+        try:
+            self._set_up(config, out_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        """Releases the run dir's lock (if this trainer holds it)."""
+        self._held.close()
+
+    def _set_up(self, config, out_dir):
+        resuming = model_dir_lib.check_run_dir(out_dir)  # a damaged one: a ModelDirError
+        model_dir_lib.check_config(out_dir, config)
         d = config.data
         if config.train.init_from:  # its pieces, before any are trained here
             model_dir_lib.copy_vocabs(config.train.init_from, out_dir, d)
+        if resuming:  # a vocabulary trained afresh would renumber the pieces
+            model_dir_lib.load_vocabs(out_dir, config)
         self.data = training_data.prepare(d, out_dir)  # logs a report; fatal: raises
         self.src_vocab, self.tgt_vocab, self.encoded = self.data[:3]
         self.dev = self._read_eval_set(d.dev_prefix)
+        self._build(config, out_dir)
+        with _writing(out_dir):  # the run's identity, once its data and model are set up
+            model_dir_lib.save_config(out_dir, config)
+
+    def _build(self, config, out_dir):
         distribute.check_workers_agree(self.strategy, "the encoded training data",
                                        training_data.fingerprint(self.data))
         tf.random.set_seed(config.train.seed)
@@ -138,8 +165,10 @@ class Trainer:
                 WeightAverage(self.model.trainable_variables, config.train.moving_average_decay)
                 if config.train.moving_average_decay else None)
         self.progress = Progress()
+        self.vocab_record = model_dir_lib.VocabRecord(self.src_vocab, self.tgt_vocab)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              progress=self.progress, **self._loss_scale_part(),
+                                              progress=self.progress, vocab=self.vocab_record,
+                                              **self._loss_scale_part(),
                                               **self._weight_average_part())
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(out_dir, model_dir_lib.CKPT_DIR),
@@ -205,9 +234,11 @@ class Trainer:
 
     def restore(self):
         """Resumes from the latest checkpoint if there is one; says which."""
-        path = tf.train.latest_checkpoint(self.restore_dir)  # every worker: the chief's
+        path = model_dir_lib.resume_path(self.restore_dir)  # every worker: the chief's
         if not path:
             logging.info("starting a new run in %s", self.out_dir)
+            with _writing(self.out_dir):  # records of a run killed before its first checkpoint
+                model_dir_lib.trim_log(self.out_dir, 0)
             if self.config.train.init_from:
                 self.initialise_from(self.config.train.init_from)
             return
@@ -218,17 +249,20 @@ class Trainer:
             with distribute.scope(self.strategy):
                 average = WeightAverage(self.model.trainable_variables, decay=0.5)
         checkpoint = self.checkpoint  # every saved value, the save counter included
+        saved_vocab = _checkpoint_has(path, "vocab/")
         if ((self.loss_scale is not None and not self._loss_scale_part(path))
-                or saved_average != (self.weight_average is not None)):
+                or saved_average != (self.weight_average is not None) or not saved_vocab):
             checkpoint = tf.train.Checkpoint(
                 model=self.model, optimizer=self.optimizer, progress=self.progress,
                 **self._loss_scale_part(path),
+                **({"vocab": self.vocab_record} if saved_vocab else {}),
                 **({"training_weights": average} if saved_average else {}))
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise model_dir_lib.ModelDirError(
                 f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0]})") from None
+        self.vocab_record.check(path)
         if saved_average:  # the model holds the average: the training weights go back in
             average.swap(self.model.trainable_variables)
             if self.weight_average is None:
@@ -241,7 +275,8 @@ class Trainer:
         p = self.progress
         logging.info("resuming from %s at step %d (epoch %d, batch %d)", path,
                      int(p.step), int(p.epoch) + 1, int(p.batch_in_epoch))
-        model_dir_lib.trim_log(self.out_dir, int(p.step))  # records of steps to be redone
+        with _writing(self.out_dir):
+            model_dir_lib.trim_log(self.out_dir, int(p.step))  # records of steps to be redone
 
     def initialise_from(self, model_dir):
         """A new run takes the weights of model_dir's best checkpoint (its vocabularies
@@ -389,7 +424,7 @@ class Trainer:
         if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables):
             raise TrainingError(f"step {int(self.progress.step)}: weights are not finite; "
                                 f"not saving over {self.manager.latest_checkpoint}")
-        with self.averaged_weights():
+        with self.averaged_weights(), _writing(self.manager.directory):
             path = model_dir_lib.save_durably(self.manager, int(self.progress.step))
             fingerprint = distribute.weights_fingerprint(self.model.trainable_variables)
         logging.info("saved %s (weights fingerprint %x)", path, fingerprint)
@@ -421,7 +456,8 @@ class Trainer:
             if improved:
                 p.best_bleu.assign(result.bleu)
                 p.bad_evals.assign(0)
-                model_dir_lib.save_durably(self.best_manager, int(p.step))
+                with _writing(self.best_manager.directory):
+                    model_dir_lib.save_durably(self.best_manager, int(p.step), stage="best")
             else:
                 p.bad_evals.assign_add(1)
             self.summaries.write_attention(int(p.step), self.model, self.src_vocab,
@@ -447,7 +483,9 @@ class Trainer:
         return result
 
     def log_record(self, record):
-        with open(os.path.join(self.out_dir, model_dir_lib.LOG_FILE), "a") as f:
+        path = os.path.join(self.out_dir, model_dir_lib.LOG_FILE)
+        with _writing(path), open(path, "a", encoding="utf-8") as f:
+            fault_point("log", path)
             f.write(json.dumps(record) + "\n")
         self.summaries.write_record(record)
 
@@ -457,6 +495,22 @@ class Trainer:
         if last_eval is not None:
             scores = {"dev": {**last_eval._asdict(), **evaluation.signatures()}}
         model_dir_lib.write_run_record(self.out_dir, float(self.progress.train_seconds), scores)
+
+
+@contextlib.contextmanager
+def _writing(where):
+    """A failed write (disk full, no permission) becomes a one-line ModelDirError:
+    what was saved before stays whole, and the same command resumes from it."""
+    try:
+        yield
+    except OSError as e:
+        raise model_dir_lib.ModelDirError(
+            f"{e.filename or where}: cannot write ({e.strerror or e}); the checkpoints "
+            f"saved before are intact: fix this and rerun the same command") from None
+    except tf.errors.OpError as e:
+        raise model_dir_lib.ModelDirError(
+            f"{where}: cannot write a checkpoint ({e.message.splitlines()[0]}); the "
+            f"checkpoints saved before are intact: fix this and rerun the same command") from None
 
 
 def _checkpoint_has(path, prefix):
@@ -525,6 +579,10 @@ def format_seconds(seconds):
 
 
 def train(config, out_dir):
-    """Trains (or resumes) a model in out_dir; returns the last dev EvalResult."""
-    trainer = Trainer(config, out_dir)
-    return trainer.run()
+    """Trains (or resumes) a model in out_dir, holding its lock; returns the last dev
+    EvalResult."""
+    trainer = Trainer(config, out_dir, lock=True)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

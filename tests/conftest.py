@@ -75,7 +75,6 @@ def tiny_model_dir(tmp_path_factory):
 
 # --- A tiny Multi30k slice, shared by the CLI, training and translation tests. ---
 import collections  # noqa: E402
-import gzip  # noqa: E402
 
 import pytest  # noqa: E402
 

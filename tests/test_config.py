@@ -143,3 +143,43 @@ def test_spm_model_needs_one_path_per_vocabulary():
                 DataConfig(spm_model=",", joint_vocab=False)):
         with pytest.raises(ConfigError, match="spm_model needs"):
             bad.validate()
+
+
+@pytest.mark.parametrize("section, field, value, expected", [
+    ("model", "num_units", "16", "an integer"),
+    ("model", "num_units", True, "an integer"),
+    ("model", "dropout", "0.1", "a number"),
+    ("train", "jit_compile", 1, "true or false"),
+    ("data", "src", 3, "a string"),
+])
+def test_config_json_values_are_type_checked(tmp_path, section, field, value, expected):
+    raw = json.loads(Config().to_json())
+    raw[section][field] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError) as info:
+        config_lib.load_config(str(path))
+    assert str(info.value) == f"{path}: {section}.{field} must be {expected} (got {value!r})"
+
+
+def test_an_integer_serves_as_a_float_in_config_json(tmp_path):
+    raw = json.loads(Config().to_json())
+    raw["model"]["dropout"] = 0
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    assert config_lib.load_config(str(path)).model.dropout == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "not a config (a JSON object with its version and sections), but a JSON list"),
+    ('{"version": %d, "model": [16]}' % CONFIG_VERSION,
+     "section model must be a JSON object (got list)"),
+    ('{"version": %d, "model": {"num_units": -4}}' % CONFIG_VERSION, "num_units"),
+])
+def test_config_json_of_the_wrong_shape_or_range_is_one_line(tmp_path, text, message):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config_lib.load_config(str(path))
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)

@@ -145,6 +145,78 @@ def test_a_checkpoint_is_on_disk_before_the_state_file_names_it(tmp_path, monkey
         os.path.join(directory, "checkpoint"), directory]
 
 
+@pytest.mark.parametrize("name", ["../elsewhere/ckpt-1", "/tmp/victim"])
+def test_a_state_file_naming_files_outside_its_dir_is_refused(tiny_model_dir, tmp_path, name):
+    from nmt import training
+    model_dir, _ = copy_of(tiny_model_dir, tmp_path)
+    ckpt = os.path.join(model_dir, "ckpt")
+    with open(os.path.join(ckpt, "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "{name}"\n'
+                f'all_model_checkpoint_paths: "ckpt-1"\n')
+    message = load_error(model_dir)
+    assert message.startswith(f"{ckpt}/checkpoint: names a checkpoint outside {ckpt} (")
+    config = model_dir_lib.load_config(model_dir)
+    with pytest.raises(model_dir_lib.ModelDirError, match="names a checkpoint outside"):
+        training.Trainer(config, model_dir)  # before its manager could delete by that name
+
+
+def test_save_durably_never_rewrites_a_checkpoint_the_state_names(tmp_path):
+    directory = str(tmp_path / "ckpt")
+    first = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), directory, 2)
+    prefix = model_dir_lib.save_durably(first, 5)
+    files = sorted(os.listdir(directory))
+    contents = {f: (tmp_path / "ckpt" / f).read_bytes() for f in files}
+    # Another process (a rerun) at the same step, with other values: nothing is written.
+    again = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(2.0)), directory, 2)
+    assert model_dir_lib.save_durably(again, 5) == prefix
+    assert {f: (tmp_path / "ckpt" / f).read_bytes() for f in os.listdir(directory)} == contents
+    assert model_dir_lib.save_durably(again, 6).endswith("ckpt-6")  # a new number is written
+
+
+def test_load_reads_the_newer_checkpoint_when_a_trainer_replaces_it(tmp_path, monkeypatch):
+    from conftest import write_tiny_model_dir
+    model_dir = str(tmp_path / "model")
+    _, newest = write_tiny_model_dir(model_dir, seeds=(3, 4))
+    ckpt = os.path.join(model_dir, "ckpt")
+    state = os.path.join(ckpt, "checkpoint")
+    with open(state, "w") as f:
+        f.write('model_checkpoint_path: "ckpt-1"\n')
+    real_check = model_dir_lib.check_checkpoint
+    checked = []
+
+    def trainer_saves_meanwhile(path, *args):
+        checked.append(os.path.basename(path))
+        if len(checked) == 1:  # between reading the state file and the checkpoint
+            with open(state, "w") as f:
+                f.write('model_checkpoint_path: "ckpt-2"\n')
+            for name in os.listdir(ckpt):
+                if name.startswith("ckpt-1."):
+                    os.remove(os.path.join(ckpt, name))
+        return real_check(path, *args)
+
+    monkeypatch.setattr(model_dir_lib, "check_checkpoint", trainer_saves_meanwhile)
+    _, model, _, _ = model_dir_lib.load(model_dir, "last")
+    assert checked == ["ckpt-1", "ckpt-2"]
+    for a, b in zip(model.variables, newest.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_second_nmt_train_on_a_locked_run_dir_names_the_holder(multi30k_slice, tmp_path):
+    import socket
+    from nmt import files
+    out = tmp_path / "run"
+    out.mkdir()
+    with files.exclusive_lock(str(out / "train.lock"), "held by the test"):
+        result = subprocess.run(train_command(multi30k_slice, out, 4), capture_output=True,
+                                text=True, timeout=600)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"nmt-train: error: {out}/train.lock: the run dir {out} is in use by process "
+        f"{os.getpid()} on {socket.gethostname()}; wait for it to finish or stop it")
+    assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(out)) == ["train.lock"]  # nothing written by the second one
+
+
 # --- nmt-translate --resume ---
 
 def val_lines(count):

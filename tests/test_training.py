@@ -346,5 +346,128 @@ def test_resume_from_a_truncated_checkpoint_is_a_one_line_error(multi30k_slice, 
     with open(index, "r+b") as f:
         f.truncate(10)
     resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)
-    with pytest.raises(model_dir_lib.ModelDirError, match=r"ckpt-2: cannot resume"):
+    with pytest.raises(model_dir_lib.ModelDirError,
+                       match=r"ckpt-2\.index: checkpoint index file truncated .*cannot resume"):
         resumed.restore()
+
+
+# --- a run dir is resumed exactly or refused, never reused silently ---
+
+def _train(multi30k_slice, out, steps, **train):
+    trainer = training.Trainer(tiny_config(multi30k_slice, num_train_steps=steps, **train), out)
+    trainer.run()
+    return trainer
+
+
+def test_a_damaged_checkpoint_state_is_refused_not_started_over(multi30k_slice, tmp_path):
+    out = str(tmp_path)
+    _train(multi30k_slice, out, 4)
+    ckpt = os.path.join(out, "ckpt")
+    os.remove(os.path.join(ckpt, "ckpt-4.index"))
+    with pytest.raises(model_dir_lib.ModelDirError) as error:
+        training.Trainer(tiny_config(multi30k_slice, num_train_steps=6), out).run()
+    assert str(error.value) == (
+        f"{ckpt}/ckpt-4.index: checkpoint index file missing; the run cannot resume: restore "
+        f"the file, name an older complete one (ckpt-2) as model_checkpoint_path in "
+        f"{ckpt}/checkpoint, or train in a new --out_dir")
+    assert os.path.exists(os.path.join(ckpt, "ckpt-2.index"))  # nothing swept
+    for text in ("", "garbage {"):
+        with open(os.path.join(ckpt, "checkpoint"), "w") as f:
+            f.write(text)
+        with pytest.raises(model_dir_lib.ModelDirError,
+                           match=f"^{ckpt}/checkpoint: unreadable checkpoint state file"):
+            training.Trainer(tiny_config(multi30k_slice, num_train_steps=6), out).run()
+    assert sorted(os.listdir(ckpt)) == ["checkpoint", "ckpt-2.data-00000-of-00001",
+                                        "ckpt-2.index", "ckpt-4.data-00000-of-00001"]
+
+
+def test_the_final_checkpoint_is_written_once_and_a_rerun_writes_none(multi30k_slice, tmp_path):
+    out = str(tmp_path)
+    saved = []
+
+    def spy(trainer):
+        real = trainer.manager.save
+        trainer.manager.save = lambda checkpoint_number, **kw: (
+            saved.append(checkpoint_number), real(checkpoint_number=checkpoint_number, **kw))[1]
+        return trainer
+
+    spy(training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)).run()
+    assert saved == [2, 4]  # step 4 is a checkpoint step and the last one: saved once
+    index = os.path.join(out, "ckpt", "ckpt-4.index")
+    before = os.stat(index)
+    spy(training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)).run()
+    assert saved == [2, 4]  # the finished command, rerun, rewrites nothing
+    after = os.stat(index)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_log_records_of_a_run_killed_before_its_first_checkpoint_go(multi30k_slice, tmp_path):
+    old = "".join(f'{{"kind": "train", "step": {s}}}\n' for s in range(1, 6))
+    (tmp_path / "log.jsonl").write_text(old + '{"kind": "tr', encoding="utf-8")
+    _train(multi30k_slice, str(tmp_path), 4)
+    records = model_dir_lib.read_log(str(tmp_path))
+    assert [r["step"] for r in records if r["kind"] == "train"] == [2, 4]
+
+
+def test_a_failed_first_run_does_not_fix_its_settings(multi30k_slice, tmp_path):
+    out = str(tmp_path)
+    typo = tiny_config(multi30k_slice, num_train_steps=2).replace(
+        data={"train_prefix": "/no/such/train"})
+    with pytest.raises(Exception, match="/no/such/train"):
+        training.Trainer(typo, out)
+    assert not os.path.exists(os.path.join(out, "config.json"))
+    training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out)  # the corrected one
+    assert os.path.exists(os.path.join(out, "config.json"))
+
+
+def test_resume_refuses_a_missing_or_another_vocabulary(multi30k_slice, tmp_path):
+    from nmt import vocab as vocab_lib
+    out = str(tmp_path / "run")
+    _train(multi30k_slice, out, 2)
+    spm = os.path.join(out, "spm.model")
+    os.rename(spm, spm + ".away")
+    with pytest.raises(model_dir_lib.ModelDirError,
+                       match=f"^{spm}: sentencepiece model missing$"):
+        training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)
+    assert not os.path.exists(spm)  # not trained afresh
+    # Another vocabulary of the same size: the embedding shapes fit, the pieces do not.
+    src, tgt = (open(os.path.join(multi30k_slice.plain, f"train.{lang}"), encoding="utf-8")
+                .read().splitlines() for lang in ("en", "de"))
+    other = vocab_lib.train_sentencepiece(src + tgt, str(tmp_path / "other"), 400,
+                                          model_type="bpe")
+    os.rename(other, spm)
+    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out)
+    with pytest.raises(model_dir_lib.ModelDirError,
+                       match=f"^{spm}: not the vocabulary .*ckpt-2 was trained with"):
+        resumed.run()
+    assert tf.train.latest_checkpoint(os.path.join(out, "ckpt")).endswith("ckpt-2")
+
+
+def test_a_trainer_with_lock_refuses_a_second_one(multi30k_slice, tmp_path):
+    from nmt import files
+    out = str(tmp_path)
+    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out, lock=True)
+    try:
+        with pytest.raises(files.LockError, match=f"the run dir {out} is in use by process "
+                                                  f"{os.getpid()} on "):
+            training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out, lock=True)
+    finally:
+        first.close()
+    training.Trainer(tiny_config(multi30k_slice, num_train_steps=2), out, lock=True).close()
+
+
+def test_a_refused_config_write_is_one_line_and_the_rerun_starts(multi30k_slice, tmp_path,
+                                                                 monkeypatch):
+    from nmt import files
+    out = str(tmp_path)
+    config = tiny_config(multi30k_slice, num_train_steps=2)
+    monkeypatch.setenv(files.FAULT_ENV, "EACCES@write:config.json")
+    with pytest.raises(model_dir_lib.ModelDirError) as error:
+        training.Trainer(config, out)
+    assert str(error.value) == (
+        f"{out}/config.json: cannot write (Permission denied); the checkpoints saved before "
+        f"are intact: fix this and rerun the same command")
+    assert not [f for f in os.listdir(out) if "config.json" in f]  # no file, no temporary
+    monkeypatch.delenv(files.FAULT_ENV)
+    training.Trainer(config, out).run()
+    assert model_dir_lib.load_config(out) == config

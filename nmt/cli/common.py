@@ -9,9 +9,10 @@ from absl import app, logging
 
 from nmt import config as config_lib
 from nmt.corpus import CorpusError
+from nmt.files import LockError
 from nmt.model_dir import LogError, ModelDirError
 
-USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
+USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError, LockError,
                FileNotFoundError)
 
 

@@ -1,0 +1,131 @@
+"""Durable file writes and exclusive locks.
+
+A file written with `atomic_write` or `atomic_open` is, after a crash or a power
+loss, either its old content or its whole new content: the data goes to a unique
+temporary file in the same directory, which is flushed, fsynced and renamed over
+the target, and the directory is fsynced so that the rename itself is on disk.
+
+`exclusive_lock` keeps two processes from using one run dir or output at once:
+an fcntl.flock on a lock file, which the kernel releases when its process dies,
+so a killed process never leaves a stale lock behind.
+
+`fault_point` marks the places where tools/fault_injection.py kills the process
+or fails a write; it does nothing unless NMT_FAULT_INJECTION is set.
+"""
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import socket
+import uuid
+
+
+class LockError(RuntimeError):
+    """Another process holds the lock (a user error: the CLI reports it as one line)."""
+
+
+def fsync_path(path):
+    """Flushes a file's data, or a directory's entries (renames into it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_name(path):
+    """A name beside `path` that no other writer, thread or process, picks."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write(path, data):
+    """Writes `data` (str as UTF-8, or bytes) to `path` whole or not at all."""
+    mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
+    with atomic_open(path, mode) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w"):
+    """A file object to stream into; on a normal exit its content replaces `path`
+    durably, on an exception `path` is left as it was and the temporary goes."""
+    if mode not in ("w", "wt", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w', 'wt' or 'wb' (got {mode!r})")
+    tmp = _temp_name(path)
+    # O_EXCL: never write through a file someone else made; 0o666 honours the umask.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with (os.fdopen(fd, "wb") if "b" in mode
+              else os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
+            yield f
+            fault_point("write:" + os.path.basename(path), path)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_path(os.path.dirname(os.path.abspath(path)))
+
+
+def _holder(fd):
+    """What the lock file says about its holder: 'process PID on HOST', or less."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    fields = os.read(fd, 4096).decode("utf-8", "replace").split()
+    if len(fields) >= 2:
+        return f"process {fields[0]} on {fields[1]}"
+    return "another process"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, what):
+    """Holds an exclusive lock on the file `path` (made if missing) for `what` (e.g.
+    "training run dir runs/x"); raises LockError naming the holder's pid and host
+    if another process has it. The file stays; only the lock on it counts."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockError(f"{path}: {what} is in use by {_holder(fd)}; wait for it to "
+                            f"finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # unlocked: the next holder writes its own pid
+    finally:
+        os.close(fd)  # releases the flock
+
+
+FAULT_ENV = "NMT_FAULT_INJECTION"
+_fault_counts = {}
+
+
+def fault_point(name, path, before=None):
+    """A place where tools/fault_injection.py makes a write fail; does nothing unless
+    the environment sets NMT_FAULT_INJECTION="ACTION@NAME[#N]". At the N-th (default
+    first) time this process reaches the point `name`, it runs `before()` (the state
+    the fault leaves on disk), then ACTION: "kill" (SIGKILL this process), or
+    "ENOSPC" / "EACCES" (raise that OSError for `path`)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    action, _, target = spec.partition("@")
+    target, _, nth = target.partition("#")
+    if target != name:
+        return
+    key = (spec, name)  # a new spec counts afresh
+    _fault_counts[key] = _fault_counts.get(key, 0) + 1
+    if _fault_counts[key] != int(nth or 1):
+        return
+    if before is not None:
+        before()
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    code = getattr(errno, action)  # ENOSPC, EACCES
+    raise OSError(code, os.strerror(code), path)
