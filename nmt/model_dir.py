@@ -13,7 +13,10 @@ DIR/ckpt/checkpoint): its .index and .data files exist and are not shorter than
 the index says, and its embedding tables fit the vocabularies in DIR; each
 problem is a one-line ModelDirError saying what is wrong.
 """
+import collections
+import contextlib
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -95,10 +98,13 @@ def save_config(model_dir, config):
 def load_config(model_dir):
     if not os.path.isdir(model_dir):
         raise ModelDirError(f"{model_dir}: no such model dir")
+    path = os.path.join(model_dir, CONFIG_FILE)
     try:
-        return config_lib.load_config(os.path.join(model_dir, CONFIG_FILE))
+        return config_lib.load_config(path)
     except config_lib.ConfigError as e:
         raise ModelDirError(str(e)) from None
+    except (AttributeError, TypeError) as e:  # JSON of another shape than a Config's
+        raise ModelDirError(f"{path}: not a config written by nmt-train ({e})") from None
 
 
 def load_vocabs(model_dir, config):
@@ -109,10 +115,7 @@ def load_vocabs(model_dir, config):
         path = os.path.join(model_dir, name + ".model")
         if not os.path.exists(path):
             raise ModelDirError(f"{path}: sentencepiece model missing")
-        try:
-            vocabs.append(vocab_lib.Vocab.load(path))
-        except Exception as e:  # sentencepiece raises OSError/RuntimeError on bad files
-            raise ModelDirError(f"{path}: cannot load sentencepiece model ({e})") from None
+        vocabs.append(_load_vocab(path))
     return vocabs[0], vocabs[1]
 
 
@@ -147,12 +150,17 @@ def copy_vocabs(from_dir, to_dir, data_config):
 
 
 def _same_vocab(path_a, path_b):
-    """Whether two sentencepiece model files cut text alike (Vocab.fingerprint)."""
+    """Whether two sentencepiece model files cut text alike (Vocab.fingerprint); a file
+    that does not load is a ModelDirError saying so."""
+    return _load_vocab(path_a).fingerprint() == _load_vocab(path_b).fingerprint()
+
+
+def _load_vocab(path):
     try:
-        a, b = vocab_lib.Vocab.load(path_a), vocab_lib.Vocab.load(path_b)
-    except Exception:  # sentencepiece raises OSError/RuntimeError on bad files
-        return False
-    return a.fingerprint() == b.fingerprint()
+        return vocab_lib.Vocab.load(path)
+    except Exception as e:  # sentencepiece raises OSError/RuntimeError on bad files
+        raise ModelDirError(f"{path}: cannot load sentencepiece model "
+                            f"({_first_line(e)})") from None
 
 
 def checkpoint_path(model_dir, which="best"):
@@ -168,12 +176,25 @@ def checkpoint_path(model_dir, which="best"):
         directory = os.path.join(model_dir, sub)
         if not os.path.exists(os.path.join(directory, STATE_FILE)):
             continue
-        state = tf.train.get_checkpoint_state(directory)
-        if not state or not state.model_checkpoint_path:
-            raise ModelDirError(f"{os.path.join(directory, STATE_FILE)}: unreadable "
-                                f"checkpoint state file")
-        return state.model_checkpoint_path
+        return _named_by_state_file(directory)
     raise ModelDirError(f"{model_dir}: no checkpoint found (train first)")
+
+
+def _named_by_state_file(directory):
+    """The checkpoint prefix that DIRECTORY/checkpoint names; it must lie in DIRECTORY."""
+    state_file = os.path.join(directory, STATE_FILE)
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (ValueError, tf.errors.OpError) as e:  # not a text proto
+        raise ModelDirError(f"{state_file}: unreadable checkpoint state file "
+                            f"({_first_line(e)})") from None
+    if not state or not state.model_checkpoint_path:
+        raise ModelDirError(f"{state_file}: unreadable checkpoint state file (empty)")
+    path = state.model_checkpoint_path
+    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(directory):
+        raise ModelDirError(f"{state_file}: names {path}, outside {directory}; a state "
+                            f"file names checkpoints in its own directory")
+    return path
 
 
 def _checkpoint_at(path):
@@ -184,11 +205,9 @@ def _checkpoint_at(path):
                                 f"checkpoint prefix such as DIR/ckpt/ckpt-3000, or a "
                                 f"directory with a checkpoint state file)")
         return path
-    state = (tf.train.get_checkpoint_state(path)
-             if os.path.exists(os.path.join(path, STATE_FILE)) else None)
-    if not state or not state.model_checkpoint_path:
+    if not os.path.exists(os.path.join(path, STATE_FILE)):
         raise ModelDirError(f"{path}: no checkpoint state file in this directory")
-    return state.model_checkpoint_path
+    return _named_by_state_file(path)
 
 
 def check_checkpoint(path, src_vocab=None, tgt_vocab=None):
@@ -238,26 +257,79 @@ def _first_line(error):
 
 
 def restore_model(model, path):
-    """Loads model weights from a checkpoint prefix; one-line error if it does not fit."""
+    """Loads model weights from a checkpoint prefix; one-line error if it does not fit,
+    is corrupt, vanished, cannot be read, or needs more memory than there is."""
     try:
         status = tf.train.Checkpoint(model=model).read(path)
         status.expect_partial().assert_existing_objects_matched()
     except tf.errors.DataLossError as e:  # e.g. a checksum mismatch
         raise ModelDirError(f"{path}: checkpoint data corrupt ({_first_line(e)})") from None
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+    except tf.errors.ResourceExhaustedError as e:
+        raise ModelDirError(f"{path}: out of memory while restoring the checkpoint "
+                            f"({_first_line(e)})") from None
+    except (tf.errors.InvalidArgumentError, ValueError, AssertionError) as e:
         raise ModelDirError(f"{path}: checkpoint does not fit this model "
                             f"({_first_line(e)})") from None
+    except tf.errors.OpError as e:  # missing files, I/O errors
+        raise ModelDirError(f"{path}: cannot read the checkpoint ({_first_line(e)})") from None
+
+
+# The checkpoint a model was restored from: its prefix, and the SHA-256 of its .index
+# file, which holds a CRC32C of every tensor in the .data files (the content).
+CheckpointId = collections.namedtuple("CheckpointId", ["path", "sha256"])
+Loaded = collections.namedtuple("Loaded", ["config", "model", "src_vocab", "tgt_vocab",
+                                           "checkpoint"])
+_LOAD_ATTEMPTS = 3
 
 
 def load(model_dir, which="best"):
     """-> (config, model, src_vocab, tgt_vocab) with weights restored."""
+    return load_checkpoint(model_dir, which)[:4]
+
+
+def load_checkpoint(model_dir, which="best"):
+    """-> Loaded(config, model, src_vocab, tgt_vocab, checkpoint: CheckpointId).
+
+    A trainer may save (and delete old checkpoints) meanwhile: if the files of the
+    checkpoint changed or vanished during the restore, it starts over from the state
+    file, so the weights always come from one whole checkpoint.
+    """
     config = load_config(model_dir)
     src_vocab, tgt_vocab = load_vocabs(model_dir, config)
-    path = checkpoint_path(model_dir, which)
-    check_checkpoint(path, src_vocab, tgt_vocab)
     model = build_model(config.model, src_vocab.size, tgt_vocab.size)
-    restore_model(model, path)
-    return config, model, src_vocab, tgt_vocab
+    for attempt in range(_LOAD_ATTEMPTS):
+        path = checkpoint_path(model_dir, which)
+        before = _file_identity(path)
+        try:
+            check_checkpoint(path, src_vocab, tgt_vocab)
+            fingerprint = _index_sha256(path)
+            restore_model(model, path)
+        except ModelDirError:
+            if attempt + 1 < _LOAD_ATTEMPTS and _file_identity(path) != before:
+                continue
+            raise
+        if _file_identity(path) == before:
+            return Loaded(config, model, src_vocab, tgt_vocab, CheckpointId(path, fingerprint))
+    raise ModelDirError(f"{path}: the checkpoint changed {_LOAD_ATTEMPTS} times while it "
+                        f"was read; try again when training has saved")
+
+
+def _file_identity(path):
+    """(name, inode, size, mtime) of each file of the checkpoint at prefix `path`."""
+    identity = []
+    for name in sorted(glob.glob(glob.escape(path) + ".*")):
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(name)
+            identity.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return identity
+
+
+def _index_sha256(path):
+    try:
+        with open(path + ".index", "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise ModelDirError(f"{path}.index: cannot read ({e.strerror})") from None
 
 
 def trim_log(model_dir, last_step):
