@@ -204,3 +204,120 @@ def test_resume_refuses_a_partial_without_its_settings_record(model_dir, tmp_pat
     os.remove(tmp_path / "out.de.partial.json")
     line = one_error(capfd, model_dir, *args)
     assert "out.de.partial.json" in line and "run without --resume" in line
+
+
+# --- a corpus of adversarial bytes ---
+
+def test_adversarial_bytes_and_a_1_gib_gzip_line_give_one_line_each_in_small_memory(
+        tiny_model_dir, tmp_path):
+    """NUL bytes, a lone CR, a BOM, invalid UTF-8 and a 1 GiB line (a gzip bomb of NUL
+    bytes): one output line per input line, and the process stays far below the size
+    of the line (holding it, or its decoded text, would take more than 1 GiB)."""
+    from test_robustness import peak_rss_mb, translate_command
+    from test_textio import zeros_gzip
+    before = b"\xef\xbb\xbfA dog runs.\nnul\0inside\n\0"
+    after = b"\nlone\rcarriage return\nbad \xff\xfe UTF-8 \xc3\n\n\r\nTwo men."
+    source = zeros_gzip(tmp_path / "in.en.gz", 1024, before, after)
+    output = tmp_path / "out.de"
+    peak_mb = peak_rss_mb(translate_command(tiny_model_dir[0], f"--input={source}",
+                                            f"--output={output}"), tmp_path / "log")
+    assert output.read_bytes().count(b"\n") == 8
+    assert "1 lines longer than 1280 bytes were cut" in (tmp_path / "log").read_text()
+    assert peak_mb < 1024, peak_mb
+
+
+# --- a full disk, a file without permission ---
+
+class FullDisk:
+    """A file that takes `room` more characters, then writes what fits and fails with
+    ENOSPC, as write(2) on a full file system does."""
+
+    def __init__(self, f, room):
+        self._f, self.room = f, room
+
+    def write(self, text):
+        if len(text) > self.room:
+            self._f.write(text[:self.room])
+            self._f.flush()
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(text)
+        return self._f.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def open_failing(module, monkeypatch, suffix, fault):
+    """Makes module's open() of a file ending in suffix fail: fault "ENOSPC" (the disk
+    fills after 3 written lines' worth) or "EACCES" (no permission)."""
+    def faulty_open(file, mode="r", *args, **kwargs):
+        name = file if isinstance(file, str) else os.readlink(f"/proc/self/fd/{file}")
+        if not name.endswith(suffix) or "r" in mode:
+            return open(file, mode, *args, **kwargs)
+        if fault == "EACCES":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+        return FullDisk(open(file, mode, *args, **kwargs), room=30)
+
+    monkeypatch.setattr(module, "open", faulty_open, raising=False)
+
+
+@pytest.mark.parametrize("module, suffix, fault", [
+    ("textio", ".partial", "ENOSPC"), ("files", ".tmp", "ENOSPC"),
+    ("textio", ".partial", "EACCES")])
+def test_a_full_disk_or_a_denied_file_is_one_error_loses_nothing_and_resumes(
+        tiny_model_dir, tmp_path, capfd, monkeypatch, straight, module, suffix, fault):
+    from nmt import files, textio
+    source = write_input(tmp_path / "in.en")
+    output = tmp_path / "out.de"
+    output.write_text("an earlier translation\n")
+    args = (f"--input={source}", f"--output={output}", "--chunk_lines=2", "--resume")
+    with monkeypatch.context() as patch:
+        open_failing({"textio": textio, "files": files}[module], patch, suffix, fault)
+        line = one_error(capfd, tiny_model_dir[0], *args)
+    assert "cannot write (" + os.strerror(errno.__dict__[fault]) + ")" in line
+    assert output.read_text() == "an earlier translation\n"  # untouched until the end
+    assert not os.path.exists(f"{output}.lock")
+    status, err = run_translate(capfd, tiny_model_dir[0], *args)
+    assert status == 0, err
+    assert output.read_bytes() == straight
+    assert sorted(os.listdir(tmp_path)) == ["in.en", "out.de"]
+
+
+# --- two translators on one output ---
+
+def test_a_second_translator_names_the_first_and_a_killed_ones_lock_is_taken_over(
+        tiny_model_dir, tmp_path, capfd):
+    from test_robustness import complete_lines, translate_command
+    source = write_input(tmp_path / "in.en", LINES * 700)
+    output = tmp_path / "out.de"
+    args = (f"--input={source}", f"--output={output}", "--chunk_lines=100", "--resume")
+    first = subprocess.Popen(translate_command(tiny_model_dir[0], *args),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while (complete_lines(f"{output}.partial") < 100 and first.poll() is None
+               and time.time() < deadline):
+            time.sleep(0.02)
+        line = one_error(capfd, tiny_model_dir[0], *args)
+        assert first.poll() is None  # still translating
+        assert line.startswith(f"nmt-translate: error: {output}.lock: this output is in use "
+                               f"by process {first.pid} on ")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert os.path.exists(f"{output}.lock")  # left behind by the killed process
+    status, err = run_translate(capfd, tiny_model_dir[0], *args)
+    assert status == 0, err
+    assert output.read_bytes().count(b"\n") == len(LINES) * 700
+    assert sorted(os.listdir(tmp_path)) == ["in.en", "out.de"]

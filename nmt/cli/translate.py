@@ -37,6 +37,7 @@ Input lines longer than max_input_len x 64 bytes are cut while they are read
 """
 import contextlib
 import dataclasses
+import glob
 import json
 import os
 import time
@@ -81,9 +82,14 @@ class PartialRecord:
     input that starts with the same bytes."""
 
     def __init__(self, output_path, settings):
+        """Call with OUTPUT locked: temporary files of a killed writer are removed."""
         self.output_path, self.settings = output_path, settings
         self.path = output_path + RECORD_SUFFIX
         self.partial = output_path + textio.PARTIAL_SUFFIX
+        directory, name = os.path.split(os.path.abspath(self.path))
+        for stale in glob.glob(os.path.join(glob.escape(directory),
+                                            f".{glob.escape(name)}.*.tmp")):
+            os.remove(stale)  # files.atomic_write's, cut off before its rename
 
     def resume_point(self, outputs, lines_per_input):
         """Input lines to keep from the PATH.partial files: those the record names, if
