@@ -11,7 +11,9 @@ from nmt.cli import common
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A model dir written by nmt-train.")
 flags.DEFINE_integer("last", 5, "Average this many newest checkpoints of DIR/ckpt.")
-flags.DEFINE_string("output_dir", None, "New model dir: config.json, spm models, ckpt/.")
+flags.DEFINE_string("output_dir", None, "New model dir: config.json, spm models, ckpt/, "
+                    "average.json. Must be new, empty, or an earlier average of --model_dir "
+                    "(which it replaces).")
 for _name in ("model_dir", "output_dir"):
     flags.mark_flag_as_required(_name)
 
