@@ -86,6 +86,7 @@ class PartialRecord:
         self.output_path, self.settings = output_path, settings
         self.path = output_path + RECORD_SUFFIX
         self.partial = output_path + textio.PARTIAL_SUFFIX
+        self.resumed = None  # the record continued by --resume
         directory, name = os.path.split(os.path.abspath(self.path))
         for stale in glob.glob(os.path.join(glob.escape(directory),
                                             f".{glob.escape(name)}.*.tmp")):
@@ -125,8 +126,7 @@ class PartialRecord:
         new = self.settings
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if "checkpoints" in changed:
-            old_paths = [c["path"] for c in old.get("checkpoints") or []]
-            new_paths = [c["path"] for c in new.get("checkpoints") or []]
+            old_paths, new_paths = (_checkpoint_paths(x.get("checkpoints")) for x in (old, new))
             if old_paths != new_paths:
                 raise ConfigError(f"{self.partial} was translated with {','.join(old_paths)}, "
                                   f"but this run loads {','.join(new_paths)}; run without "
@@ -158,6 +158,13 @@ class PartialRecord:
     def remove(self):
         os.remove(self.path)
         files.fsync_path(os.path.dirname(os.path.abspath(self.path)))
+
+
+def _checkpoint_paths(checkpoints):
+    """The paths of a record's list of checkpoints ({"path", "sha256"} each)."""
+    if not isinstance(checkpoints, list):
+        return []
+    return [str(c.get("path")) if isinstance(c, dict) else str(c) for c in checkpoints]
 
 
 def _first_line(error):
