@@ -6,12 +6,10 @@ errors through the same run_main); the runs that need a real process (a lock
 holder that is killed, peak memory) start one."""
 import errno
 import gzip
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
