@@ -35,12 +35,12 @@ class OutputError(Exception):
 
 @contextlib.contextmanager
 def output_errors(path):
-    """Turns an OSError raised in the block into a one-line OutputError naming the file."""
+    """Turns an OSError raised in the block into a one-line OutputError naming `path`
+    (the file the user named, not a temporary or partial file beside it)."""
     try:
         yield
     except OSError as e:
-        raise OutputError(f"{e.filename or path}: cannot write "
-                          f"({e.strerror or type(e).__name__})") from None
+        raise OutputError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
 
 
 def open_input(path):
@@ -180,13 +180,14 @@ def count_input_lines(path):
 
 @contextlib.contextmanager
 def atomic_output(path):
-    """A text stream to write to; "-" is stdout, a path is written whole or not at all."""
+    """A text stream to write to; "-" is stdout, a path is written whole or not at all
+    (durably). An OSError (no such directory, no space) is a one-line OutputError."""
     if path == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
-    with files.atomic_open(path) as f:
-        yield f
+    with output_errors(path), files.atomic_open(path) as f:
+        yield f  # the block only writes to f: its OSErrors are output errors too
 
 
 @contextlib.contextmanager

@@ -229,3 +229,11 @@ def test_resumable_output_fsyncs_the_directory_after_the_rename(tmp_path, monkey
     with textio.resumable_output(path) as f:
         f.write("x\n")
     assert events == [("replace", path), ("fsync", str(tmp_path))]
+
+
+def test_atomic_output_that_cannot_be_written_is_one_output_error(tmp_path):
+    path = str(tmp_path / "missing_dir" / "out.txt")
+    with pytest.raises(textio.OutputError, match=r"missing_dir/out\.txt: cannot write "
+                                                  r"\(No such file or directory\)"):
+        with textio.atomic_output(path) as f:
+            f.write("x\n")
