@@ -73,10 +73,11 @@ def complete_prefix(path, reference):
 
 
 def kill_trials(work, reference, seconds):
-    """-> {"kills", "kills_survived", "bytes_lost"}."""
+    """-> {"kills", "kills_survived", "kills_mid_output", "bytes_lost"}; a kill mid
+    output left complete lines in OUTPUT.partial (others hit the start-up)."""
     output = os.path.join(work, "killed.out")
     rng = random.Random(FLAGS.seed)
-    survived = 0
+    survived = mid_output = 0
     for _ in range(FLAGS.kills):
         proc = translate(output, "--resume")
         time.sleep(rng.uniform(0, seconds))
@@ -89,11 +90,13 @@ def kill_trials(work, reference, seconds):
         partial = output + ".partial"
         if not os.path.exists(partial) or complete_prefix(partial, reference):
             survived += 1
+        if os.path.exists(partial) and b"\n" in open(partial, "rb").read():
+            mid_output += 1
     final = translate(output, "--resume")
     _, err = final.communicate()
     if final.returncode != 0:
         print(err, file=sys.stderr)
-    return {"kills": FLAGS.kills, "kills_survived": survived,
+    return {"kills": FLAGS.kills, "kills_survived": survived, "kills_mid_output": mid_output,
             "bytes_lost": bytes_lost(output, reference)}
 
 
