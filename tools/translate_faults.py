@@ -65,6 +65,11 @@ def bytes_lost(path, reference):
     return len(reference) - same
 
 
+def complete_lines(path):
+    with open(path, "rb") as f:
+        return f.read().count(b"\n")
+
+
 def complete_prefix(path, reference):
     """Whether the complete lines of the file at path are a prefix of the reference."""
     with open(path, "rb") as f:
@@ -90,7 +95,7 @@ def kill_trials(work, reference, seconds):
         partial = output + ".partial"
         if not os.path.exists(partial) or complete_prefix(partial, reference):
             survived += 1
-        if os.path.exists(partial) and b"\n" in open(partial, "rb").read():
+        if os.path.exists(partial) and complete_lines(partial):
             mid_output += 1
     final = translate(output, "--resume")
     _, err = final.communicate()
