@@ -6,14 +6,18 @@ et al. 2016). Floating-point model variables are averaged; others (dropout
 generator states) are taken from the newest checkpoint. Optimizer slots are
 not written: the result is for translation, not for resuming training.
 """
+import json
 import os
 import shutil
 
 import numpy as np
 import tensorflow as tf
 
+from nmt import files
 from nmt import model_dir as model_dir_lib
 from nmt.model import build_model
+
+AVERAGE_FILE = "average.json"  # in an average's dir: the run averaged and its checkpoints
 
 
 def last_checkpoints(model_dir, k):
@@ -52,16 +56,49 @@ def average_model(model_dir, last):
 
 def average_checkpoints(model_dir, last, output_dir):
     """Writes OUT/config.json, OUT/spm*.model and OUT/ckpt/ with the mean of the last
-    `last` checkpoints of model_dir; returns the new checkpoint prefix."""
-    if os.path.abspath(model_dir) == os.path.abspath(output_dir):
-        raise model_dir_lib.ModelDirError("--output must differ from --model_dir")
+    `last` checkpoints of model_dir; returns the new checkpoint prefix.
+
+    OUT must be new, empty, or a previous average of the same run (OUT/average.json
+    names the run); anything else, such as another run's dir, is refused untouched.
+    """
+    check_output_dir(model_dir, output_dir)
     _, model, src_vocab, tgt_vocab, paths = average_model(model_dir, last)
     os.makedirs(output_dir, exist_ok=True)
-    shutil.copy(os.path.join(model_dir, model_dir_lib.CONFIG_FILE), output_dir)
-    for vocab in {src_vocab.path, tgt_vocab.path}:
-        shutil.copy(vocab, output_dir)
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model), os.path.join(output_dir, model_dir_lib.CKPT_DIR),
-        max_to_keep=1)
+    files.atomic_write(os.path.join(output_dir, AVERAGE_FILE),
+                       json.dumps({"model_dir": os.path.realpath(model_dir),
+                                   "checkpoints": paths}, indent=2) + "\n")
+    for source in {os.path.join(model_dir, model_dir_lib.CONFIG_FILE), src_vocab.path,
+                   tgt_vocab.path}:
+        with open(source, "rb") as f:
+            files.atomic_write(os.path.join(output_dir, os.path.basename(source)), f.read())
+    # A previous average's checkpoint goes first, so that none is overwritten in place;
+    # a crash in between leaves no checkpoint (a clear error) until the next run.
+    ckpt_dir = os.path.join(output_dir, model_dir_lib.CKPT_DIR)
+    if os.path.exists(ckpt_dir):
+        shutil.rmtree(ckpt_dir)
+        files.fsync_path(output_dir)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), ckpt_dir,
+                                         max_to_keep=1)
     step = os.path.basename(paths[-1]).rsplit("-", 1)[-1]
-    return manager.save(checkpoint_number=int(step) if step.isdigit() else None)
+    return model_dir_lib.save_durably(manager, int(step) if step.isdigit() else None)
+
+
+def check_output_dir(model_dir, output_dir):
+    """ModelDirError unless output_dir is new, empty or a previous average of model_dir."""
+    if os.path.realpath(model_dir) == os.path.realpath(output_dir):
+        raise model_dir_lib.ModelDirError("--output must differ from --model_dir")
+    if not os.path.exists(output_dir):
+        return
+    if not os.path.isdir(output_dir):
+        raise model_dir_lib.ModelDirError(f"{output_dir}: not a directory")
+    if not os.listdir(output_dir):
+        return
+    try:
+        with open(os.path.join(output_dir, AVERAGE_FILE), encoding="utf-8") as f:
+            source = json.load(f)["model_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        source = None
+    if source != os.path.realpath(model_dir):
+        raise model_dir_lib.ModelDirError(
+            f"{output_dir}: not empty and not an average of {model_dir} (no "
+            f"{AVERAGE_FILE} naming it); give a new or empty --output")

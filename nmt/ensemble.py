@@ -79,6 +79,11 @@ def load_ensemble(model_dirs, which="best"):
     One dir gives its Seq2Seq; several must share the vocabularies (the same
     sentencepiece model, wherever it was trained: Vocab.fingerprint), else ModelDirError.
     """
+    return load_ensemble_checkpoints(model_dirs, which)[:4]
+
+
+def load_ensemble_checkpoints(model_dirs, which="best"):
+    """As load_ensemble, plus the list of the CheckpointIds restored (one per dir)."""
     from nmt import model_dir as model_dir_lib
     dirs = [d for d in model_dirs.split(",") if d]
     vocabs = [model_dir_lib.load_vocabs(d, model_dir_lib.load_config(d)) for d in dirs]
@@ -87,9 +92,10 @@ def load_ensemble(model_dirs, which="best"):
                 or tgt.fingerprint() != vocabs[0][1].fingerprint()):
             raise model_dir_lib.ModelDirError(
                 f"{d}: its vocabularies differ from {dirs[0]}'s; ensembles need the same ones")
-    loaded = [model_dir_lib.load(d, which) for d in dirs]
-    config, model, src_vocab, tgt_vocab = loaded[0]
+    loaded = [model_dir_lib.load_checkpoint(d, which) for d in dirs]
+    config, model, src_vocab, tgt_vocab, _ = loaded[0]
+    checkpoints = [one.checkpoint for one in loaded]
     if len(loaded) == 1:
-        return config, model, src_vocab, tgt_vocab
-    return config, Ensemble([m for _, m, _, _ in loaded]), src_vocab, tgt_vocab
+        return config, model, src_vocab, tgt_vocab, checkpoints
+    return config, Ensemble([one.model for one in loaded]), src_vocab, tgt_vocab, checkpoints
 

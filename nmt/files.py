@@ -71,35 +71,52 @@ def atomic_open(path, mode="w"):
     fsync_path(os.path.dirname(os.path.abspath(path)))
 
 
-def _holder(fd):
-    """What the lock file says about its holder: 'process PID on HOST', or less."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    fields = os.read(fd, 4096).decode("utf-8", "replace").split()
-    if len(fields) >= 2:
-        return f"process {fields[0]} on {fields[1]}"
+def _holder(path):
+    """What the lock file says about its holder: "process PID on HOST", or a guess."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            pid, _, host = f.read().strip().partition(" ")
+    except OSError:
+        pid = host = ""
+    if pid.isdigit():
+        return f"process {pid} on {host or 'an unknown host'}"
     return "another process"
 
 
 @contextlib.contextmanager
 def exclusive_lock(path, what):
-    """Holds an exclusive lock on the file `path` (made if missing) for `what` (e.g.
-    "training run dir runs/x"); raises LockError naming the holder's pid and host
-    if another process has it. The file stays; only the lock on it counts."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    """Holds an exclusive lock on the lock file `path` (written with "PID HOST") for
+    the block; removes the file at the end. If another process holds it, LockError:
+    "PATH: WHAT is in use by process PID on HOST". A file left by a dead process is
+    taken over (the kernel dropped its lock)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockError(f"{path}: {what} is in use by {_holder(fd)}; wait for it to "
-                            f"finish or stop it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            raise LockError(f"{path}: {what} is in use by {_holder(path)}; wait for it to "
+                            f"finish, or stop it") from None
+        # The holder before us may have removed the file after we opened it: then our
+        # lock is on a file nobody else sees, so open the path again.
         try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)  # unlocked: the next holder writes its own pid
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield
     finally:
-        os.close(fd)  # releases the flock
+        # Removed while still locked, so no process can lock the file being removed.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        os.close(fd)
 
 
 FAULT_ENV = "NMT_FAULT_INJECTION"

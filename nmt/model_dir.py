@@ -17,6 +17,8 @@ DIR/ckpt/checkpoint): its .index and .data files exist and are not shorter than
 the index says, and its embedding tables fit the vocabularies in DIR; each
 problem is a one-line ModelDirError saying what is wrong.
 """
+import collections
+import contextlib
 import glob
 import hashlib
 import json
@@ -188,10 +190,13 @@ class VocabRecord(tf.Module):
 def load_config(model_dir):
     if not os.path.isdir(model_dir):
         raise ModelDirError(f"{model_dir}: no such model dir")
+    path = os.path.join(model_dir, CONFIG_FILE)
     try:
-        return config_lib.load_config(os.path.join(model_dir, CONFIG_FILE))
+        return config_lib.load_config(path)
     except config_lib.ConfigError as e:
         raise ModelDirError(str(e)) from None
+    except (AttributeError, TypeError) as e:  # JSON of another shape than a Config's
+        raise ModelDirError(f"{path}: not a config written by nmt-train ({e})") from None
 
 
 def load_vocabs(model_dir, config):
@@ -202,10 +207,7 @@ def load_vocabs(model_dir, config):
         path = os.path.join(model_dir, name + ".model")
         if not os.path.exists(path):
             raise ModelDirError(f"{path}: sentencepiece model missing")
-        try:
-            vocabs.append(vocab_lib.Vocab.load(path))
-        except Exception as e:  # sentencepiece raises OSError/RuntimeError on bad files
-            raise ModelDirError(f"{path}: cannot load sentencepiece model ({e})") from None
+        vocabs.append(_load_vocab(path))
     return vocabs[0], vocabs[1]
 
 
@@ -237,12 +239,17 @@ def copy_vocabs(from_dir, to_dir, data_config):
 
 
 def _same_vocab(path_a, path_b):
-    """Whether two sentencepiece model files cut text alike (Vocab.fingerprint)."""
+    """Whether two sentencepiece model files cut text alike (Vocab.fingerprint); a file
+    that does not load is a ModelDirError saying so."""
+    return _load_vocab(path_a).fingerprint() == _load_vocab(path_b).fingerprint()
+
+
+def _load_vocab(path):
     try:
-        a, b = vocab_lib.Vocab.load(path_a), vocab_lib.Vocab.load(path_b)
-    except Exception:  # sentencepiece raises OSError/RuntimeError on bad files
-        return False
-    return a.fingerprint() == b.fingerprint()
+        return vocab_lib.Vocab.load(path)
+    except Exception as e:  # sentencepiece raises OSError/RuntimeError on bad files
+        raise ModelDirError(f"{path}: cannot load sentencepiece model "
+                            f"({_first_line(e)})") from None
 
 
 def checkpoint_path(model_dir, which="best"):
@@ -322,39 +329,79 @@ def _first_line(error):
 
 
 def restore_model(model, path):
-    """Loads model weights from a checkpoint prefix; one-line error if it does not fit."""
+    """Loads model weights from a checkpoint prefix; one-line error if it does not fit,
+    is corrupt, vanished, cannot be read, or needs more memory than there is."""
     try:
         status = tf.train.Checkpoint(model=model).read(path)
         status.expect_partial().assert_existing_objects_matched()
     except tf.errors.DataLossError as e:  # e.g. a checksum mismatch
         raise ModelDirError(f"{path}: checkpoint data corrupt ({_first_line(e)})") from None
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+    except tf.errors.ResourceExhaustedError as e:
+        raise ModelDirError(f"{path}: out of memory while restoring the checkpoint "
+                            f"({_first_line(e)})") from None
+    except (tf.errors.InvalidArgumentError, ValueError, AssertionError) as e:
         raise ModelDirError(f"{path}: checkpoint does not fit this model "
                             f"({_first_line(e)})") from None
+    except tf.errors.OpError as e:  # missing files, I/O errors
+        raise ModelDirError(f"{path}: cannot read the checkpoint ({_first_line(e)})") from None
 
 
-def load(model_dir, which="best", attempts=3):
-    """-> (config, model, src_vocab, tgt_vocab) with weights restored.
+# The checkpoint a model was restored from: its prefix, and the SHA-256 of its .index
+# file, which holds a CRC32C of every tensor in the .data files (the content).
+CheckpointId = collections.namedtuple("CheckpointId", ["path", "sha256"])
+Loaded = collections.namedtuple("Loaded", ["config", "model", "src_vocab", "tgt_vocab",
+                                           "checkpoint"])
+_LOAD_ATTEMPTS = 3
 
-    A trainer may save a new checkpoint and delete the one read here meanwhile
-    (checkpoint files are never rewritten, only added and deleted): if reading
-    fails and the state file names another checkpoint by then, that one is read.
+
+def load(model_dir, which="best"):
+    """-> (config, model, src_vocab, tgt_vocab) with weights restored."""
+    return load_checkpoint(model_dir, which)[:4]
+
+
+def load_checkpoint(model_dir, which="best"):
+    """-> Loaded(config, model, src_vocab, tgt_vocab, checkpoint: CheckpointId).
+
+    A trainer may save (and delete old checkpoints) meanwhile: if the files of the
+    checkpoint changed or vanished during the restore, it starts over from the state
+    file, so the weights always come from one whole checkpoint.
     """
     config = load_config(model_dir)
     src_vocab, tgt_vocab = load_vocabs(model_dir, config)
-    model = None
-    path = checkpoint_path(model_dir, which)
-    for attempt in range(attempts):
+    model = build_model(config.model, src_vocab.size, tgt_vocab.size)
+    for attempt in range(_LOAD_ATTEMPTS):
+        path = checkpoint_path(model_dir, which)
+        before = _file_identity(path)
         try:
             check_checkpoint(path, src_vocab, tgt_vocab)
-            model = model or build_model(config.model, src_vocab.size, tgt_vocab.size)
+            fingerprint = _index_sha256(path)
             restore_model(model, path)
-            return config, model, src_vocab, tgt_vocab
         except ModelDirError:
-            newer = checkpoint_path(model_dir, which)
-            if newer == path or attempt + 1 == attempts:
-                raise
-            path = newer
+            if attempt + 1 < _LOAD_ATTEMPTS and _file_identity(path) != before:
+                continue
+            raise
+        if _file_identity(path) == before:
+            return Loaded(config, model, src_vocab, tgt_vocab, CheckpointId(path, fingerprint))
+    raise ModelDirError(f"{path}: the checkpoint changed {_LOAD_ATTEMPTS} times while it "
+                        f"was read; try again when training has saved")
+
+
+def _file_identity(path):
+    """(name, inode, size, mtime) of each file of the checkpoint at prefix `path`."""
+    identity = []
+    for name in sorted(glob.glob(glob.escape(path) + ".*")):
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(name)
+            identity.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return identity
+
+
+def _index_sha256(path):
+    try:
+        with open(path + ".index", "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise ModelDirError(f"{path}.index: cannot read ({e.strerror})") from None
 
 
 def trim_log(model_dir, last_step):

@@ -3,7 +3,8 @@
 Every input line yields exactly one result. A line that encodes to no pieces
 (empty or whitespace-only) gets an empty translation without touching the
 model. Inputs longer than DecodeConfig.max_input_len pieces are truncated to
-it (bounded memory; the truncation is counted). With DecodeConfig.mbr, the search
+it (bounded memory; the truncation is counted); readers cut longer lines at
+`max_line_bytes` bytes before they are decoded. With DecodeConfig.mbr, the search
 returns its whole n-best list (beam_size hypotheses), which nmt.mbr reorders by
 expected BLEU before the first num_hypotheses are kept.
 """
@@ -16,6 +17,17 @@ from nmt import mbr, precision
 from nmt.data import pad_batch
 
 Hypothesis = collections.namedtuple("Hypothesis", ["text", "score", "ids"])
+
+# A piece is at most 16 characters (sentencepiece's max_sentencepiece_length) of at
+# most 4 UTF-8 bytes, and pieces never span words: cutting a line after this many
+# bytes per piece of max_input_len leaves the pieces the model sees unchanged,
+# except in lines padded with long runs of spaces (which are collapsed).
+MAX_PIECE_BYTES = 64
+
+
+def max_line_bytes(decode_config):
+    """Input lines are cut at this many bytes while read (bounded memory per line)."""
+    return decode_config.max_input_len * MAX_PIECE_BYTES
 
 
 def length_sorted_batches(lengths, batch_size, batch_tokens=0):

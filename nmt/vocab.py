@@ -213,7 +213,7 @@ def install_models(model_dir: str, spm_model: str, joint: bool) -> None:
             if Vocab.load(target).fingerprint() != given.fingerprint():
                 raise corpus.CorpusError(
                     f"--spm_model: {path} does not fit the run in {model_dir}, whose "
-                    f"{name}.model differs; use a new --out_dir or drop --spm_model")
+                    f"{name}.model differs; use a new --model_dir or drop --spm_model")
             continue
         fd, partial = tempfile.mkstemp(dir=model_dir, suffix=".partial")
         os.close(fd)

@@ -54,3 +54,51 @@ def test_average_of_one_is_the_last_checkpoint(three_checkpoints, tmp_path):
 def test_too_many_checkpoints_is_an_error(three_checkpoints, tmp_path):
     with pytest.raises(model_dir_lib.ModelDirError, match="last 4 of 3"):
         checkpoints.average_checkpoints(three_checkpoints, 4, str(tmp_path / "x"))
+
+
+def snapshot(directory):
+    """{relative path: bytes} of every file under directory."""
+    found = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, directory)] = f.read()
+    return found
+
+
+def test_averaging_into_another_runs_dir_is_refused_and_leaves_it_whole(three_checkpoints,
+                                                                      tmp_path):
+    other = str(tmp_path / "other_run")
+    write_tiny_model_dir(other, seeds=(7, 8), vocab_dir=three_checkpoints)
+    before = snapshot(other)
+    with pytest.raises(model_dir_lib.ModelDirError, match=r"other_run: not empty and not an "
+                                                          r"average of .*three"):
+        checkpoints.average_checkpoints(three_checkpoints, 2, other)
+    assert snapshot(other) == before
+
+
+def test_averaging_into_a_non_empty_dir_or_a_file_is_refused(three_checkpoints, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me\n")
+    with pytest.raises(model_dir_lib.ModelDirError, match="notes: not empty"):
+        checkpoints.average_checkpoints(three_checkpoints, 2, str(tmp_path / "notes"))
+    assert os.listdir(tmp_path / "notes") == ["todo.txt"]
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(model_dir_lib.ModelDirError, match="a_file: not a directory"):
+        checkpoints.average_checkpoints(three_checkpoints, 2, str(tmp_path / "a_file"))
+
+
+def test_a_previous_average_of_the_same_run_is_replaced(three_checkpoints, tmp_path):
+    out_dir = str(tmp_path / "avg")
+    checkpoints.average_checkpoints(three_checkpoints, 3, out_dir)
+    checkpoints.average_checkpoints(three_checkpoints, 1, out_dir)
+    _, last, _, _ = model_dir_lib.load(three_checkpoints, "last")
+    _, averaged, _, _ = model_dir_lib.load(out_dir)
+    for got, expected in zip(weights(averaged), weights(last)):
+        np.testing.assert_array_equal(got, expected)
+    other = str(tmp_path / "other_run")
+    write_tiny_model_dir(other, seeds=(7,), vocab_dir=three_checkpoints)
+    with pytest.raises(model_dir_lib.ModelDirError, match="avg: not empty and not an average "
+                                                          "of .*other_run"):
+        checkpoints.average_checkpoints(other, 1, out_dir)

@@ -181,3 +181,26 @@ def test_a_fault_in_a_stream_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         files.atomic_write(str(path), "new")
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["config.json"]
+
+
+def test_a_second_lock_names_the_holder_and_the_file_goes_at_the_end(tmp_path):
+    path = str(tmp_path / "out.lock")
+    with files.exclusive_lock(path, "the output"):
+        assert open(path).read().split() == [str(os.getpid()), socket.gethostname()]
+        with pytest.raises(files.LockError) as info:
+            with files.exclusive_lock(path, "the output"):
+                pass
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: the output is in use by process {os.getpid()} "
+                              f"on {socket.gethostname()}")
+    assert not os.path.exists(path)
+    with files.exclusive_lock(path, "the output"):  # free again
+        pass
+
+
+def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
+    path = tmp_path / "out.lock"
+    path.write_text("999999999 elsewhere\n")  # nobody holds a flock on it
+    with files.exclusive_lock(str(path), "the output"):
+        assert path.read_text().split()[0] == str(os.getpid())

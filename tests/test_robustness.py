@@ -331,10 +331,13 @@ def test_without_resume_a_stale_partial_is_overwritten(loaded, tmp_path):
 def test_resume_refuses_a_partial_longer_than_the_input(loaded, tmp_path):
     config, model, src_vocab, tgt_vocab = loaded
     source = tmp_path / "in.en"
-    source.write_text("one\ntwo\n", encoding="utf-8")
+    source.write_text("one\ntwo\nthree\nfour\nfive\n", encoding="utf-8")
     output = str(tmp_path / "out.de")
-    with open(output + ".partial", "w") as f:
-        f.write("x\n" * 4)
+    crashing = Translator(model, src_vocab, tgt_vocab, config.decode)
+    counting(crashing, crash_after=2)
+    with pytest.raises(Crash):
+        translate_cli.translate_file(crashing, str(source), output, chunk_lines=2)
+    source.write_text("one\ntwo\n", encoding="utf-8")
     translator = Translator(model, src_vocab, tgt_vocab, config.decode)
     with pytest.raises(CorpusError, match="holds 4 translated lines but .* has 2"):
         translate_cli.translate_file(translator, str(source), output, chunk_lines=2, resume=True)

@@ -149,3 +149,91 @@ def test_truncate_lines_across_read_blocks(tmp_path, monkeypatch, block):
     with pytest.raises(ValueError, match="fewer than 5 lines"):
         textio.truncate_lines(write(tmp_path / "t.txt", data), 5)
     assert textio.count_complete_lines(str(tmp_path / "missing")) == 0
+
+
+# --- lines cut at a byte limit while read ---
+
+def test_read_bounded_lines_cuts_long_lines_and_keeps_the_next(tmp_path):
+    data = b"short\n" + b"x" * 100 + b"\nafter\n" + b"y" * 10 + b"\n" + b"z" * 11
+    cut = []
+    lines = list(textio.read_bounded_lines(io.BytesIO(data), 10, on_cut=lambda: cut.append(1)))
+    assert lines == [b"short", b"x" * 10, b"after", b"y" * 10, b"z" * 10]
+    assert len(cut) == 2
+
+
+def test_read_bounded_lines_cuts_at_a_character_boundary():
+    text = "é" * 10 + "\n"  # two bytes each
+    assert list(textio.read_bounded_lines(io.BytesIO(text.encode()), 5)) == ["éé".encode()]
+    emoji = "ab\U0001F600cd\n".encode()
+    assert list(textio.read_bounded_lines(io.BytesIO(emoji), 4)) == [b"ab"]
+
+
+def test_the_input_digest_covers_every_byte_read_including_cut_ones(tmp_path):
+    one = write(tmp_path / "one.txt", b"a" * 50 + b"\nb\n")
+    two = write(tmp_path / "two.txt", b"a" * 49 + b"c\nb\n")
+    digests = []
+    for path in (one, two):
+        with textio.InputReader(path, max_line_bytes=10) as reader:
+            assert [l for c in reader.chunks(5) for l in c] == ["a" * 10, "b"]
+            digests.append(reader.hexdigest())
+    assert digests[0] != digests[1]
+
+
+def zeros_gzip(path, megabytes, before=b"", after=b""):
+    """A gzip file: before + megabytes MiB of NUL bytes (one line) + after, written as
+    one gzip member per MiB so that making it takes no time."""
+    member = gzip.compress(b"\0" * (1 << 20))
+    with open(path, "wb") as f:
+        f.write(gzip.compress(before))
+        for _ in range(megabytes):
+            f.write(member)
+        f.write(gzip.compress(after))
+    return str(path)
+
+
+def test_a_gzip_bomb_line_is_read_in_bounded_memory(tmp_path):
+    import tracemalloc
+    path = zeros_gzip(tmp_path / "bomb.gz", 200, before=b"first\n", after=b"\nlast\n")
+    tracemalloc.start()
+    try:
+        with textio.InputReader(path, max_line_bytes=1000) as reader:
+            lines = [l for c in reader.chunks(10) for l in c]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert lines == ["first", "\0" * 1000, "last"] and reader.num_cut == 1
+    assert peak < 20 << 20, peak  # the 200 MiB line is never held
+
+
+def test_a_bom_is_dropped_from_the_first_line_only(tmp_path):
+    path = write(tmp_path / "bom.txt", b"\xef\xbb\xbfone\n\xef\xbb\xbftwo\n")
+    assert list(textio.read_chunks(path, 5)) == [["one", "\ufefftwo"]]
+
+
+def test_a_truncated_gzip_file_is_one_corpus_error_naming_the_line(tmp_path):
+    from nmt.corpus import CorpusError
+    data = gzip.compress(b"".join(b"line %d\n" % i for i in range(20000)))
+    path = write(tmp_path / "cut.gz", data[:len(data) // 2])
+    with pytest.raises(CorpusError, match=r"cut\.gz: truncated after line \d+ "):
+        list(textio.read_chunks(path, 100))
+
+
+def test_resumable_output_fsyncs_the_directory_after_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_replace, real_fsync_path = os.replace, textio.files.fsync_path
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", b)),
+                                                     real_replace(a, b)))
+    monkeypatch.setattr(textio.files, "fsync_path", lambda p: (events.append(("fsync", p)),
+                                                               real_fsync_path(p)))
+    path = str(tmp_path / "out.txt")
+    with textio.resumable_output(path) as f:
+        f.write("x\n")
+    assert events == [("replace", path), ("fsync", str(tmp_path))]
+
+
+def test_atomic_output_that_cannot_be_written_is_one_output_error(tmp_path):
+    path = str(tmp_path / "missing_dir" / "out.txt")
+    with pytest.raises(textio.OutputError, match=r"missing_dir/out\.txt: cannot write "
+                                                  r"\(No such file or directory\)"):
+        with textio.atomic_output(path) as f:
+            f.write("x\n")

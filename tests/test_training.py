@@ -369,7 +369,7 @@ def test_a_damaged_checkpoint_state_is_refused_not_started_over(multi30k_slice, 
     assert str(error.value) == (
         f"{ckpt}/ckpt-4.index: checkpoint index file missing; the run cannot resume: restore "
         f"the file, name an older complete one (ckpt-2) as model_checkpoint_path in "
-        f"{ckpt}/checkpoint, or train in a new --out_dir")
+        f"{ckpt}/checkpoint, or train in a new --model_dir")
     assert os.path.exists(os.path.join(ckpt, "ckpt-2.index"))  # nothing swept
     for text in ("", "garbage {"):
         with open(os.path.join(ckpt, "checkpoint"), "w") as f:

@@ -13,7 +13,9 @@ from nmt.cli import flags as flags_lib
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("A model dir written by nmt-train.")
 flags.DEFINE_integer("last", 5, "Average this many newest checkpoints of MODEL_DIR/ckpt.")
-flags.DEFINE_string("output", None, "New model dir to write: config.json, spm models, ckpt/.")
+flags.DEFINE_string("output", None, "New model dir: config.json, spm models, ckpt/, "
+                    "average.json. Must be new, empty, or an earlier average of --model_dir "
+                    "(which it replaces).")
 flags.mark_flag_as_required("output")
 flags_lib.in_section("train", "last")
 flags_lib.in_section("data", "output")

@@ -11,13 +11,15 @@ from nmt import config as config_lib
 from nmt.corpus import CorpusError
 from nmt.files import LockError
 from nmt.model_dir import LogError, ModelDirError
+from nmt.textio import OutputError
 
-USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError, LockError,
-               FileNotFoundError)
+USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
+               FileNotFoundError, LockError, OutputError)
 
 
-def run_main(program, function, *args, **kwargs):
-    """Calls function; a user error becomes one line on stderr and exit status 1.
+def run_main(program, function, *args, user_errors=(), **kwargs):
+    """Calls function; a user error (USER_ERRORS or one of user_errors) becomes one line
+    on stderr and exit status 1.
 
     A crash in native code (SIGSEGV, SIGABRT, ...) prints the Python stack of every
     thread to stderr first, so a rare one names its place in the test that saw it.
@@ -26,7 +28,7 @@ def run_main(program, function, *args, **kwargs):
     logging.set_verbosity(logging.INFO)
     try:
         return function(*args, **kwargs)
-    except USER_ERRORS as e:
+    except USER_ERRORS + tuple(user_errors) as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(1)
 

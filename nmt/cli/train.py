@@ -56,7 +56,7 @@ def main(argv):
         if result is not None:
             print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, ppl {result.perplexity:.2f}")
 
-    common.run_main("nmt-train", run)
+    common.run_main("nmt-train", run, user_errors=(training.TrainingError,))
 
 
 def run():

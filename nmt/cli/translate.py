@@ -19,34 +19,41 @@ teacher-forcing the produced translation (nmt/scoring.py).
 
 A file --output is written as OUTPUT.partial, one chunk (--chunk_lines input
 lines) at a time, each flushed and fsynced, and renamed to OUTPUT at the end
-(atomic). If a run dies, OUTPUT.partial stays; re-running the same command with
+(atomic, and durable: the directory is fsynced). OUTPUT.lock keeps a second
+nmt-translate off the same --output (it names the process holding it and exits
+1). If a run dies, OUTPUT.partial stays; re-running the same command with
 --resume keeps the complete chunks in it (cutting off a half-written line or
 chunk), skips as many input lines and appends, so the final OUTPUT is identical
-to that of an uninterrupted run. OUTPUT.partial.json records --input, --model_dir,
---checkpoint, --chunk_lines, --alignments and the decoding settings; --resume
-refuses to continue with other ones (one-line error), since the result would no
-longer be one translation. Without --resume an existing OUTPUT.partial is
-overwritten.
+to that of an uninterrupted run. OUTPUT.partial.json records --input,
+--model_dir, the checkpoints restored (path and SHA-256 of the .index file),
+--chunk_lines, --alignments, the decoding settings, and after every chunk the
+input lines done and the SHA-256 of their bytes; --resume refuses (one-line
+error) another model, other settings or an input whose first lines changed,
+since the result would no longer be one translation. Without --resume an
+existing OUTPUT.partial is overwritten.
+
+Input lines longer than max_input_len x 64 bytes are cut while they are read
+(nmt.translate.max_line_bytes), so a huge line or a gzip bomb never fills memory.
 """
 import contextlib
 import dataclasses
-import gzip
+import glob
 import json
 import os
 import time
 
 from absl import app, flags, logging
 
-from nmt import textio
+from nmt import files, textio
 from nmt.config import ConfigError
 from nmt.corpus import CorpusError
 from nmt.cli import common
 from nmt.cli.progress import ProgressBar
 from nmt.cli import flags as flags_lib
 from nmt.cli.flags import overrides_from_flags
-from nmt.ensemble import load_ensemble
+from nmt.ensemble import load_ensemble_checkpoints
 from nmt.scoring import ForcedDecoder, format_alignment
-from nmt.translate import Translator
+from nmt.translate import Translator, max_line_bytes
 
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("A model dir written by nmt-train (A,B,...: an ensemble).")
@@ -67,38 +74,105 @@ MAIN_FLAGS = ("input", "output", "beam_size", "length_penalty", "decode_batch_si
               "num_hypotheses", "resume")
 
 
-def count_lines(path):
-    """Lines in a file (for the progress bar's total); None for stdin."""
-    if path == "-":
-        return None
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        return sum(1 for _ in f)
+LOCK_SUFFIX = ".lock"
+RECORD_SUFFIX = textio.PARTIAL_SUFFIX + ".json"
 
 
-def resume_point(paths, lines_per_input, chunk_lines):
-    """Input lines done in every PATH.partial: complete lines only, rounded down to
-    whole chunks (the resumed run batches exactly like an uninterrupted one)."""
-    complete = min(textio.count_complete_lines(p + textio.PARTIAL_SUFFIX) for p in paths)
-    done = complete // lines_per_input
-    return done - done % chunk_lines
+class PartialRecord:
+    """OUTPUT.partial.json: the settings of a file translation and how far it got (input
+    lines done and the SHA-256 of the input bytes read for them), rewritten
+    atomically after every chunk; --resume continues only with equal settings and an
+    input that starts with the same bytes."""
 
+    def __init__(self, output_path, settings):
+        """Call with OUTPUT locked: temporary files of a killed writer are removed."""
+        self.output_path, self.settings = output_path, settings
+        self.path = output_path + RECORD_SUFFIX
+        self.partial = output_path + textio.PARTIAL_SUFFIX
+        self.resumed = None  # the record continued by --resume
+        directory, name = os.path.split(os.path.abspath(self.path))
+        for stale in glob.glob(os.path.join(glob.escape(directory),
+                                            f".{glob.escape(name)}.*.tmp")):
+            os.remove(stale)  # files.atomic_write's, cut off before its rename
 
-def record_settings(output_path, settings, resume):
-    """Writes OUTPUT.partial.json = settings; with resume, the one there must be equal.
-    -> its path."""
-    path = output_path + textio.PARTIAL_SUFFIX + ".json"
-    if resume and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+    def resume_point(self, outputs, lines_per_input):
+        """Input lines to keep from the PATH.partial files: those the record names, if
+        every file holds their complete lines; 0 if the files hold none."""
+        complete = min(textio.count_complete_lines(p + textio.PARTIAL_SUFFIX)
+                       for p in outputs) // lines_per_input
+        if not complete:
+            return 0
+        old = self._read()
+        self._check_settings(old["settings"])
+        if complete < old["lines"]:
+            raise CorpusError(f"{self.partial}: holds {complete} translated lines, fewer "
+                              f"than the {old['lines']} that {self.path} records; run "
+                              f"without --resume to start over")
+        self.resumed = old
+        return old["lines"]
+
+    def _read(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                old = json.load(f)
+            if not (isinstance(old, dict) and isinstance(old.get("settings"), dict)
+                    and isinstance(old.get("lines"), int) and "input_sha256" in old):
+                raise ValueError("not a record of nmt-translate")
+            return old
+        except FileNotFoundError:
+            problem = "missing, so what it was translated from is unknown"
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            problem = f"unreadable ({_first_line(e)})"
+        raise ConfigError(f"{self.path}: {problem}; run without --resume to start over")
+
+    def _check_settings(self, old):
+        new = self.settings
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if "checkpoints" in changed:
+            old_paths, new_paths = (_checkpoint_paths(x.get("checkpoints")) for x in (old, new))
+            if old_paths != new_paths:
+                raise ConfigError(f"{self.partial} was translated with {','.join(old_paths)}, "
+                                  f"but this run loads {','.join(new_paths)}; run without "
+                                  f"--resume to start over")
+            raise ConfigError(f"{','.join(new_paths)}: other content than when "
+                              f"{self.partial} was translated with it; run without "
+                              f"--resume to start over")
         if changed:
-            raise ConfigError(f"{path}: {output_path}{textio.PARTIAL_SUFFIX} was written with "
-                              f"other {', '.join(changed)}; run without --resume to start over")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(settings, f, sort_keys=True)
-    os.replace(tmp, path)
-    return path
+            raise ConfigError(f"{self.path}: {self.partial} was written with other "
+                              f"{', '.join(changed)}; run without --resume to start over")
+
+    def check_input(self, reader, done):
+        """Reads the first `done` input lines; they must be the ones translated before."""
+        skipped = reader.skip(done)
+        if skipped < done:
+            raise CorpusError(f"{self.partial} holds {done} translated lines but "
+                              f"{reader.path} has {skipped}: another input? Run without "
+                              f"--resume")
+        if reader.hexdigest() != self.resumed["input_sha256"]:
+            raise CorpusError(f"{reader.path}: its first {done} lines differ from those "
+                              f"translated in {self.partial}; run without --resume to "
+                              f"start over")
+
+    def save(self, reader):
+        files.atomic_write(self.path, json.dumps(
+            {"settings": self.settings, "lines": reader.lines_read,
+             "input_sha256": reader.hexdigest()}, sort_keys=True))
+
+    def remove(self):
+        os.remove(self.path)
+        files.fsync_path(os.path.dirname(os.path.abspath(self.path)))
+
+
+def _checkpoint_paths(checkpoints):
+    """The paths of a record's list of checkpoints ({"path", "sha256"} each)."""
+    if not isinstance(checkpoints, list):
+        return []
+    return [str(c.get("path")) if isinstance(c, dict) else str(c) for c in checkpoints]
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def translate_file(translator, input_path, output_path, chunk_lines, aligner=None,
@@ -108,29 +182,41 @@ def translate_file(translator, input_path, output_path, chunk_lines, aligner=Non
     aligner: a ForcedDecoder; then OUTPUT.align gets one line per output line.
     resume: continue OUTPUT.partial (see the module docstring).
     settings: a JSON-able dict; --resume refuses an OUTPUT.partial written with others.
+    A file output is locked (OUTPUT.lock) against a second translator.
     """
-    settings_path = None
-    if settings is not None and output_path != "-":
-        settings_path = record_settings(output_path, settings, resume)
-    n_best = translator.config.num_hypotheses > 1
-    per_input = translator.config.num_hypotheses  # output lines per input line
+    max_bytes = max_line_bytes(translator.config)
+    if output_path == "-":
+        with textio.InputReader(input_path, max_bytes) as reader:
+            return _translate_chunks(translator, reader, ["-"], chunk_lines, aligner)
     outputs = [output_path] + ([f"{output_path}.align"] if aligner else [])
-    done = resume_point(outputs, per_input, chunk_lines) if resume else 0
-    if done:
-        total = count_lines(input_path)
-        if total is not None and total < done:
-            raise CorpusError(f"{output_path}{textio.PARTIAL_SUFFIX} holds {done} translated "
-                              f"lines but {input_path} has {total}: another input? Run "
-                              f"without --resume")
-        logging.info("resuming after %d lines already in %s%s", done, output_path,
-                     textio.PARTIAL_SUFFIX)
-    count, start = done, time.time()
-    total = count_lines(input_path) if ProgressBar().enabled else None
+    with textio.output_errors(output_path), \
+            files.exclusive_lock(output_path + LOCK_SUFFIX, "this output"):
+        record = PartialRecord(output_path, settings or {})
+        per_input = translator.config.num_hypotheses  # output lines per input line
+        done = record.resume_point(outputs, per_input) if resume else 0
+        with textio.InputReader(input_path, max_bytes) as reader:
+            if done:
+                record.check_input(reader, done)
+                logging.info("resuming after %d lines already in %s", done, record.partial)
+            record.save(reader)
+            count = _translate_chunks(translator, reader, outputs, chunk_lines, aligner, record)
+        record.remove()
+    return count
+
+
+def _translate_chunks(translator, reader, outputs, chunk_lines, aligner, record=None):
+    """Translates the rest of reader's lines into outputs (OUTPUT[, OUTPUT.align]),
+    continuing after reader.lines_read lines; -> the number of input lines done."""
+    n_best = translator.config.num_hypotheses > 1
+    done = count = reader.lines_read
+    keep = done * translator.config.num_hypotheses
+    start = time.time()
+    total = textio.count_input_lines(reader.path) if ProgressBar().enabled else None
     bar = ProgressBar(total=total - done if total is not None else None)
-    with textio.resumable_output(output_path, done * per_input) as out, \
-            (textio.resumable_output(outputs[-1], done * per_input) if aligner
+    with textio.resumable_output(outputs[0], keep) as out, \
+            (textio.resumable_output(outputs[-1], keep) if aligner
              else contextlib.nullcontext()) as align_out:
-        for chunk in textio.read_chunks(input_path, chunk_lines, skip=done):
+        for chunk in reader.chunks(chunk_lines):
             results = translator.translate(chunk, progress=bar.update)
             for i, hyps in enumerate(results, start=count):
                 if n_best:
@@ -139,23 +225,30 @@ def translate_file(translator, input_path, output_path, chunk_lines, aligner=Non
                 else:
                     out.write(textio.one_line(hyps[0].text) + "\n")
             if aligner:
-                shown = [hyps if n_best else hyps[:1] for hyps in results]
-                limit = translator.config.max_input_len  # as translate() truncated them
-                encoded = [x[:limit] for x in translator.src_vocab.encode(chunk)]
-                src_ids = [x for x, hyps in zip(encoded, shown) for _ in hyps]
-                tgt_ids = [h.ids for hyps in shown for h in hyps]
-                align_out.writelines(format_alignment(a) + "\n"
-                                     for a in aligner.alignment_ids(src_ids, tgt_ids))
+                _write_alignments(translator, aligner, chunk, results, n_best, align_out)
                 textio.sync(align_out)
             textio.sync(out)
             count += len(chunk)
+            if record:
+                record.save(reader)
             if not bar.enabled:
                 logging.info("%d lines, %.1f sentences/s", count,
                              (count - done) / (time.time() - start))
     bar.close()
-    if settings_path:
-        os.remove(settings_path)
+    if reader.num_cut:
+        logging.warning("%s: %d lines longer than %d bytes were cut", reader.path,
+                        reader.num_cut, max_line_bytes(translator.config))
     return count
+
+
+def _write_alignments(translator, aligner, chunk, results, n_best, align_out):
+    shown = [hyps if n_best else hyps[:1] for hyps in results]
+    limit = translator.config.max_input_len  # as translate() truncated them
+    encoded = [x[:limit] for x in translator.src_vocab.encode(chunk)]
+    src_ids = [x for x, hyps in zip(encoded, shown) for _ in hyps]
+    tgt_ids = [h.ids for hyps in shown for h in hyps]
+    align_out.writelines(format_alignment(a) + "\n"
+                         for a in aligner.alignment_ids(src_ids, tgt_ids))
 
 
 def main(argv):
@@ -167,13 +260,16 @@ def main(argv):
             raise app.UsageError("--alignments writes OUTPUT.align: give a file --output")
         if FLAGS.resume and FLAGS.output == "-":
             raise app.UsageError("--resume continues OUTPUT.partial: give a file --output")
-        config, model, src_vocab, tgt_vocab = load_ensemble(FLAGS.model_dir, FLAGS.checkpoint)
+        config, model, src_vocab, tgt_vocab, checkpoints = load_ensemble_checkpoints(
+            FLAGS.model_dir, FLAGS.checkpoint)
         config = common.build_config(overrides_from_flags(DECODE_FLAGS), base=config)
         translator = Translator(model, src_vocab, tgt_vocab, config.decode)
         aligner = ForcedDecoder(model, config.decode.batch_size) if FLAGS.alignments else None
         settings = {"input": FLAGS.input if FLAGS.input == "-" else os.path.abspath(FLAGS.input),
                     "model_dir": [os.path.abspath(d) for d in FLAGS.model_dir.split(",") if d],
-                    "checkpoint": FLAGS.checkpoint, "chunk_lines": FLAGS.chunk_lines,
+                    "checkpoints": [{"path": os.path.abspath(c.path), "sha256": c.sha256}
+                                    for c in checkpoints],
+                    "chunk_lines": FLAGS.chunk_lines,
                     "alignments": FLAGS.alignments, "decode": dataclasses.asdict(config.decode)}
         count = translate_file(translator, FLAGS.input, FLAGS.output, FLAGS.chunk_lines, aligner,
                                resume=FLAGS.resume, settings=settings)
