@@ -333,10 +333,11 @@ def test_a_whole_placed_train_step_updates_like_the_unplaced_one(
     (loss_a, norm_a, vars_a), (loss_b, norm_b, vars_b) = results
     # Placed gradients meet in another order, which fp16 and bf16 round differently; a
     # near-zero gradient then changes Adam's first step (about lr * sign(g)) a little.
+    # A tenth of lr still fails a missing, doubled or sign-flipped update (lr or more).
     low = precision_name != "fp32"
     np.testing.assert_allclose(loss_a, loss_b, rtol=1e-3 if low else 1e-5)
     np.testing.assert_allclose(norm_a, norm_b, rtol=1e-3 if low else 1e-5)
-    atol = 0.01 * optimizers[0].learning_rate.numpy() if low else 1e-6
+    atol = 0.1 * optimizers[0].learning_rate.numpy() if low else 1e-6
     for a, b in zip(vars_a, vars_b):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol)
     assert any(not np.array_equal(a, before) for a, before in zip(vars_a, initial))

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from nmt import model_dir as model_dir_lib
 from nmt import training
+from nmt import vocab as vocab_lib
 from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
 
 
@@ -114,7 +115,8 @@ def test_init_from_refuses_other_vocabularies_and_other_models(multi30k_slice, t
 
     other_vocab = tmp_path / "other_vocab"
     other_vocab.mkdir()
-    (other_vocab / "spm.model").write_bytes(b"not the teacher's")
+    other_text = [f"word{i} other{i % 7} text{i % 13}" for i in range(200)]
+    vocab_lib.train_sentencepiece(other_text, str(other_vocab / "spm"), vocab_size=60)
     with pytest.raises(model_dir_lib.ModelDirError, match="spm.model: differs from .*teacher"):
         training.Trainer(tiny_config(multi30k_slice, num_train_steps=1, init_from=teacher_dir),
                          str(other_vocab))

@@ -62,8 +62,8 @@ def define_flags():
     flags.DEFINE_integer("untimed_steps", 30, "Untimed training steps first (tracing, caches).")
     flags.DEFINE_list("scaling_batch_sizes", ["16", "64", "256"], "Batch sizes (sentences).")
     flags.DEFINE_integer("scaling_seconds", 30, "Timed training per extra batch size, s.")
-    flags.DEFINE_string("model_dir", None, "A trained model dir to translate with (default: the "
-                        "model this run trains, which is only --train_seconds old).")
+    # --model_dir is the recipe's flag: here, a trained model dir to translate with
+    # (default: the model this run trains, which is only --train_seconds old).
     flags.DEFINE_string("work_dir", None, "Scratch dir (default: a new temporary dir).")
     flags.DEFINE_string("test_prefix", os.path.join(recipe.DATA_DIR, "test_2016_flickr"),
                         "Translation test set: PREFIX.SRC[.gz] and PREFIX.TGT[.gz].")
