@@ -1,4 +1,5 @@
-"""Runs the peer harness (OpenNMT-tf, JoeyNMT; /work/shared/bench/peers) and parses its figures.
+"""Runs the peer harness (OpenNMT-tf, JoeyNMT; NMT_PEER_HARNESS, default ../shared/bench/peers
+beside the checkout) and parses its figures.
 
 tools/benchmark.py --peers calls `run_peer` for each peer, one at a time:
 
@@ -16,7 +17,8 @@ import os
 import re
 import subprocess
 
-HARNESS = os.environ.get("NMT_PEER_HARNESS", "/work/shared/bench/peers")
+HARNESS = os.environ.get("NMT_PEER_HARNESS", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench", "peers"))
 PEERS_DIR = os.environ.get("PEERS", "/tmp/nmt-peers")
 PEERS = ("onmt", "joey")
 
