@@ -81,19 +81,19 @@ def test_cli_prints_the_table_and_json_and_draws_the_curves(tmp_path):
     b = write_log(tmp_path / "bf16", [(1000, (3.5, 9.0)), (2000, (2.5, 19.0))])
     script = os.path.join(TOOLS, "compare_runs.py")
     image = tmp_path / "dev.png"
-    out = subprocess.run([sys.executable, script, f"--run_dir={a}", f"--run_dir={b}",
+    out = subprocess.run([sys.executable, script, f"--model_dir={a}", f"--model_dir={b}",
                           "--from_step=2000", f"--plot={image}"],
                          capture_output=True, text=True, check=True).stdout
     assert "| 2,000 | 2.000 / 20.00 | 2.500 / 19.00 | +0.500 / -1.00 |" in out
     assert "| mean of 1 shared evaluation, steps 2,000–2,000 |" in out
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = json.loads(subprocess.run([sys.executable, script, f"--run_dir={a}",
-                                      f"--run_dir={b}", "--json"], capture_output=True,
+    data = json.loads(subprocess.run([sys.executable, script, f"--model_dir={a}",
+                                      f"--model_dir={b}", "--json"], capture_output=True,
                                      text=True, check=True).stdout)
     assert data["shared"] == [1000, 2000]
     assert data["runs"][1]["mean_bleu_difference"] == pytest.approx(-1.0)
-    missing = subprocess.run([sys.executable, script, f"--run_dir={a}",
-                              f"--run_dir={tmp_path / 'none'}"], capture_output=True, text=True)
+    missing = subprocess.run([sys.executable, script, f"--model_dir={a}",
+                              f"--model_dir={tmp_path / 'none'}"], capture_output=True, text=True)
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines()[-1] == (
         f"compare_runs: {tmp_path / 'none' / 'log.jsonl'}: no training log (train first)")

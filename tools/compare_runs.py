@@ -2,9 +2,9 @@
 each run's difference from the first (the baseline), and the mean over the steps that
 every run evaluated, from --from_step on.
 
-    python tools/compare_runs.py --run_dir=runs/fp32 --run_dir=runs/bf16 --from_step=4000
-    python tools/compare_runs.py --run_dir=A --run_dir=B --json          # one JSON object
-    python tools/compare_runs.py --run_dir=A --run_dir=B --plot=dev.png  # and their curves
+    python tools/compare_runs.py --model_dir=runs/fp32 --model_dir=runs/bf16 --from_step=4000
+    python tools/compare_runs.py --model_dir=A --model_dir=B --json          # one JSON object
+    python tools/compare_runs.py --model_dir=A --model_dir=B --plot=dev.png  # and their curves
 
 Reads each run's log.jsonl only (no model is loaded or run), so it works while the
 runs train. One evaluation moves val BLEU by about ±1 on the bench model, so the mean
@@ -25,7 +25,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_multi_string("run_dir", [], "A run dir with log.jsonl; the first is the "
+    flags.DEFINE_multi_string("model_dir", [], "A run dir with log.jsonl; the first is the "
                               "baseline. Give two or more.")
     flags.DEFINE_integer("from_step", 0, "The mean covers shared evaluations at this step "
                          "and after.")
@@ -112,11 +112,11 @@ def markdown(result):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if len(FLAGS.run_dir) < 2:
-        raise app.UsageError("give two or more --run_dir (the first is the baseline)")
+    if len(FLAGS.model_dir) < 2:
+        raise app.UsageError("give two or more --model_dir (the first is the baseline)")
     try:
-        runs = [(name, evaluations(d)) for name, d in zip(run_names(FLAGS.run_dir),
-                                                          FLAGS.run_dir)]
+        runs = [(name, evaluations(d)) for name, d in zip(run_names(FLAGS.model_dir),
+                                                          FLAGS.model_dir)]
     except (OSError, ValueError) as error:
         sys.exit(f"compare_runs: {error}")
     result = compare(runs, FLAGS.from_step)
