@@ -5,15 +5,16 @@ keys, so each decoder step costs one score and one weighted sum. Pad positions
 get exactly zero weight and the weights of each row sum to 1.
 
 When training, a decoder may defer the memory's gradients (nmt.deferred.DeferredMemory):
-`deferrable(memory)` names the matrices an attention multiplies at every step, and
-`__call__(query, memory, deferred)` then multiplies their stop-gradient copies, adds
-the step's zeros and records the vectors they met.
+`deferrable(memory)` names the matrices an attention multiplies at every step; inside
+such a loop `__call__` finds its step (`nmt.deferred.active`), multiplies their
+stop-gradient copies, adds the step's zeros and records the vectors they met.
 """
 import collections
 import math
 
 import tensorflow as tf
 
+from nmt import deferred as deferred_lib
 from nmt.config import LUONG_ATTENTIONS
 from nmt.layers import Dense
 from nmt.precision import read
@@ -82,9 +83,9 @@ class LuongAttention(tf.Module):
         """{name: (matrix, side)} for nmt.deferred.DeferredMemory: keys and values."""
         return {"keys": (memory.keys, "left"), "values": (memory.values, "right")}
 
-    def __call__(self, query, memory, deferred=None):
-        """query `[batch, query_size]` -> context `[batch, memory_size]`, weights `[batch, src_time]`.
-        deferred: a DeferredMemory's step for `deferrable(memory)`, or None."""
+    def __call__(self, query, memory):
+        """query `[batch, query_size]` -> context `[batch, memory_size]`, weights `[batch, src_time]`."""
+        deferred = deferred_lib.active(self)  # a DeferredMemory's step for `deferrable(memory)`
         scores = _scores(memory.keys, query, deferred)  # [batch, src_time]
         if self.scale is not None:
             scores = scores * read(self.scale, scores)
@@ -117,7 +118,7 @@ class BahdanauAttention(tf.Module):
         meet the query in a sum, not a product)."""
         return {"values": (memory.values, "right")}
 
-    def __call__(self, query, memory, deferred=None):
+    def __call__(self, query, memory):
         hidden = memory.keys + self.query_layer(query)[:, None, :]  # [batch, src_time, units]
         v = read(self.v, hidden)
         if self.g is not None:
@@ -125,7 +126,7 @@ class BahdanauAttention(tf.Module):
             v = read(self.g * self.v / tf.norm(self.v), hidden)  # the norm in float32
         scores = tf.reduce_sum(tf.tanh(hidden) * v, axis=-1)  # [batch, src_time]
         weights = masked_softmax(scores, memory.mask)
-        return _weighted_sum(weights, memory.values, deferred), weights
+        return _weighted_sum(weights, memory.values, deferred_lib.active(self)), weights
 
 
 def build_attention(kind, query_size, memory_size, name="attention", sqrt_scaling=False):

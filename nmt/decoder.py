@@ -3,7 +3,7 @@
 Standard architecture (Luong et al. 2015 §3): the stacked cell reads
 [embedding; previous attentional vector] (input feeding, §3.3), the top layer's
 output h_t queries the attention, and the attentional vector
-a_t = tanh(W_c [c_t; h_t]) feeds the softmax and the next step.
+h~_t = tanh(W_c [c_t; h_t]) feeds the softmax and the next step.
 
 GNMT architecture (Wu et al. 2016 §3): the bottom layer's output queries the
 attention and the context c_t joins the input of every layer above it; the
@@ -16,6 +16,7 @@ from nmt import deferred as deferred_lib
 from nmt import devices as devices_lib
 from nmt import rnn
 from nmt.attention import build_attention
+from nmt.deferred import call_on
 from nmt.encoder import make_cell
 from nmt.layers import Dense, add_bias, matmul
 from nmt.precision import read
@@ -53,7 +54,10 @@ class Bridge(tf.Module):
 
 
 class AttentionDecoder(tf.Module):
-    """Teacher-forced decoding over a whole target, and a single inference step."""
+    """Teacher-forced decoding over a whole target, and a single inference step.
+
+    Global attention with input feeding (Luong et al. 2015 §3.1, §3.3), multiplicative
+    or additive scores (Bahdanau et al. 2015 A.1.2); `_step` holds the equations."""
 
     def __init__(self, config, embedding, vocab_size, encoder_state_width, devices=None,
                  attention_device=None, softmax_device=None, seed=0, name="decoder"):
@@ -122,63 +126,50 @@ class AttentionDecoder(tf.Module):
         return tuple(layer.sample_noise(batch_size, num_steps, size, training)
                      for layer, size in zip(self.layers, self.layer_input_sizes))
 
-    def _prepare(self, inputs, training, noise=None, feed_in_inputs=False):
+    def _prepare(self, inputs, training, noise=None):
         """Embedded targets `[batch, time, embedding_size]` -> the stacked cell's prepared
         inputs (cells.MultiPrepared): layer 0's input matmul and dropout for every step at
-        once; the fed-back attentional vector joins at each step as a late input, unless
-        `feed_in_inputs` (one step at a time: inputs `[batch, 1, embedding_size +
-        output_size]`, one matmul for both). noise: `_noise` (None: cells draw their own)."""
-        late_size = self.output_size if self.input_feeding and not feed_in_inputs else 0
+        once; with input feeding the attentional vector joins at each step as a late
+        input. noise: `_noise` (None: cells draw their own)."""
+        late_size = self.output_size if self.input_feeding else 0
         return self.cell.prepare_inputs(inputs, training=training, noise=noise,
                                         late_size=late_size)
 
-    def _step(self, prepared_t, state, memory, training, feed_in_inputs=False, deferred=None,
-              memory_deferred=None):
-        """One decoder step on a time slice of `_prepare` -> (output, state).
-        deferred: layer 0's nmt.deferred.DeferredStep, or None; memory_deferred: the
-        attention memory's (`_deferred_memory`), or None."""
-        late = state["attention"] if self.input_feeding and not feed_in_inputs else None
+    def _step(self, x_t, state, memory, training=False):
+        """One target position t (Luong et al. 2015 §3.1, input feeding §3.3):
+
+            h_t  = LSTM stack([emb(y_{t-1}); h~_{t-1}], h_{t-1})
+            a_t  = softmax(score(h_t, hbar_s))     the weights over the source states
+            c_t  = sum_s a_t(s) hbar_s             the context
+            h~_t = tanh(W_c [c_t; h_t])            the attentional vector
+            p(y_t | y_<t, x) = softmax(W_s h~_t)   `logits`, for every t at once
+
+        x_t: emb(y_{t-1}) through layer 0's input kernel (`_prepare`, the whole target at
+        once). -> (h~_t `[batch, output_size]`, next state)."""
         if self.gnmt:
-            return self._gnmt_step(prepared_t, late, state, memory, training, deferred,
-                                   memory_deferred)
-        deferring = {} if deferred is None else {"deferred": deferred}
-        top, cell_state = self.cell.step(prepared_t, state["cell"], training=training,
-                                         late_inputs=late, **deferring)
-        context, weights, attentional = self._on_attention_device(
-            self._attend, top, memory, memory_deferred)
-        return attentional, {"cell": cell_state, "attention": attentional, "alignments": weights}
+            return self._gnmt_step(x_t, state, memory, training)
+        fed_back = state["attention"] if self.input_feeding else None  # h~_{t-1}
+        h_t, cell_state = self.cell.step(x_t, state["cell"], training=training,
+                                         late_inputs=fed_back)
 
-    def _on_attention_device(self, fn, query, memory, memory_deferred):
-        """fn(query, memory, memory_deferred) on the attention device (nmt.devices). The
-        deferred step's zeros need gradients, so they pass through call_on's arguments;
-        the rest of it by closure, so that fn's records land in its `inputs`."""
-        if memory_deferred is None:
-            return devices_lib.call_on(self.attention_device, lambda q, m: fn(q, m, None),
-                                       query, memory)
+        def attend(h_t, memory):  # on the attention device
+            c_t, a_t = self.attention(h_t, memory)
+            return a_t, self.attention_layer(tf.concat([c_t, h_t], -1))
 
-        def placed(q, m, zeros):
-            return fn(q, m, memory_deferred._replace(zeros=zeros))
-        return devices_lib.call_on(self.attention_device, placed, query, memory,
-                                   memory_deferred.zeros)
+        a_t, attentional = call_on(self.attention_device, attend, h_t, memory)
+        return attentional, {"cell": cell_state, "attention": attentional, "alignments": a_t}
 
-    def _attend(self, top, memory, memory_deferred=None):
-        """Standard attention on the top layer's output -> (context, weights, attentional
-        vector `[batch, output_size]`)."""
-        context, weights = self.attention(top, memory, memory_deferred)
-        return context, weights, self.attention_layer(tf.concat([context, top], -1))
-
-    def _gnmt_step(self, prepared_t, late, state, memory, training, deferred=None,
-                   memory_deferred=None):
-        deferring = {} if deferred is None else {"deferred": deferred}
-        bottom, bottom_state = self.layers[0].step(prepared_t.first, state["cell"][0],
-                                                   training=training, late_inputs=late,
-                                                   **deferring)
-        context, weights = self._on_attention_device(self.attention, bottom, memory,
-                                                     memory_deferred)
+    def _gnmt_step(self, x_t, state, memory, training):
+        """GNMT (Wu et al. 2016 §3): the bottom layer's output queries the attention; the
+        context joins the input of every layer above it. -> (top output, next state)."""
+        fed_back = state["attention"] if self.input_feeding else None
+        bottom, bottom_state = self.layers[0].step(x_t.first, state["cell"][0],
+                                                   training=training, late_inputs=fed_back)
+        context, weights = call_on(self.attention_device, self.attention, bottom, memory)
         new_states, output = [bottom_state], bottom
         for i, layer in enumerate(self.layers[1:], start=1):
             layer_out, layer_state = layer(tf.concat([output, context], -1), state["cell"][i],
-                                           training=training, noise=prepared_t.upper_noise[i - 1])
+                                           training=training, noise=x_t.upper_noise[i - 1])
             output = layer_out + output if i >= 2 and self.gnmt_residual else layer_out
             new_states.append(layer_state)
         return output, {"cell": tuple(new_states), "attention": context, "alignments": weights}
@@ -207,35 +198,27 @@ class AttentionDecoder(tf.Module):
         """tgt_in `[batch, tgt_time]` -> outputs `[batch, tgt_time, output_size]` (and alignments
         `[batch, tgt_time, src_time]` when asked). When training, layer 0's recurrent and
         late-input kernels and the attention's keys and values get their gradients after
-        the loop (nmt.deferred)."""
+        the loop (nmt.deferred, run by nmt.rnn.loop)."""
         memory, state = self.initial_state(encoder_output)
         dtype = encoder_output.annotations.dtype  # the compute dtype
         batch_size, num_steps = tf.shape(tgt_in)[0], tf.shape(tgt_in)[1]
         noise = self._noise(batch_size, num_steps, training)  # once per target
         prepared = rnn.step_slices(self._prepare(self.embedding(tgt_in, dtype), training, noise),
                                    num_steps)
-        deferred = self._deferred(training, num_steps, batch_size, dtype)
-        records = deferred.records() if deferred is not None else {}
-        memory_deferred = self._deferred_memory(training, memory, num_steps)
-        memory_records = memory_deferred.records() if memory_deferred is not None else {}
         # Only what is asked for is carried (XLA cannot differentiate an unwritten list).
-        arrays = {name: tf.TensorArray(dtype, size=num_steps)
-                  for name in (("outputs", "alignments") if return_alignments else ("outputs",))}
-        for t in tf.range(num_steps):
-            deferred_t = deferred.step(t) if deferred is not None else None
-            memory_t = memory_deferred.step(t) if memory_deferred is not None else None
-            output, state = self._step(rnn.read_step(prepared, t), state, memory, training,
-                                       deferred=deferred_t, memory_deferred=memory_t)
-            if deferred is not None:
-                records = deferred.write(records, t, deferred_t)
-            if memory_deferred is not None:
-                memory_records = memory_deferred.write(memory_records, t, memory_t)
+        names = ("outputs", "alignments") if return_alignments else ("outputs",)
+
+        def step(t, state):
+            output, state = self._step(rnn.read_step(prepared, t), state, memory, training)
             values = {"outputs": output, "alignments": state["alignments"]}
-            arrays = {name: array.write(t, values[name]) for name, array in arrays.items()}
-        if deferred is not None:
-            deferred.finish(records)
-        if memory_deferred is not None:
-            memory_deferred.finish(memory_records)
+            return {name: values[name] for name in names}, state
+
+        deferrals = [d for d in (self._deferred(training, num_steps, batch_size, dtype),
+                                 self._deferred_memory(training, memory, num_steps))
+                     if d is not None]
+        arrays, _ = rnn.loop(step, state, num_steps,
+                             {name: tf.TensorArray(dtype, size=num_steps) for name in names},
+                             deferrals)
         stacked = {name: tf.transpose(array.stack(), [1, 0, 2]) for name, array in arrays.items()}
         if not return_alignments:
             return stacked["outputs"]
@@ -248,11 +231,12 @@ class AttentionDecoder(tf.Module):
             return None
         late_size = self.output_size if self.input_feeding else 0
         like = tf.zeros([], dtype)
-        kernels = self.layers[0].deferrable_kernels(late_size, like)
-        if not kernels:
+        deferrable = self.layers[0].deferrable_kernels(late_size, like)
+        if not deferrable:
             return None
-        return deferred_lib.DeferredMatmuls(kernels, num_steps, batch_size,
-                                            device=self.layer_devices[0])
+        return deferred_lib.DeferredMatmuls(deferrable.kernels, num_steps, batch_size,
+                                            device=self.layer_devices[0],
+                                            owner=deferrable.owner)
 
     def _deferred_memory(self, training, memory, num_steps):
         """nmt.deferred.DeferredMemory for the attention's keys and values when training,
@@ -260,7 +244,7 @@ class AttentionDecoder(tf.Module):
         if not training:
             return None
         return deferred_lib.DeferredMemory(self.attention.deferrable(memory), num_steps,
-                                           device=self.attention_device)
+                                           device=self.attention_device, owner=self.attention)
 
     def inference_projection(self, dtype):
         """-> project(outputs `[n, output_size]`) -> float32 logits `[n, vocab]`, the matmul
@@ -310,14 +294,11 @@ class AttentionDecoder(tf.Module):
         inputs: `inference_inputs(dtype)` (None: embed and prepare the ids at this step).
         """
         if inputs is not None:
-            output, state = self._step(inputs(ids), state, memory, training=False)
+            x_t = inputs(ids)
         else:
-            embedded = self.embedding(ids, memory.values.dtype)  # [n, embedding_size]
-            if self.input_feeding:  # known before this step: one input matmul for both
-                embedded = tf.concat([embedded, state["attention"]], -1)
-            prepared = self._prepare(embedded[:, None], training=False, feed_in_inputs=True)
-            output, state = self._step(tf.nest.map_structure(lambda p: p[:, 0], prepared),
-                                       state, memory, training=False, feed_in_inputs=True)
+            embedded = self.embedding(ids, memory.values.dtype)[:, None]  # [n, 1, embedding_size]
+            x_t = tf.nest.map_structure(lambda p: p[:, 0], self._prepare(embedded, False))
+        output, state = self._step(x_t, state, memory)
         if rows is not None:
             output = tf.gather(output, rows)
         logits = projection(output) if projection is not None else self.logits(output)

@@ -19,8 +19,15 @@ recurrent kernels both feed its gates): they share Z and G.
 the loop (keys, values [batch, src_time, depth]) multiply a new vector at every step,
 and their gradient, a [batch, src_time, depth] outer product added at every step, is
 computed after the loop as one batched matmul over all steps.
+
+A loop step never receives its DeferredSteps as arguments: the loop runner
+(`nmt.rnn.loop`) activates them around the step, keyed by their owner (a cell or
+an attention), and the owner finds its own with `active(self)`. Device placement
+(`call_on`) carries the active zeros across its gradient boundary.
 """
 import collections
+import contextlib
+import threading
 
 import tensorflow as tf
 
@@ -30,6 +37,48 @@ DeferredStep = collections.namedtuple("DeferredStep", ("kernels", "zeros", "inpu
 DeferredStep.__doc__ = """What a loop step gets: `kernels` {name: W under stop_gradient}, `zeros`
 [batch, n] to add to the sum (DeferredMemory: {name: zeros} for each product), and
 `inputs`, a dict the step fills with {name: x_t}."""
+
+
+Deferrable = collections.namedtuple("Deferrable", ("owner", "kernels"))
+Deferrable.__doc__ = """What a cell offers to defer: the `owner` whose steps look the
+kernels up (`active(owner)`) and the kernels {name: W [depth, n]}."""
+
+_ACTIVE = threading.local()  # .steps: {id(owner): DeferredStep} of the step being traced
+
+
+def active(owner):
+    """The DeferredStep a running loop step defers for `owner`, or None."""
+    return getattr(_ACTIVE, "steps", {}).get(id(owner))
+
+
+@contextlib.contextmanager
+def activated(deferrals, steps):
+    """Makes each deferral's step visible to its owner (`active`) inside the block."""
+    previous = getattr(_ACTIVE, "steps", {})
+    _ACTIVE.steps = {**previous, **{id(d.owner): s for d, s in zip(deferrals, steps)}}
+    try:
+        yield
+    finally:
+        _ACTIVE.steps = previous
+
+
+def call_on(device, fn, *args):
+    """`devices.call_on` inside a deferring loop step: the active steps' zeros need
+    gradients, and a closure's tensors get none across call_on's custom gradient, so
+    they cross as arguments and are re-activated for fn."""
+    steps = getattr(_ACTIVE, "steps", {})
+    if device is None or not steps:
+        return devices.call_on(device, fn, *args)
+    keys = sorted(steps)
+
+    def placed(fn_args, zeros):
+        previous = _ACTIVE.steps
+        _ACTIVE.steps = {key: steps[key]._replace(zeros=z) for key, z in zip(keys, zeros)}
+        try:
+            return fn(*fn_args)
+        finally:
+            _ACTIVE.steps = previous
+    return devices.call_on(device, placed, args, [steps[key].zeros for key in keys])
 
 
 class _Records:
@@ -62,9 +111,11 @@ class _Records:
 class DeferredMatmuls(_Records):
     """The kernels one loop defers: {name: W [depth, n]}, read outside the loop (their
     gradients reach the variables through this object), all feeding one [batch, n] sum.
-    device: where their gradient matmuls run (None: where the gradient is built)."""
+    device: where their gradient matmuls run (None: where the gradient is built);
+    owner: whose steps use them (`active`)."""
 
-    def __init__(self, kernels, num_steps, batch_size, device=None):
+    def __init__(self, kernels, num_steps, batch_size, device=None, owner=None):
+        self.owner = owner
         self.names = sorted(kernels)
         values = [tf.convert_to_tensor(kernels[name]) for name in self.names]  # variables: read
         width = values[0].shape[-1]
@@ -103,9 +154,11 @@ class DeferredMemory(_Records):
     A step reads `DeferredStep(kernels={name: M under stop_gradient}, zeros={name: z_t},
     inputs={})`, adds z_t to the product and records x_t in `inputs[name]`. After the
     loop, M's gradient is sum_t G_t (x) x_t as one batched matmul over the time axis.
-    device: where those matmuls run (None: where the gradient is built)."""
+    device: where those matmuls run (None: where the gradient is built); owner: whose
+    steps use them (`active`)."""
 
-    def __init__(self, matrices, num_steps, device=None):
+    def __init__(self, matrices, num_steps, device=None, owner=None):
+        self.owner = owner
         self.names = sorted(matrices)
         self._num_steps = num_steps
         self._stacked = None  # {name: X [time, batch, rows or cols]}, set by `finish`

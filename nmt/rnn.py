@@ -6,7 +6,8 @@ number of steps: one trace serves every batch and time size, it compiles under X
 (`jit_compile=True`), and it is differentiable. `cell.prepare_inputs` runs once before the
 loop (the input matmuls of the whole sequence, and the sequence's noise: dropout masks,
 see `nmt.cells`); each iteration only runs `cell.step` on its time slice. When training,
-an LSTM's recurrent kernel gets its gradient after the loop, in one matmul (`nmt.deferred`).
+an LSTM's recurrent kernel gets its gradient after the loop, in one matmul (`nmt.deferred`):
+`loop` is the one recurrent loop with that bookkeeping, shared with the decoder.
 `training` must be a Python bool.
 """
 import tensorflow as tf
@@ -55,11 +56,38 @@ def _deferred(cell, training, dtype, num_steps, batch_size):
     if the cell is a DeviceWrapper."""
     if not training:
         return None
-    kernels = cell.deferrable_kernels(0, tf.zeros([], dtype))
-    if not kernels:
+    deferrable = cell.deferrable_kernels(0, tf.zeros([], dtype))
+    if not deferrable:
         return None
-    return deferred_lib.DeferredMatmuls(kernels, num_steps, batch_size,
-                                        device=getattr(cell, "device", None))
+    return deferred_lib.DeferredMatmuls(deferrable.kernels, num_steps, batch_size,
+                                        device=getattr(cell, "device", None),
+                                        owner=deferrable.owner)
+
+
+def loop(step, state, num_steps, arrays, deferrals=()):
+    """Runs `step(t, state) -> (outputs, next_state)` for t < num_steps in one
+    `tf.while_loop` and writes each step's outputs (a nest like `arrays`) into `arrays`
+    (TensorArrays) -> (arrays, final state).
+
+    deferrals: nmt.deferred objects (`DeferredMatmuls`, `DeferredMemory`) whose steps
+    are active around `step`; their records are carried through the loop and handed
+    back after it, so the weights' gradients run once, after the loop."""
+    records = [deferral.records() for deferral in deferrals]
+
+    def body(t, state, arrays, records):
+        steps = [deferral.step(t) for deferral in deferrals]
+        with deferred_lib.activated(deferrals, steps):
+            outputs, state = step(t, state)
+        records = [d.write(r, t, s) for d, r, s in zip(deferrals, records, steps)]
+        arrays = tf.nest.map_structure(lambda ta, o: ta.write(t, o), arrays, outputs)
+        return t + 1, state, arrays, records
+
+    _, state, arrays, records = tf.while_loop(
+        lambda t, *_: t < num_steps, body, (tf.constant(0), state, arrays, records),
+        maximum_iterations=num_steps)
+    for deferral, recorded in zip(deferrals, records):
+        deferral.finish(recorded)
+    return arrays, state
 
 
 def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf.float32,
@@ -74,42 +102,28 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=tf
     first = tf.nest.flatten(inputs)[0]
     batch_size, num_steps = tf.shape(first)[0], tf.shape(first)[1]
     state = cell.zero_state(batch_size, dtype) if initial_state is None else initial_state
-    prepared = cell.prepare_inputs(inputs, training=training)  # leaves [batch, time, ...]
-    prepared_arrays = step_slices(prepared, num_steps)
+    prepared = step_slices(cell.prepare_inputs(inputs, training=training), num_steps)
     out_dtype = first.dtype  # the compute dtype; a state may hold float32 parts (LSTM c)
     outputs = tf.nest.map_structure(
         lambda size: _output_array(size, out_dtype, num_steps), cell.output_size)
     valid = None
     if sequence_length is not None:
-        sequence_length = tf.cast(sequence_length, tf.int32)
-        valid = tf.sequence_mask(sequence_length, num_steps)  # [batch, time]
+        valid = tf.sequence_mask(tf.cast(sequence_length, tf.int32), num_steps)  # [batch, time]
         valid = tf.TensorArray(tf.bool, size=num_steps).unstack(
             tf.transpose(valid)[:, :, None])  # each read: [batch, 1]
 
+    def step(t, state):
+        output, next_state = cell.step(read_step(prepared, t), state, training=training)
+        if valid is None:
+            return output, next_state
+        valid_t = valid.read(t)
+        output = tf.nest.map_structure(lambda o: tf.where(valid_t, o, tf.zeros([], o.dtype)),
+                                       output)
+        return output, _where(valid_t, next_state, state)
+
     deferred = _deferred(cell, training, first.dtype, num_steps, batch_size)
-    records = deferred.records() if deferred is not None else {}
-
-    def body(t, state, outputs, records):
-        prepared_t = read_step(prepared_arrays, t)
-        if deferred is None:
-            output, next_state = cell.step(prepared_t, state, training=training)
-        else:
-            deferred_t = deferred.step(t)
-            output, next_state = cell.step(prepared_t, state, training=training,
-                                           deferred=deferred_t)
-            records = deferred.write(records, t, deferred_t)
-        if valid is not None:
-            valid_t = valid.read(t)
-            output = tf.nest.map_structure(lambda o: tf.where(valid_t, o, tf.zeros([], o.dtype)), output)
-            next_state = _where(valid_t, next_state, state)
-        outputs = tf.nest.map_structure(lambda ta, o: ta.write(t, o), outputs, output)
-        return t + 1, next_state, outputs, records
-
-    _, final_state, outputs, records = tf.while_loop(
-        lambda t, *_: t < num_steps, body, (tf.constant(0), state, outputs, records),
-        maximum_iterations=num_steps)
-    if deferred is not None:
-        deferred.finish(records)
+    outputs, final_state = loop(step, state, num_steps, outputs,
+                                [deferred] if deferred is not None else [])
     outputs = tf.nest.map_structure(  # [time, batch, size]; reshape keeps rank if time == 0
         lambda ta, size: tf.reshape(ta.stack(), tf.concat(
             [[num_steps, batch_size], tf.TensorShape(size).as_list()], 0)),
