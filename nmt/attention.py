@@ -84,7 +84,8 @@ class LuongAttention(tf.Module):
         return {"keys": (memory.keys, "left"), "values": (memory.values, "right")}
 
     def __call__(self, query, memory):
-        """query `[batch, query_size]` -> context `[batch, memory_size]`, weights `[batch, src_time]`."""
+        """query `[batch, query_size]` -> context `[batch, memory_size]`, weights
+        `[batch, src_time]`."""
         deferred = deferred_lib.active(self)  # a DeferredMemory's step for `deferrable(memory)`
         scores = _scores(memory.keys, query, deferred)  # [batch, src_time]
         if self.scale is not None:

@@ -237,7 +237,8 @@ class DeviceWrapper(_Wrapper):
     def prepare_inputs(self, inputs, training=False, noise=None, late_size=0):
         if noise is None:  # the cell samples its own
             return devices.call_on(
-                self.device, lambda x: prepare_cell(self.cell, x, training, None, late_size), inputs)
+                self.device, lambda x: prepare_cell(self.cell, x, training, None, late_size),
+                inputs)
         return devices.call_on(
             self.device, lambda x, n: prepare_cell(self.cell, x, training, n, late_size),
             inputs, noise)
