@@ -76,16 +76,20 @@ def read_checkpoint_state(directory):
     return state
 
 
-def check_run_dir(run_dir):
+def check_run_dir(run_dir, rewinding=False):
     """Whether run_dir holds a run to resume (its ckpt/ has a state file). One-line
     ModelDirError if a state file of ckpt/ or best/ is unreadable or names files
-    outside its directory; the managers would delete old checkpoints by these names."""
+    outside its directory; the managers would delete old checkpoints by these names.
+    rewinding: ckpt/'s state file is about to be rewritten (`rewind`), so not read."""
     read_checkpoint_state(os.path.join(run_dir, BEST_DIR))
     ckpt_dir = os.path.join(run_dir, CKPT_DIR)
+    if rewinding:
+        return True
     try:
         return read_checkpoint_state(ckpt_dir) is not None
     except ModelDirError as e:
-        raise ModelDirError(f"{e}; {_recovery(ckpt_dir, _complete_checkpoints(ckpt_dir))}") from None
+        advice = _recovery(ckpt_dir, _complete_checkpoints(ckpt_dir))
+        raise ModelDirError(f"{e}; {advice}") from None
 
 
 def resume_path(ckpt_dir):
@@ -125,28 +129,38 @@ def _step(prefix):
     return int(number) if number.isdigit() else None
 
 
-def rewind(ckpt_dir, path):
-    """Makes the complete checkpoint `path` of ckpt_dir the newest its state file names,
-    so that the run resumes from it; -> its prefix. The named checkpoints older than it
-    stay named; the newer ones leave the state file but not the disk: the manager
-    sweeps only named checkpoints, and the resumed run saves over a newer one only
-    when it reaches the same step. One-line ModelDirError for a checkpoint of another
-    directory (another run, or best/, which has no optimizer state) or a damaged one."""
+def check_rewind(ckpt_dir, path):
+    """The absolute prefix of `path` if it is a complete checkpoint of ckpt_dir; else a
+    one-line ModelDirError (another run's, best/'s, which has no optimizer state, or a
+    missing or cut one)."""
     path = os.path.abspath(path)
     if os.path.dirname(path) != os.path.abspath(ckpt_dir) or _step(path) is None:
         raise ModelDirError(f"--checkpoint={path}: not a checkpoint of this run; resume from "
                             f"one in {ckpt_dir}, such as {os.path.join(ckpt_dir, 'ckpt-1000')}")
     check_checkpoint(path)
+    return path
+
+
+def rewind(ckpt_dir, path):
+    """Makes the complete checkpoint `path` of ckpt_dir the newest its state file names,
+    so that the run resumes from it; -> its prefix. The named checkpoints older than it
+    stay named; the newer ones leave the state file but not the disk: the manager
+    sweeps only named checkpoints, and the resumed run saves over a newer one only
+    when it reaches the same step. check_rewind's errors for a wrong `path`."""
+    path = check_rewind(ckpt_dir, path)
     try:
         state = read_checkpoint_state(ckpt_dir)
     except ModelDirError:  # an unreadable state file: this rewrite replaces it
         state = None
-    named = [] if state is None else [p for p in state.all_model_checkpoint_paths
-                                      if _step(p) is not None and _step(p) < _step(path)]
-    names = [os.path.basename(p) for p in named + [path]]
-    text = "".join(f"all_model_checkpoint_paths: \"{n}\"\n" for n in names)
-    files.atomic_write(os.path.join(ckpt_dir, STATE_FILE),
-                       f"model_checkpoint_path: \"{names[-1]}\"\n{text}")
+    kept = [] if state is None else [p for p in state.all_model_checkpoint_paths
+                                     if _step(p) is not None and _step(p) < _step(path)]
+    # The manager keeps only the named checkpoints whose save time it knows.
+    lines = [f"model_checkpoint_path: \"{os.path.basename(path)}\""]
+    lines += [f"all_model_checkpoint_paths: \"{os.path.basename(p)}\"" for p in kept + [path]]
+    saved = [os.path.getmtime(p + ".index") for p in kept + [path]]
+    lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in saved]
+    lines.append(f"last_preserved_timestamp: {min(saved) - 1.0!r}")
+    files.atomic_write(os.path.join(ckpt_dir, STATE_FILE), "\n".join(lines) + "\n")
     return path
 
 

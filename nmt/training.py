@@ -64,9 +64,9 @@ class Trainer:
                 os.path.join(out_dir, run_dir.LOCK_FILE), f"the run dir {out_dir}"))
         try:
             run_dir.open_for_writing(out_dir)
+            self._rewind_to = None  # the chief rewrites the state file the workers read
             if checkpoint not in NEWEST and out_dir == chief_dir:
-                with writing(self.restore_dir):
-                    checkpoint_files.rewind(self.restore_dir, checkpoint)
+                self._rewind_to = checkpoint_files.check_rewind(self.restore_dir, checkpoint)
             self._set_up(config, out_dir)
         except BaseException:
             self.close()
@@ -77,7 +77,8 @@ class Trainer:
         self._held.close()
 
     def _set_up(self, config, out_dir):
-        resuming = checkpoint_files.check_run_dir(out_dir)  # a damaged one: a ModelDirError
+        resuming = checkpoint_files.check_run_dir(  # a damaged one: a ModelDirError
+            out_dir, rewinding=self._rewind_to is not None)
         run_dir.check_config(out_dir, config)
         d = config.data
         if config.train.init_from:  # its pieces, before any are trained here
@@ -111,6 +112,9 @@ class Trainer:
                 if config.train.moving_average_decay else None)
         self.progress = Progress()
         self.vocab_record = run_dir.VocabRecord(self.src_vocab, self.tgt_vocab)
+        if self._rewind_to:  # once the run is set up: a failed start changes nothing
+            with writing(self.restore_dir):
+                checkpoint_files.rewind(self.restore_dir, self._rewind_to)
         self.checkpoints = resume.RunCheckpoints(out_dir, self, config.train.keep_checkpoints,
                                                  self.strategy)
         self.checkpoint = self.checkpoints.checkpoint

@@ -514,6 +514,12 @@ def test_checkpoint_recovers_from_a_damaged_newest_one_exactly(multi30k_slice, t
     os.remove(os.path.join(ckpt, "ckpt-6.index"))
     with pytest.raises(model_dir_lib.ModelDirError, match=f"--checkpoint={ckpt}/ckpt-4, "):
         training.Trainer(varied_config(multi30k_slice, num_train_steps=6), out).run()
+    with open(os.path.join(ckpt, "checkpoint"), "w") as f:
+        f.write("garbage {")  # an unreadable state file is replaced too
+    with pytest.raises(Exception, match="train_prefix"):  # a failed start changes nothing
+        training.Trainer(varied_config(multi30k_slice, num_train_steps=6).replace(
+            data={"train_prefix": "/no/such/train"}), out, checkpoint=f"{ckpt}/ckpt-4")
+    assert open(os.path.join(ckpt, "checkpoint")).read() == "garbage {"
     training.train(varied_config(multi30k_slice, num_train_steps=6), out,
                    checkpoint=os.path.join(ckpt, "ckpt-4"))
     straight = training.Trainer(varied_config(multi30k_slice, num_train_steps=6),
