@@ -57,7 +57,10 @@ def load_checkpoint(model_dir, which="best"):
             fingerprint = _index_sha256(path)
             restore_model(model, path)
         except ModelDirError:
-            if attempt + 1 < _LOAD_ATTEMPTS and _file_identity(path) != before:
+            # Files that changed, or vanished before `before` was taken (the state file
+            # names a newer checkpoint by then): a save and its sweep ran meanwhile.
+            if attempt + 1 < _LOAD_ATTEMPTS and (_file_identity(path) != before
+                                                 or checkpoint_path(model_dir, which) != path):
                 continue
             raise
         if _file_identity(path) == before:
