@@ -36,9 +36,10 @@ from absl import logging
 
 from nmt import corpus as corpus_lib
 from nmt import validation
+from nmt.run_dir import CORPUS_CACHE_DIR
 
 FORMAT_VERSION = 1
-DIR_NAME = "corpus_cache"
+DIR_NAME = CORPUS_CACHE_DIR
 CHUNK_PAIRS = 8192  # pairs encoded at a time: sentencepiece's batch, the memory held
 _HEAD_BYTES = 1 << 16  # of each input file, hashed into the key
 _ARRAYS = ("src.ids", "tgt.ids", "src.offsets", "tgt.offsets", "lines", "sources")

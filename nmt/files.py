@@ -4,6 +4,8 @@ A file written with `atomic_write` or `atomic_open` is, after a crash or a power
 loss, either its old content or its whole new content: the data goes to a unique
 temporary file in the same directory, which is flushed, fsynced and renamed over
 the target, and the directory is fsynced so that the rename itself is on disk.
+A process killed while writing leaves its temporary, `.NAME.PID.ID.tmp`, behind;
+`remove_stale_temporaries` removes those whose writer is gone.
 
 `exclusive_lock` keeps two processes from using one run dir or output at once:
 an fcntl.flock on a lock file, which the kernel releases when its process dies,
@@ -16,9 +18,13 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import signal
 import socket
 import uuid
+
+# _temp_name's pattern: the writer's PID tells a live writer's file from a dead one's.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
 class LockError(RuntimeError):
@@ -38,6 +44,54 @@ def _temp_name(path):
     """A name beside `path` that no other writer, thread or process, picks."""
     directory, name = os.path.split(os.path.abspath(path))
     return os.path.join(directory, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def remove_stale_temporaries(directory):
+    """Removes the temporary files of atomic writes in `directory` whose writer is gone:
+    the process their name gives has exited, or started after the file was last
+    written (its PID was reused). A live writer's file stays. -> the removed paths."""
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        match = _TEMP_NAME.match(entry)
+        path = os.path.join(directory, entry)
+        try:
+            written = os.stat(path).st_mtime
+        except FileNotFoundError:  # renamed into place meanwhile
+            continue
+        if match and not _writer_alive(int(match["pid"]), written):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
+def _writer_alive(pid, written):
+    """Whether process `pid` may still be writing a file last written at `written`."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    started = _start_time(pid)
+    # A writer starts before its file is written; 1 s covers the clocks' rounding.
+    return started is None or started <= written + 1.0
+
+
+def _start_time(pid):
+    """When process `pid` started (seconds since the epoch), or None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rpartition(")")[2].split()
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def atomic_write(path, data):

@@ -21,6 +21,7 @@ import time
 from absl import logging
 
 from nmt import config as config_lib, corpus, evaluation, model_dir as model_dir_lib, textio
+from nmt import run_dir as run_dir_lib
 from nmt.translate import Translator
 
 DEV, TEST = "dev", "test"
@@ -130,7 +131,7 @@ def score_run_dir(run_dir, checkpoint="best", data_dir=None, decode_overrides=No
     config = config_lib.override(config, overrides).validate()
     data_dir = resolve_data_dir(run_dir, config.data, data_dir)
     sets = eval_sets(data_dir, config.data)
-    hyp_dir = hyp_dir or os.path.join(run_dir, "scores")
+    hyp_dir = hyp_dir or os.path.join(run_dir, run_dir_lib.SCORES_DIR)
     os.makedirs(hyp_dir, exist_ok=True)
     translator = Translator(model, src_vocab, tgt_vocab, config.decode)
     entries = []
@@ -152,8 +153,9 @@ def score_run_dir(run_dir, checkpoint="best", data_dir=None, decode_overrides=No
               "tgt": config.data.tgt, "decode": dataclasses.asdict(config.decode),
               "date": datetime.date.today().isoformat(), "sets": entries}
     markdown = format_run_scores(record)
-    write_tables(markdown, record, output_md or os.path.join(run_dir, "scores.md"),
-                 output_json or os.path.join(run_dir, "scores.json"))
+    write_tables(markdown, record,
+                 output_md or os.path.join(run_dir, run_dir_lib.SCORES_MD),
+                 output_json or os.path.join(run_dir, run_dir_lib.SCORES_JSON))
     return record, markdown
 
 

@@ -24,9 +24,9 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from nmt.data import pad_batch
+from nmt.run_dir import SUMMARY_DIR
 from nmt.vocab import BOS_ID
 
-SUMMARY_DIR = "tensorboard"
 NUM_ATTENTION_EXAMPLES = 3
 CELL_PIXELS = 8  # each (target, source) cell is drawn as CELL_PIXELS x CELL_PIXELS
 

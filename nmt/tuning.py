@@ -30,6 +30,7 @@ import os
 from absl import logging
 
 from nmt import checkpoints, model_dir as model_dir_lib, report
+from nmt import run_dir as run_dir_lib
 from nmt.model import uses_greedy_search
 from nmt.model_dir import ModelDirError
 from nmt.translate import Translator
@@ -126,12 +127,13 @@ def tune(run_dir, checkpoint="best", data_dir=None, beam_sizes=(1, 5, 10),
               "date": datetime.date.today().isoformat(), "signatures": signatures,
               "rows": rows, "best": best, "skipped": skipped}
     markdown = format_markdown(record)
-    report.write_tables(markdown, record, output_md or os.path.join(run_dir, "tuning.md"),
-                        output_json or os.path.join(run_dir, "tuning.json"))
+    report.write_tables(markdown, record,
+                        output_md or os.path.join(run_dir, run_dir_lib.TUNING_MD),
+                        output_json or os.path.join(run_dir, run_dir_lib.TUNING_JSON))
     return record, markdown
 
 
-AVERAGED_DIR = "averaged"  # RUN_DIR/averaged: the mean of checkpoints val picked
+AVERAGED_DIR = run_dir_lib.AVERAGED_DIR
 
 
 def score_with_val_pick(run_dir, data_dir=None, length_penalties=(0.6, 1.0),
@@ -155,9 +157,9 @@ def score_with_val_pick(run_dir, data_dir=None, length_penalties=(0.6, 1.0),
         model_dir, checkpoint, data_dir,
         {"beam_size": pick["beam_size"], "length_penalty": pick["length_penalty"],
          "coverage_penalty": pick["coverage_penalty"], "mbr": pick["mbr"]},
-        output_md=os.path.join(run_dir, "scores.md"),
-        output_json=os.path.join(run_dir, "scores.json"),
-        hyp_dir=os.path.join(run_dir, "scores"))
+        output_md=os.path.join(run_dir, run_dir_lib.SCORES_MD),
+        output_json=os.path.join(run_dir, run_dir_lib.SCORES_JSON),
+        hyp_dir=os.path.join(run_dir, run_dir_lib.SCORES_DIR))
     note = (f"Picked on {tuned['dev_set']} only (RUN_DIR/tuning.md, row {tuned['best']}): "
             f"{pick['model']}, length penalty {pick['length_penalty']}"
             f"{', MBR' if pick['mbr'] else ''}.")

@@ -204,3 +204,56 @@ def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
     path.write_text("999999999 elsewhere\n")  # nobody holds a flock on it
     with files.exclusive_lock(str(path), "the output"):
         assert path.read_text().split()[0] == str(os.getpid())
+
+
+# --- temporaries left by killed writers ---
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from nmt import files
+    with files.atomic_open(sys.argv[1]) as f:
+        f.write("half of it")
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(600)
+""")
+
+
+def _temporaries(directory):
+    return sorted(n for n in os.listdir(directory) if n.endswith(".tmp"))
+
+
+def test_stale_temporaries_go_and_a_live_writers_stays(tmp_path):
+    env = {**os.environ, "PYTHONPATH": _tree()}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "config.json")],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        live = _temporaries(tmp_path)
+        assert len(live) == 1 and f".config.json.{writer.pid}." in live[0]
+        exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                capture_output=True, text=True, check=True)
+        dead = tmp_path / f".log.jsonl.{exited.stdout.strip()}.0123abcd.tmp"
+        dead.write_text("x")
+        reused = tmp_path / f".run.json.{os.getpid()}.89abcdef.tmp"  # older than this process
+        reused.write_text("x")
+        os.utime(reused, (1_000_000, 1_000_000))
+        (tmp_path / "keep.tmp").write_text("not an atomic write's")
+        removed = files.remove_stale_temporaries(str(tmp_path))
+        assert sorted(removed) == sorted([str(dead), str(reused)])
+        assert _temporaries(tmp_path) == sorted(live + ["keep.tmp"])  # the live writer's stays
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        assert files.remove_stale_temporaries(str(tmp_path)) == [str(tmp_path / live[0])]
+        assert sorted(os.listdir(tmp_path)) == ["keep.tmp"]
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+
+
+def test_a_new_file_of_this_process_is_a_live_writers(tmp_path):
+    mine = tmp_path / f".x.{os.getpid()}.0011aabb.tmp"
+    mine.write_text("being written")
+    assert files.remove_stale_temporaries(str(tmp_path)) == []
+    assert files.remove_stale_temporaries(str(tmp_path / "missing")) == []

@@ -149,7 +149,7 @@ def test_a_training_error_is_one_line_from_nmt_train(tmp_path):
     """TrainingError (a diverged run) reaches the user as one line, exit 1."""
     script = ("import sys\n"
               "from nmt import training\n"
-              "def train(config, out_dir):\n"
+              "def train(config, out_dir, checkpoint):\n"
               "    raise training.TrainingError('step 3: weights are not finite; lower "
               "--learning_rate')\n"
               "training.train = train\n"

@@ -473,6 +473,22 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(multi30k_
         records = [json.loads(line) for line in f]
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, last + 1))
 
+    # With the default settings the resumed run ends where an unbroken one does, bit for
+    # bit: weights, Adam slots and counters.
+    straight = tmp_path / "straight"
+    result = subprocess.run(train_command(multi30k_slice, straight, last), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    resumed, unbroken = (tf.train.load_checkpoint(tf.train.latest_checkpoint(str(d / "ckpt")))
+                         for d in (out, straight))
+    names = set(unbroken.get_variable_to_shape_map())
+    assert names == set(resumed.get_variable_to_shape_map())
+    for key in sorted(names - {"_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/"
+                               "VARIABLE_VALUE", "progress/train_seconds/.ATTRIBUTES/"
+                               "VARIABLE_VALUE"}):
+        np.testing.assert_array_equal(resumed.get_tensor(key), unbroken.get_tensor(key),
+                                      err_msg=key)
+
 
 def test_trim_log_drops_records_after_the_restored_step(tmp_path):
     lines = [json.dumps({"kind": "train", "step": s}) + "\n" for s in range(1, 8)]

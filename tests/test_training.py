@@ -38,9 +38,14 @@ def assert_all_equal(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+def varied_config(multi30k_slice, **train):
+    """tiny_config with batches of many shapes (the default bucket width)."""
+    return tiny_config(multi30k_slice, **train).replace(data={"bucket_width": 8})
+
+
 def test_resume_restores_step_weights_and_optimizer(multi30k_slice, tmp_path):
     out = str(tmp_path / "run")
-    first = training.Trainer(tiny_config(multi30k_slice, num_train_steps=3), out)
+    first = training.Trainer(varied_config(multi30k_slice, num_train_steps=3), out)
     first.run()
     weights, slots = values(first.model.trainable_variables), values(first.optimizer.variables)
     assert int(first.optimizer.iterations) == 3
@@ -53,7 +58,7 @@ def test_resume_restores_step_weights_and_optimizer(multi30k_slice, tmp_path):
                         if k.startswith("optimizer/") and "iteration" in k]
     assert saved_iterations == [3]
 
-    second = training.Trainer(tiny_config(multi30k_slice, num_train_steps=6), out)
+    second = training.Trainer(varied_config(multi30k_slice, num_train_steps=6), out)
     fresh = values(second.model.trainable_variables)
     assert any(not np.array_equal(a, b) for a, b in zip(fresh, weights))  # training moved them
     second.restore()
@@ -66,15 +71,18 @@ def test_resume_restores_step_weights_and_optimizer(multi30k_slice, tmp_path):
     assert int(second.progress.step) == 6 and int(second.optimizer.iterations) == 6
     assert tf.train.latest_checkpoint(os.path.join(out, "ckpt")).endswith("ckpt-6")
 
-    # 3 + 3 resumed steps land where 6 uninterrupted steps do (same data, same updates)
-    straight = training.Trainer(tiny_config(multi30k_slice, num_train_steps=6),
+    # 3 + 3 resumed steps land where 6 uninterrupted steps do, bit for bit: same data,
+    # same updates, and the same graph for every batch shape
+    straight = training.Trainer(varied_config(multi30k_slice, num_train_steps=6),
                                 str(tmp_path / "straight"))
     straight.run()
     assert (int(straight.progress.epoch), int(straight.progress.batch_in_epoch)) == \
         (int(second.progress.epoch), int(second.progress.batch_in_epoch))
-    for a, b in zip(values(second.model.trainable_variables),
-                    values(straight.model.trainable_variables)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    shapes = {tuple(b.tgt_in.shape) for b in straight.epoch_dataset(0).take(6)}
+    assert len(shapes) > 1  # a step traced for the first shape would differ on resume
+    assert_all_equal(values(second.model.trainable_variables),
+                     values(straight.model.trainable_variables))
+    assert_all_equal(values(second.optimizer.variables), values(straight.optimizer.variables))
 
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(multi30k_slice, tmp_path):
@@ -370,14 +378,15 @@ def test_a_damaged_checkpoint_state_is_refused_not_started_over(multi30k_slice, 
         training.Trainer(tiny_config(multi30k_slice, num_train_steps=6), out).run()
     assert str(error.value) == (
         f"{ckpt}/ckpt-4.index: checkpoint index file missing; the run cannot resume: restore "
-        f"the file, name an older complete one (ckpt-2) as model_checkpoint_path in "
-        f"{ckpt}/checkpoint, or train in a new --model_dir")
+        f"the file, resume from a complete checkpoint with --checkpoint={ckpt}/ckpt-2, or "
+        f"train in a new --model_dir")
     assert os.path.exists(os.path.join(ckpt, "ckpt-2.index"))  # nothing swept
     for text in ("", "garbage {"):
         with open(os.path.join(ckpt, "checkpoint"), "w") as f:
             f.write(text)
         with pytest.raises(model_dir_lib.ModelDirError,
-                           match=f"^{ckpt}/checkpoint: unreadable checkpoint state file"):
+                           match=f"^{ckpt}/checkpoint: unreadable checkpoint state file; the "
+                                 f"run cannot resume: .*--checkpoint={ckpt}/ckpt-2, "):
             training.Trainer(tiny_config(multi30k_slice, num_train_steps=6), out).run()
     assert sorted(os.listdir(ckpt)) == ["checkpoint", "ckpt-2.data-00000-of-00001",
                                         "ckpt-2.index", "ckpt-4.data-00000-of-00001"]
@@ -473,3 +482,80 @@ def test_a_refused_config_write_is_one_line_and_the_rerun_starts(multi30k_slice,
     monkeypatch.delenv(files.FAULT_ENV)
     training.Trainer(config, out).run()
     assert model_dir_lib.load_config(out) == config
+
+
+# --- resuming from an older checkpoint of the run ---
+
+def test_checkpoint_resumes_from_an_older_one_and_keeps_the_newer_on_disk(multi30k_slice,
+                                                                          tmp_path):
+    out = str(tmp_path / "run")
+    ckpt = os.path.join(out, "ckpt")
+    _train(multi30k_slice, out, 6)
+    newer = {n: os.stat(os.path.join(ckpt, n)).st_ino for n in os.listdir(ckpt)
+             if n.startswith(("ckpt-4.", "ckpt-6."))}
+    resumed = training.Trainer(tiny_config(multi30k_slice, num_train_steps=3), out,
+                               checkpoint=os.path.join(ckpt, "ckpt-2"))
+    resumed.run()
+    assert int(resumed.progress.step) == 3
+    state = model_dir_lib.read_checkpoint_state(ckpt)
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == \
+        ["ckpt-2", "ckpt-3"]
+    assert state.model_checkpoint_path.endswith("ckpt-3")
+    # The newer ones left the state file (no manager sweeps them) and stay untouched.
+    assert {n: os.stat(os.path.join(ckpt, n)).st_ino for n in newer} == newer
+    records = model_dir_lib.read_log(out)
+    assert [r["step"] for r in records if r["kind"] == "train"] == [2]  # 4 and 6 went
+
+
+def test_checkpoint_recovers_from_a_damaged_newest_one_exactly(multi30k_slice, tmp_path):
+    out = str(tmp_path / "run")
+    ckpt = os.path.join(out, "ckpt")
+    training.Trainer(varied_config(multi30k_slice, num_train_steps=6), out).run()
+    os.remove(os.path.join(ckpt, "ckpt-6.index"))
+    with pytest.raises(model_dir_lib.ModelDirError, match=f"--checkpoint={ckpt}/ckpt-4, "):
+        training.Trainer(varied_config(multi30k_slice, num_train_steps=6), out).run()
+    with open(os.path.join(ckpt, "checkpoint"), "w") as f:
+        f.write("garbage {")  # an unreadable state file is replaced too
+    with pytest.raises(Exception, match="train_prefix"):  # a failed start changes nothing
+        training.Trainer(varied_config(multi30k_slice, num_train_steps=6).replace(
+            data={"train_prefix": "/no/such/train"}), out, checkpoint=f"{ckpt}/ckpt-4")
+    assert open(os.path.join(ckpt, "checkpoint")).read() == "garbage {"
+    training.train(varied_config(multi30k_slice, num_train_steps=6), out,
+                   checkpoint=os.path.join(ckpt, "ckpt-4"))
+    straight = training.Trainer(varied_config(multi30k_slice, num_train_steps=6),
+                                str(tmp_path / "straight"))
+    straight.run()
+    _, resumed, _, _ = model_dir_lib.load(out, "last")
+    assert model_dir_lib.checkpoint_path(out, "last").endswith("ckpt-6")
+    assert_all_equal(values(resumed.trainable_variables),
+                     values(straight.model.trainable_variables))
+
+
+@pytest.mark.parametrize("where, why", [("best/ckpt-2", "not a checkpoint of this run"),
+                                        ("ckpt/ckpt-5", "ckpt-5.index: checkpoint index "
+                                                        "file missing")])
+def test_checkpoint_refuses_another_dirs_or_a_missing_one(multi30k_slice, tmp_path, where,
+                                                           why):
+    out = str(tmp_path)
+    _train(multi30k_slice, out, 2)
+    os.makedirs(os.path.join(out, "best"), exist_ok=True)
+    state = open(os.path.join(out, "ckpt", "checkpoint")).read()
+    with pytest.raises(model_dir_lib.ModelDirError, match=why) as error:
+        training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out,
+                         checkpoint=os.path.join(out, where))
+    assert "\n" not in str(error.value)
+    assert open(os.path.join(out, "ckpt", "checkpoint")).read() == state  # unchanged
+
+
+def test_opening_a_run_dir_removes_what_killed_writers_left(multi30k_slice, tmp_path):
+    out = str(tmp_path)
+    _train(multi30k_slice, out, 2)
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    stale = [os.path.join(out, f".config.json.{exited}.0123abcd.tmp"),
+             os.path.join(out, "ckpt", f".checkpoint.{exited}.4567cdef.tmp")]
+    for path in stale:
+        with open(path, "w") as f:
+            f.write("torn")
+    training.Trainer(tiny_config(multi30k_slice, num_train_steps=4), out, lock=True).close()
+    assert not any(os.path.exists(p) for p in stale)

@@ -59,11 +59,19 @@ def define_model_dir(help_text="A model dir written by nmt-train (config.json, v
         flags.mark_flag_as_required("model_dir")
 
 
-def define_checkpoint():
-    """--checkpoint=best|last|PATH for every command that loads a model."""
-    flags.DEFINE_string("checkpoint", "best", "Which weights to load: best (best dev BLEU, else "
-                        "the newest), last (the newest), or a checkpoint path such as "
-                        "MODEL_DIR/ckpt/ckpt-3000.")
+def define_checkpoint(training=False):
+    """--checkpoint=best|last|PATH for every command that loads a model; for nmt-train
+    (training=True), last|PATH: the checkpoint of the run to resume from."""
+    if training:
+        flags.DEFINE_string("checkpoint", "last", "Resume from this checkpoint of the run: last "
+                            "(the newest, as a rerun does) or a path such as "
+                            "MODEL_DIR/ckpt/ckpt-3000; newer ones stay on disk but leave the "
+                            "checkpoint state file, and the run saves over them as it reaches "
+                            "their steps again.")
+    else:
+        flags.DEFINE_string("checkpoint", "best", "Which weights to load: best (best dev BLEU, "
+                            "else the newest), last (the newest), or a checkpoint path such as "
+                            "MODEL_DIR/ckpt/ckpt-3000.")
     in_section("general", "checkpoint")
 
 

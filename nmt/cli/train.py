@@ -7,7 +7,8 @@ Reads DATA.SRC and DATA.TGT (plain or .gz; line N of each is one pair). The
 config is built as: defaults < --preset (default: default) < --config JSON file
 < flags; every config flag overrides one field of nmt.config. absl's
 --flagfile=FILE reads flags from a file, one per line. Re-running the same
-command resumes from the last checkpoint in --model_dir.
+command resumes from the last checkpoint in --model_dir; --checkpoint=PATH resumes
+from an older checkpoint of the run instead (a damaged newest one names it).
 
 --validate_only checks the training corpus (nmt/validation.py), prints the
 report and exits: status 0 if it can be trained on, 1 if not. Training runs the
@@ -28,6 +29,7 @@ flags_lib.define_model_dir("Model dir to write (or resume): config.json, vocabul
                            "checkpoints, log.jsonl; needed except with --validate_only.",
                            required=False)
 flags.DEFINE_alias("out_dir", "model_dir")
+flags_lib.define_checkpoint(training=True)
 CONFIG_FLAGS = flags_lib.define_run_config_flags()
 flags.DEFINE_boolean("validate_only", False,
                      "Check the training corpus, print a report and exit: status 0 if it can be "
@@ -52,9 +54,10 @@ def main(argv):
             print(report.format())
             sys.exit(0 if report.ok else 1)
         devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
-        result = training.train(config, FLAGS.model_dir)
+        result = training.train(config, FLAGS.model_dir, FLAGS.checkpoint)
         if result is not None:
-            print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, ppl {result.perplexity:.2f}")
+            print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, "
+                  f"ppl {result.perplexity:.2f}")
 
     common.run_main("nmt-train", run, user_errors=(training.TrainingError,))
 
