@@ -1,13 +1,9 @@
-"""tools/batch_shapes.py: an epoch's loop steps, padding and shapes, counted from its batches."""
-import os
-import sys
+"""bench/batch_shapes.py: an epoch's loop steps, padding and shapes, counted from its batches."""
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import batch_shapes  # noqa: E402
-from nmt import data  # noqa: E402
+from bench import batch_shapes
+from nmt import data
 
 
 def batch(src_time, tgt_lens):

@@ -1,13 +1,9 @@
-"""tools/bench_training.py: config variants for the side-by-side training benchmark."""
-import os
-import sys
+"""bench/bench_training.py: config variants for the side-by-side training benchmark."""
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import bench_training  # noqa: E402
-from nmt.config import Config, ConfigError, TrainConfig  # noqa: E402
+from bench import bench_training
+from nmt.config import Config, ConfigError, TrainConfig
 
 
 def test_variants_parse_to_typed_overrides_train_section_by_default():

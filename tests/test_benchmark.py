@@ -1,16 +1,12 @@
-"""tools/benchmark.py and tools/bench_peers.py: the FLOPs formula, the peer harness parsing."""
+"""bench/benchmark.py and bench/bench_peers.py: the FLOPs formula, the peer harness parsing."""
 import math
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import bench_peers  # noqa: E402
-import benchmark  # noqa: E402
-from nmt import config as config_lib  # noqa: E402
-from nmt.model import build_model  # noqa: E402
+from bench import bench_peers, benchmark
+from nmt import config as config_lib
+from nmt.model import build_model
 
 
 def flops_from_kernels(model_config, src_vocab, tgt_vocab, mean_src, mean_tgt):
@@ -89,28 +85,25 @@ def test_run_peer_on_a_fake_harness(tmp_path, monkeypatch):
     (harness / "translate.sh").write_text(
         f"printf 'a b c\\nd\\n' > {peers}/run-onmt/test.beam5.sp\n"
         f"printf '%s' '{TRANSLATE_OUT}'\n")
-    monkeypatch.setattr(bench_peers, "HARNESS", str(harness))
     monkeypatch.setattr(bench_peers, "PEERS_DIR", str(peers))
-    figures = bench_peers.run_peer("onmt", 1)
+    figures = bench_peers.run_peer(str(harness), "onmt", 1)
     assert figures["train_tokens_per_s"] == 3436.0
     assert figures["beam5_tokens_per_s"] == pytest.approx(4 / 1.609531)
     assert "greedy_tokens_per_s" not in figures  # no hypothesis file
     assert "onmt greedy" in figures["raw"] and "onmt: steps" in figures["raw"]
 
 
-def test_train_peer_runs_only_the_training(tmp_path, monkeypatch):
+def test_train_peer_runs_only_the_training(tmp_path):
     (tmp_path / "train.sh").write_text(f"printf '%s' '{TRAIN_OUT}'\n")
     (tmp_path / "translate.sh").write_text("exit 7\n")  # would fail if it ran
-    monkeypatch.setattr(bench_peers, "HARNESS", str(tmp_path))
-    figures = bench_peers.train_peer("onmt", 1)
+    figures = bench_peers.train_peer(str(tmp_path), "onmt", 1)
     assert figures["train_steps_per_s"] == 3.532 and figures["train_tokens_per_s"] == 3436.0
 
 
-def test_failing_harness_raises(tmp_path, monkeypatch):
+def test_failing_harness_raises(tmp_path):
     (tmp_path / "train.sh").write_text("echo boom >&2; exit 3\n")
-    monkeypatch.setattr(bench_peers, "HARNESS", str(tmp_path))
     with pytest.raises(bench_peers.PeerError, match="boom"):
-        bench_peers.run_peer("joey", 1)
+        bench_peers.run_peer(str(tmp_path), "joey", 1)
 
 
 def test_table_has_ratio_columns_for_each_peer():
@@ -135,3 +128,19 @@ def test_bf16_decoding_is_compared_with_the_peers_fp32_decoding():
     ratios = benchmark.peer_ratios(ours, {"beam5_sentences_per_s": 50.0, "greedy_command_s": 8.0})
     assert ratios == {"beam5_sentences_per_s": 2.0, "beam5_bf16_sentences_per_s": 3.0,
                       "greedy_bf16_command_s": 0.5}
+
+
+def test_the_peer_harness_is_the_flag_else_the_environment_else_beside_the_checkout(
+        monkeypatch, tmp_path):
+    monkeypatch.delenv("NMT_PEERS_DIR", raising=False)
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(bench_peers.__file__)))
+    assert bench_peers.harness_dir() == os.path.normpath(
+        os.path.join(checkout, "..", "shared", "bench", "peers"))
+    monkeypatch.setenv("NMT_PEERS_DIR", str(tmp_path / "env"))
+    assert bench_peers.harness_dir() == str(tmp_path / "env")
+    assert bench_peers.harness_dir(str(tmp_path / "flag")) == str(tmp_path / "flag")
+
+
+def test_a_folder_without_the_harness_fails_in_one_line_naming_the_flag(tmp_path):
+    with pytest.raises(bench_peers.PeerError, match=r"^--peers_dir=.*: no train\.sh there"):
+        bench_peers.train_peer(str(tmp_path), "onmt", 1)

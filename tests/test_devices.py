@@ -282,7 +282,7 @@ def test_gradients_of_each_layer_run_on_its_device(architecture):
 
 # A covering set of whole placed training steps (every value at least once, the pairs
 # that meet in the update: optimizer x precision, architecture x devices); the full
-# cross product trains through the CLI in tools/device_matrix.py.
+# cross product trains through the CLI in bench/device_matrix.py.
 ARCHITECTURES = {
     "uni": dict(encoder_type="uni"),
     "bi": dict(encoder_type="bi"),

@@ -1,14 +1,10 @@
-"""tools/timeline_devices.py: the interval arithmetic behind its overlap figures, on
+"""bench/timeline_devices.py: the interval arithmetic behind its overlap figures, on
 hand-built intervals with known answers, and how op runs become per-layer steps."""
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import timeline_devices as timeline  # noqa: E402
-from timeline_devices import Interval, OpRun  # noqa: E402
+from bench import timeline_devices as timeline
+from bench.timeline_devices import Interval, OpRun
 
 
 def test_merge_joins_overlapping_and_touching_spans():

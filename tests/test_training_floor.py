@@ -1,15 +1,11 @@
-"""tools/training_floor.py: the step's matmul list and how the floor adds it up."""
+"""bench/training_floor.py: the step's matmul list and how the floor adds it up."""
 import collections
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import benchmark  # noqa: E402
-import training_floor  # noqa: E402
-from nmt import config as config_lib  # noqa: E402
+from bench import benchmark
+from bench import training_floor
+from nmt import config as config_lib
 
 ARCHITECTURES = [
     dict(encoder_type="bi", num_encoder_layers=1, num_decoder_layers=1),

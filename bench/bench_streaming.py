@@ -1,8 +1,8 @@
 """Memory of nmt-translate against the input size: peak RSS must not grow with the lines.
 
-    python tools/bench_streaming.py                                  # 10k, 100k, 1M lines
-    python tools/bench_streaming.py --lines=2000,20000 --json        # smoke run
-    python tools/bench_streaming.py --model_dir=runs/en-de --beam_size=5
+    python -m bench.bench_streaming                                  # 10k, 100k, 1M lines
+    python -m bench.bench_streaming --lines=2000,20000 --json        # smoke run
+    python -m bench.bench_streaming --model_dir=runs/en-de --beam_size=5
 
 For each size it writes an input file of that many Multi30k training sentences
 (data/multi30k/train.en, each pass over its 29,000 sentences in another shuffled

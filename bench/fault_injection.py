@@ -1,7 +1,7 @@
 """Fault injection for nmt-train: kills, full disks, refused writes and two trainers.
 
-    python tools/fault_injection.py --kills=50 --work_dir=/tmp/faults   # full size
-    python tools/fault_injection.py --kills=4 --json                    # a quick look
+    python -m bench.fault_injection --kills=50 --work_dir=/tmp/faults   # full size
+    python -m bench.fault_injection --kills=4 --json                    # a quick look
 
 Every scenario trains a tiny model on a Multi30k slice (CPU, deterministic) and
 breaks it, then reruns the same command until it finishes, and checks:
@@ -34,7 +34,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 STEPS, PER_CHECKPOINT = 12, 3
 # Where a save can be cut: the data file written but no index, both written, the

@@ -1,7 +1,7 @@
 """Per-op device timeline of a placed decoder: do layers on different devices run at once?
 
-    python tools/timeline_devices.py                          # 4 logical CPUs, gnmt and standard
-    python tools/timeline_devices.py --json --png=docs/timeline_devices.png
+    python -m bench.timeline_devices                          # 4 logical CPUs, gnmt and standard
+    python -m bench.timeline_devices --json --png=docs/timeline_devices.png
 
 Throughput on logical CPUs cannot show model parallelism (they share the cores), so
 this records *when* each op ran and on which device. It splits the CPU into

@@ -1,7 +1,7 @@
 """Fault injection for nmt-translate: kills at random moments, and a full disk.
 
-    python tools/translate_faults.py --model_dir=runs/en-de --input=test.en --kills=50
-    python tools/translate_faults.py --model_dir=runs/en-de --input=test.en \
+    python -m bench.translate_faults --model_dir=runs/en-de --input=test.en --kills=50
+    python -m bench.translate_faults --model_dir=runs/en-de --input=test.en \
         --kills=0 --disk_kib=8,16,32,64          # as root: mounts tmpfs file systems
 
 An uninterrupted run gives the reference output first. Then:

@@ -1,10 +1,10 @@
 """Speed of the bench model: training throughput, MFU, translation, scaling, peers.
 
-    python tools/benchmark.py                                   # Markdown tables
-    python tools/benchmark.py --json                            # one JSON object
-    python tools/benchmark.py --model_dir=/tmp/run-default      # translate with a trained model
-    python tools/benchmark.py --peers --peer_seconds=300        # + OpenNMT-tf and JoeyNMT, ratios
-    python tools/benchmark.py --parts=matmul,train --train_seconds=20 --untimed_steps=5  # smoke run
+    python -m bench.benchmark                                   # Markdown tables
+    python -m bench.benchmark --json                            # one JSON object
+    python -m bench.benchmark --model_dir=/tmp/run-default      # translate with a trained model
+    python -m bench.benchmark --peers --peer_seconds=300        # + OpenNMT-tf and JoeyNMT, ratios
+    python -m bench.benchmark --parts=matmul,train --train_seconds=20 --untimed_steps=5  # smoke run
 
 The model and data are those of `recipes/multi30k.py --preset=bench` (any of that
 recipe's flags, e.g. --preset=default or --dropout=0.2, changes them here too).
@@ -38,9 +38,9 @@ from nmt import training
 from nmt.translate import Translator
 from nmt.vocab import EOS_ID
 
+from bench import bench_peers
+
 TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS)  # tools/ is not a package
-import bench_peers  # noqa: E402
 
 FLAGS = flags.FLAGS
 PARTS = ("matmul", "train", "train_bf16", "profile", "scaling", "translate", "translate_bf16")
@@ -71,6 +71,8 @@ def define_flags():
     flags.DEFINE_integer("matmul_repeats", 10, "Timed matmuls (the median counts).")
     flags.DEFINE_boolean("peers", False, "Also run the peer harness (OpenNMT-tf, JoeyNMT).")
     flags.DEFINE_integer("peer_seconds", 180, "Training time per peer, s (train.sh SECONDS).")
+    flags.DEFINE_string("peers_dir", None, "The peer harness's folder (train.sh, translate.sh); "
+                        "default $NMT_PEERS_DIR, else ../shared/bench/peers beside the checkout.")
     flags.DEFINE_boolean("json", False, "Print one JSON object instead of Markdown.")
     flags.DEFINE_string("save_json", None, "Also write the JSON object to this file.")
 
@@ -447,12 +449,16 @@ FIGURES = (  # (key, label); ratios nmt/peer are printed for every key a peer re
 
 def run_peers(results):
     """Each peer in turn: train for --peer_seconds, translate; ratios nmt/peer per figure."""
-    results["peer_mean_tgt_pieces"] = bench_peers.ensure_prepared()
+    harness = bench_peers.harness_dir(FLAGS.peers_dir)
+    try:
+        results["peer_mean_tgt_pieces"] = bench_peers.ensure_prepared(harness)
+    except bench_peers.PeerError as e:
+        raise SystemExit(f"benchmark: {e}")
     results["peers"], results["ratios"] = {}, {}
     for peer in bench_peers.PEERS:
         logging.info("peer %s: training %d s, then translating", peer, FLAGS.peer_seconds)
         try:
-            figures = bench_peers.run_peer(peer, FLAGS.peer_seconds)
+            figures = bench_peers.run_peer(harness, peer, FLAGS.peer_seconds)
         except (bench_peers.PeerError, subprocess.TimeoutExpired) as e:
             logging.error("peer %s: %s", peer, e)
             results["peers"][peer] = {"error": str(e)}

@@ -1,24 +1,22 @@
 """Loop steps and padding of a training epoch, as the trainer batches it.
 
-    python tools/batch_shapes.py                   # the bench preset: loose and tight batches
-    python tools/batch_shapes.py --preset=best --epochs=3
+    python -m bench.batch_shapes                   # the bench preset: loose and tight batches
+    python -m bench.batch_shapes --preset=best --epochs=3
 
 Every batch's padded source and target times are the number of encoder and decoder loop
 steps it costs, whatever its rows hold, so their sums over an epoch measure the
 recurrent work that batching leaves, with no model run. For `data.tight_batches` off and
 on, over the trainer's first --epochs epochs (their mean), it prints batches, encoder and
 decoder loop steps, the share of padded target positions that hold real pieces, and the
-number of distinct batch shapes. Uses tools/benchmark.py's helpers, so the data and
+number of distinct batch shapes. Uses bench/benchmark.py's helpers, so the data and
 config are those of `recipes/multi30k.py` with its flags.
 """
-import os
-import sys
 import tempfile
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/ is not a package
-import benchmark  # noqa: E402
+from bench import benchmark
+
 
 FLAGS = flags.FLAGS
 
