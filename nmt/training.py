@@ -71,8 +71,9 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     optimizer slots stay as they were, and the caller counts it. Builds the optimizer's
     slots (beside their variables) if it has none yet. The model computes
     in config.precision's dtype; loss_scale: a precision.DynamicLossScale (fp16).
-    With config.trace_per_shape the step is traced for each batch shape (bucketed
-    batches have few), else once more with unknown dimensions after the first.
+    With config.deterministic the step is traced for each batch shape (bucketed
+    batches have few), so that a resumed run computes each step with the same graph as
+    an unbroken one; else once more with unknown dimensions after the first.
     """
     variables = model.trainable_variables
     dtypes = precision.training_dtypes(config.precision)
@@ -82,7 +83,7 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     # needs the variable and its slots on one device, could not be placed.
     optimizer.build(variables)
 
-    @tf.function(jit_compile=config.jit_compile, reduce_retracing=not config.trace_per_shape)
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=not config.deterministic)
     def train_step(batch):
         with tf.GradientTape() as tape:
             out = model.loss(batch, config.label_smoothing, training=True, **dtypes)
@@ -296,9 +297,7 @@ class Trainer:
     def epoch_dataset(self, epoch, start=0):
         """Epoch `epoch`'s batches from batch `start` on (training_data.epoch_dataset)."""
         d, t = self.config.data, self.config.train
-        return training_data.epoch_dataset(  # a step compiled per shape keeps few shapes
-            self.data, d, seed=t.seed + epoch, start=start,
-            tight=d.tight_batches and not (t.jit_compile or t.trace_per_shape))
+        return training_data.epoch_dataset(self.data, d, seed=t.seed + epoch, start=start)
 
     def _install_signal_handlers(self):
         """SIGINT/SIGTERM: stop after the current step and save. The handlers put the
