@@ -82,8 +82,8 @@ def run_command(lever, run_dir, preset, steps):
 
 
 def run_all():
-    pending = [l for l in FLAGS.levers
-               if final_eval(os.path.join(FLAGS.out_root, l), FLAGS.steps) is None]
+    pending = [lever for lever in FLAGS.levers
+               if final_eval(os.path.join(FLAGS.out_root, lever), FLAGS.steps) is None]
     free_cores, running = list(range(FLAGS.parallel)), {}
     while pending or running:
         while pending and free_cores:

@@ -4,11 +4,12 @@ The harness is the folder `--peers_dir` names (a flag of bench/benchmark.py), el
 $NMT_PEERS_DIR, else ../shared/bench/peers beside the checkout. bench/benchmark.py
 --peers calls `run_peer` for each peer, one at a time:
 
-    bash HARNESS/train.sh PEER SECONDS    ->  "PEER: steps A->B in N s: X steps/s, Y sentences/s,
-                                               Z target pieces/s"
-    bash HARNESS/translate.sh PEER        ->  "PEER beam5: 1000 lines, T s after loading (R sentences/s),
-                                               whole command M:SS.ss, peak RSS K MiB, BLEU B"
-                                              (and the same line for greedy)
+    bash HARNESS/train.sh PEER SECONDS  ->  "PEER: steps A->B in N s: X steps/s,
+                                             Y sentences/s, Z target pieces/s"
+    bash HARNESS/translate.sh PEER      ->  "PEER beam5: 1000 lines, T s after loading
+                                             (R sentences/s), whole command M:SS.ss,
+                                             peak RSS K MiB, BLEU B"
+                                            (and the same line for greedy)
 
 The harness prints no output lengths; target pieces/s of translation is computed
 here from its hypothesis files ($PEERS/run-PEER/test.MODE.sp, one line of
@@ -23,10 +24,11 @@ DEFAULT_HARNESS = os.path.join(REPO, "..", "shared", "bench", "peers")
 PEERS_DIR = os.environ.get("PEERS", "/tmp/nmt-peers")  # where the harness writes, as it reads it
 PEERS = ("onmt", "joey")
 
-TRAIN_LINE = re.compile(r"^(\w+): steps (\d+)->(\d+) in (\d+) s: ([\d.]+) steps/s, (\d+) sentences/s, "
-                        r"(\d+) target pieces/s", re.M)
-TRANSLATE_LINE = re.compile(r"^(\w+) (beam5|greedy): (\d+) lines, (\S+) s after loading \((\S+) "
-                            r"sentences/s\), whole command (\S+), peak RSS (\d+) MiB, BLEU (\S+)", re.M)
+TRAIN_LINE = re.compile(r"^(\w+): steps (\d+)->(\d+) in (\d+) s: ([\d.]+) steps/s, "
+                        r"(\d+) sentences/s, (\d+) target pieces/s", re.M)
+TRANSLATE_LINE = re.compile(r"^(\w+) (beam5|greedy): (\d+) lines, (\S+) s after loading "
+                            r"\((\S+) sentences/s\), whole command (\S+), peak RSS (\d+) MiB, "
+                            r"BLEU (\S+)", re.M)
 
 
 class PeerError(RuntimeError):
@@ -57,9 +59,11 @@ def parse_translate(output):
     figures = {}
     for m in TRANSLATE_LINE.finditer(output):
         mode = m.group(2)
-        figures.update({f"{mode}_s": float(m.group(4)), f"{mode}_sentences_per_s": float(m.group(5)),
+        figures.update({f"{mode}_s": float(m.group(4)),
+                        f"{mode}_sentences_per_s": float(m.group(5)),
                         f"{mode}_command_s": clock_seconds(m.group(6)),
-                        f"{mode}_command_rss_mb": float(m.group(7)), f"{mode}_bleu": float(m.group(8))})
+                        f"{mode}_command_rss_mb": float(m.group(7)),
+                        f"{mode}_bleu": float(m.group(8))})
     if not figures:
         raise PeerError(f"no result line in translate.sh output: {output.strip()[-300:]!r}")
     return figures

@@ -43,7 +43,8 @@ def define_flags():
     flags.DEFINE_list("lines", ["10000", "100000", "1000000"], "Input sizes, in lines.")
     flags.DEFINE_string("model_dir", None, "A model dir to translate with (default: train a small "
                         "one in the work dir first).")
-    flags.DEFINE_integer("train_steps", 600, "Steps of the small model trained without --model_dir.")
+    flags.DEFINE_integer("train_steps", 600,
+                         "Steps of the small model trained without --model_dir.")
     flags.DEFINE_string("work_dir", None, "Scratch dir: inputs, outputs, logs (default: a new "
                         "temporary dir, removed at the end).")
     flags.DEFINE_integer("beam_size", 1, "nmt-translate --beam_size (1: greedy).")

@@ -79,7 +79,7 @@ def define_flags():
 
 TrainSpeed = collections.namedtuple("TrainSpeed", [
     "batch_size", "steps", "seconds", "steps_per_s", "sentences_per_s",
-    "tokens_per_s",           # steps/s x batch_size x mean target pieces (the peer harness's figure)
+    "tokens_per_s",           # steps/s x batch_size x mean target pieces (the harness's figure)
     "measured_tokens_per_s",  # non-pad target pieces actually trained on, EOS excluded
     "padding_efficiency"])    # target pieces (EOS counted) / padded target positions
 
@@ -253,7 +253,8 @@ def run_training_bf16(work_dir, results):
 
 
 def run_scaling(work_dir, results):
-    """Training throughput at each --scaling_batch_sizes (the recipe's own size is measured once)."""
+    """Training throughput at each --scaling_batch_sizes (the recipe's own size is measured
+    once)."""
     done = {row["batch_size"] for row in results.get("scaling", [])}
     for batch_size in map(int, FLAGS.scaling_batch_sizes):
         if batch_size in done:
@@ -318,7 +319,8 @@ def profile_step(trainer, repeats=10):
         rows.append({"stage": name, "cumulative_ms": 1000 * seconds,
                      "stage_ms": 1000 * (seconds - previous)})
         previous = seconds
-    shape = f"{batch.src.shape[0]} sentences, source {batch.src.shape[1]}, target {batch.tgt_out.shape[1]}"
+    shape = (f"{batch.src.shape[0]} sentences, source {batch.src.shape[1]}, "
+             f"target {batch.tgt_out.shape[1]}")
     relaxed = 1000 * median_seconds(trainer.train_step, batch, repeats)
     return {"batch": shape, "repeats": repeats, "stages": rows, "trainer_step_ms": relaxed}
 
@@ -438,7 +440,8 @@ FIGURES = (  # (key, label); ratios nmt/peer are printed for every key a peer re
     ("greedy_command_rss_mb", "greedy: translate command peak RSS, MiB"),
     ("greedy_bleu", "greedy: test BLEU"),
     ("beam5_bf16_sentences_per_s", "beam 5, --decode_precision=bf16: sentences/s after loading"),
-    ("beam5_bf16_warm_sentences_per_s", "beam 5, --decode_precision=bf16: sentences/s, second pass"),
+    ("beam5_bf16_warm_sentences_per_s",
+     "beam 5, --decode_precision=bf16: sentences/s, second pass"),
     ("beam5_bf16_command_s", "beam 5, --decode_precision=bf16: whole command, s"),
     ("beam5_bf16_bleu", "beam 5, --decode_precision=bf16: test BLEU"),
     ("greedy_bf16_sentences_per_s", "greedy, --decode_precision=bf16: sentences/s after loading"),
@@ -527,7 +530,8 @@ def scaling_tables(results):
     if results.get("translate_by_length"):
         lines += ["", "Beam 5 translation time against source length (warm, test set split by "
                   "source pieces):", "",
-                  "| source pieces | lines | mean source | mean output | sentences/s | ms/sentence |",
+                  "| source pieces | lines | mean source | mean output | sentences/s "
+                  "| ms/sentence |",
                   "|" + " --- |" * 6]
         lines += [f"| {r['src_pieces']} | {r['lines']} | {fmt(r['mean_src_pieces'])} | "
                   f"{fmt(r['mean_output_pieces'])} | {fmt(r['sentences_per_s'])} | "
@@ -543,8 +547,8 @@ def markdown(results):
         if k in results]
     lines += ["", "; ".join(notes)] if notes else []
     lines += scaling_tables(results)
-    lines += ["", f"preset {results['preset']}, translations from {results.get('translate_model_dir')}"
-              f", {results['machine']}, load average at start "
+    lines += ["", f"preset {results['preset']}, translations from "
+              f"{results.get('translate_model_dir')}, {results['machine']}, load average at start "
               f"{' '.join(f'{x:.2f}' for x in results['load_average_at_start'])}"]
     return "\n".join(lines)
 
@@ -570,7 +574,8 @@ def measure(parts, work_dir, results):
     if "train_bf16" in parts:
         run_training_bf16(work_dir, results)
     if "profile" in parts:
-        results["profile"] = profile_step(trainer or make_trainer(bench_config(), work_dir, "train"))
+        results["profile"] = profile_step(
+            trainer or make_trainer(bench_config(), work_dir, "train"))
     del trainer
     if "scaling" in parts:
         run_scaling(work_dir, results)

@@ -218,7 +218,8 @@ def main(argv):
         rate = pieces / (ms / 1000)
         print(f"| {name} | {ms:.1f} | {rate:,.0f} |" + (f" {rate / peer:.2f} |" if peer else ""))
     if peer:
-        print(f"| {FLAGS.peer}, measured (harness, {FLAGS.peer_seconds} s) | | {peer:,.0f} | 1.00 |")
+        print(f"| {FLAGS.peer}, measured (harness, {FLAGS.peer_seconds} s) | | {peer:,.0f} "
+              "| 1.00 |")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from nmt import data
 
 def batch(src_time, tgt_lens):
     rows, tgt_time = len(tgt_lens), max(tgt_lens)
-    return data.Batch(np.zeros([rows, src_time]), np.full(rows, src_time), np.zeros([rows, tgt_time]),
-                      np.zeros([rows, tgt_time]), np.array(tgt_lens))
+    return data.Batch(np.zeros([rows, src_time]), np.full(rows, src_time),
+                      np.zeros([rows, tgt_time]), np.zeros([rows, tgt_time]), np.array(tgt_lens))
 
 
 def test_epoch_stats_sum_padded_times_and_share_real_target_positions():

@@ -54,7 +54,8 @@ def main(argv):
         devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
         result = training.train(config, FLAGS.model_dir)
         if result is not None:
-            print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, ppl {result.perplexity:.2f}")
+            print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, "
+                  f"ppl {result.perplexity:.2f}")
 
     common.run_main("nmt-train", run, user_errors=(training.TrainingError,))
 
