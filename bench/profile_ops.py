@@ -23,7 +23,7 @@ import tempfile
 
 from absl import app, flags
 
-from bench import benchmark
+from bench import benchmark, benchmark_translation
 from nmt import corpus as corpus_lib
 
 FLAGS = flags.FLAGS
@@ -139,7 +139,7 @@ def profile_translation(log_dir):
     if not FLAGS.model_dir:
         raise app.UsageError("--mode=beam or greedy needs --model_dir")
     decode = benchmark.bench_config().decode
-    translator = benchmark.load_translator(FLAGS.model_dir, decode,
+    translator = benchmark_translation.load_translator(FLAGS.model_dir, decode,
                                            5 if FLAGS.mode == "beam" else 1)
     lines = corpus_lib.read_lines(benchmark.test_file("src"))
     translator.translate(lines)  # traces, warms caches

@@ -31,6 +31,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from bench import bench_peers, benchmark
+from bench import flops as flops_lib
 from nmt import data as data_lib
 from nmt.updates import apply_clipped_gradients
 
@@ -190,7 +191,7 @@ def main(argv):
     matmul_ms = sum(per_kind.values())
     step_ms = real_step_ms(trainer, batches, FLAGS.step_repeats)  # builds the variables
     update_ms = 1000 * update_seconds(trainer, FLAGS.repeats)
-    peak = benchmark.matmul_flops_per_s(2048, tf.float32, 10)
+    peak = flops_lib.matmul_flops_per_s(2048, tf.float32, 10)
     peer = None
     if FLAGS.peer:
         harness = bench_peers.harness_dir(FLAGS.peers_dir)

@@ -1,10 +1,11 @@
-"""bench/benchmark.py and bench/bench_peers.py: the FLOPs formula, the peer harness parsing."""
+"""bench/flops.py, bench/benchmark_report.py and bench/bench_peers.py: the FLOPs formula, the
+report's peer ratios, the peer harness parsing."""
 import math
 import os
 
 import pytest
 
-from bench import bench_peers, benchmark
+from bench import bench_peers, benchmark_report, flops
 from nmt import config as config_lib
 from nmt.model import build_model
 
@@ -38,13 +39,13 @@ def flops_from_kernels(model_config, src_vocab, tgt_vocab, mean_src, mean_tgt):
 def test_flops_formula_counts_every_weight_matrix(overrides):
     model_config = config_lib.ModelConfig(num_units=32, embedding_size=16, **overrides)
     expected = flops_from_kernels(model_config, 90, 120, mean_src=11.0, mean_tgt=13.0)
-    got = benchmark.training_flops_per_target_token(model_config, 120, 11.0, 13.0)
+    got = flops.training_flops_per_target_token(model_config, 120, 11.0, 13.0)
     assert got == pytest.approx(expected)
 
 
 def test_flops_formula_declines_models_it_does_not_cover():
     gru = config_lib.ModelConfig(unit_type="gru")
-    assert math.isnan(benchmark.training_flops_per_target_token(gru, 100, 10.0, 10.0))
+    assert math.isnan(flops.training_flops_per_target_token(gru, 100, 10.0, 10.0))
 
 
 TRAIN_OUT = "onmt: steps 310->1020 in 201 s: 3.532 steps/s, 226 sentences/s, 3436 target pieces/s\n"
@@ -110,7 +111,7 @@ def test_table_has_ratio_columns_for_each_peer():
     results = {"train_tokens_per_s": 2000.0, "beam5_sentences_per_s": 50.0,
                "peers": {"onmt": {"train_tokens_per_s": 4000.0}, "joey": {"error": "x"}},
                "ratios": {"onmt": {"train_tokens_per_s": 0.5}}}
-    lines = benchmark.main_table(results)
+    lines = benchmark_report.main_table(results)
     assert lines[0] == "| figure | nmt | onmt | nmt/onmt |"
     assert any("| 2,000 | 4,000 | 0.500 |" in line for line in lines)
     assert any("| 50 | n/a | n/a |" in line for line in lines)
@@ -118,14 +119,15 @@ def test_table_has_ratio_columns_for_each_peer():
 
 def test_bf16_training_is_compared_with_the_peers_fp32_figure():
     ours = {"train_tokens_per_s": 3000.0, "train_bf16_tokens_per_s": 4500.0, "beam5_bleu": 30.0}
-    ratios = benchmark.peer_ratios(ours, {"train_tokens_per_s": 1500.0, "beam5_bleu": 0.0})
+    ratios = benchmark_report.peer_ratios(ours, {"train_tokens_per_s": 1500.0, "beam5_bleu": 0.0})
     assert ratios == {"train_tokens_per_s": 2.0, "train_bf16_tokens_per_s": 3.0}
 
 
 def test_bf16_decoding_is_compared_with_the_peers_fp32_decoding():
     ours = {"beam5_sentences_per_s": 100.0, "beam5_bf16_sentences_per_s": 150.0,
             "greedy_bf16_command_s": 4.0}
-    ratios = benchmark.peer_ratios(ours, {"beam5_sentences_per_s": 50.0, "greedy_command_s": 8.0})
+    ratios = benchmark_report.peer_ratios(
+        ours, {"beam5_sentences_per_s": 50.0, "greedy_command_s": 8.0})
     assert ratios == {"beam5_sentences_per_s": 2.0, "beam5_bf16_sentences_per_s": 3.0,
                       "greedy_bf16_command_s": 0.5}
 
