@@ -55,7 +55,6 @@ class DataConfig:
     batch_size: int = 64            # sentences per batch, used when batch_tokens is 0
     batch_tokens: int = 0           # >0: batch by a padded-token budget instead
     bucket_width: int = 8           # time dims are padded to a multiple of this
-    tight_batches: bool = False     # training batches of near-equal lengths, each padded to its longest sentence (not with jit_compile or trace_per_shape): about a fifth fewer loop steps, but about 0.7 less dev BLEU at equal steps on the bench model
     max_line_bytes: int = 65536     # bytes; a longer training line is cut at read time, never held whole, and its pair skipped and reported
     spm_model: str = ""             # PATH, or SRC_PATH,TGT_PATH when joint_vocab is false: existing sentencepiece model(s) used instead of training them, copied into the run dir (special ids pad=0 unk=1 bos=2 eos=3)
     spm_sample_size: int = 1000000  # sentences drawn uniformly from the whole training corpus (one streaming pass) to train sentencepiece on
@@ -169,9 +168,8 @@ class TrainConfig:
     dev_bleu_max_sentences: int = 0     # >0: decode only this many dev lines for BLEU
     early_stopping_patience: int = 0    # >0: stop after this many evals without dev BLEU gain
     seed: int = 1234                    # random seed of initialisation, dropout and shuffling
-    deterministic: bool = False         # tf.config.experimental.enable_op_determinism(): GPU runs repeat bit for bit (slower)
+    deterministic: bool = False         # runs and resumed runs repeat bit for bit (slower): op determinism, and the training step traced for each batch shape
     jit_compile: bool = False           # XLA-compile the training step (one compile per batch shape)
-    trace_per_shape: bool = False       # trace the training step for each batch shape (about 13 on Multi30k) instead of once for unknown time dims
     strategy: str = "none"              # none | mirrored | multi_worker (tf.distribute; docs/distributed.md)
     num_gpus: int = 0                   # N>0: layer i on device (i + base_gpu) % N; mirrored: N replicas (0: all)
     base_gpu: int = 0                   # first device of the round-robin layer placement
@@ -254,6 +252,9 @@ class Config:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+# Fields that older model dirs' config.json still name: they changed only how training
+# batched or traced its steps, never the model, so readers skip them.
+RETIRED_FIELDS = {"data": ("tight_batches",), "train": ("trace_per_shape",)}
 
 
 def config_from_dict(raw, source="config"):
@@ -271,6 +272,7 @@ def config_from_dict(raw, source="config"):
         if not isinstance(given, dict):
             raise ConfigError(f"{source}: section {name} must be a JSON object "
                               f"(got {type(given).__name__})")
+        given = {k: v for k, v in given.items() if k not in RETIRED_FIELDS.get(name, ())}
         types = field_types(name)
         unknown = sorted(set(given) - set(types))
         if unknown:

@@ -13,10 +13,7 @@ dropout, it also draws which pieces become <unk> (source and decoder input only:
 the decoder still predicts the real target).
 
 Time dimensions are padded to multiples of `bucket_width`, so an XLA-compiled
-train step sees few distinct shapes. Tight batches (`tight=True`) order each bucket
-by (target, source) length before cutting it into batches and pad each batch only to
-its own longest sentence: the recurrent loops then run about a fifth fewer steps on
-Multi30k, for a step traced once for unknown time dimensions.
+train step sees few distinct shapes.
 
 The pipeline runs with tf.data's autotuner off (`without_autotune`): with it on,
 destroying an iterator waits for the autotuner's next round, up to a minute in
@@ -132,8 +129,7 @@ def _sampled_ids(encoded: EncodedCorpus, alpha: float, seed: int):
 
 def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optional[int],
                  batch_tokens: Optional[int], bucket_width: int,
-                 rng: Optional[np.random.Generator],
-                 sort_buckets: bool = False) -> List[np.ndarray]:
+                 rng: Optional[np.random.Generator]) -> List[np.ndarray]:
     """Groups sentence indices into batches; every index appears exactly once.
 
     tgt_lens count EOS. Sentences are bucketed by their padded length
@@ -141,8 +137,6 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optiona
     is cut into batches of min(batch_size, batch_tokens // L) sentences, the
     last one possibly smaller. With `rng` the order within buckets and the
     order of batches are random; without it both are by length and index.
-    sort_buckets: each bucket is ordered by (tgt_len, src_len) before it is cut,
-    so a batch holds near-equal lengths (ties keep the order above).
     """
     padded = _round_up(np.maximum(src_lens, tgt_lens), bucket_width)  # [n]
     order = rng.permutation(len(padded)) if rng is not None else np.arange(len(padded))
@@ -150,8 +144,6 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optiona
     batches = []
     for length in np.unique(padded):
         members = order[padded[order] == length]
-        if sort_buckets:  # np.lexsort is stable: equal lengths keep their (random) order
-            members = members[np.lexsort((src_lens[members], tgt_lens[members]))]
         size = batch_size if batch_size is not None else len(members)
         if batch_tokens is not None:
             if length > batch_tokens:
@@ -168,7 +160,7 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_size: Optiona
 def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
                   batch_tokens: Optional[int] = None, shuffle: bool = True, seed: int = 0,
                   bucket_width: int = 8, sample_alpha: float = 0.0,
-                  word_dropout: float = 0.0, tight: bool = False) -> tf.data.Dataset:
+                  word_dropout: float = 0.0) -> tf.data.Dataset:
     """One epoch of `Batch`es over `encoded`.
 
     batch_size: at most this many sentences per batch; batch_tokens: at most
@@ -178,8 +170,6 @@ def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
     lines with subword sampling before batching. word_dropout > 0 replaces
     each source and decoder-input piece by UNK_ID with that probability
     (Sennrich et al. 2016 drop whole words likewise); tgt_out keeps the real ids.
-    tight: batches of near-equal lengths, padded to their longest sentence, not to a
-    multiple of bucket_width (for a step that is not compiled per shape).
     """
     if batch_size is None and batch_tokens is None:
         raise ValueError("give batch_size or batch_tokens (or both)")
@@ -203,14 +193,13 @@ def train_dataset(encoded: EncodedCorpus, batch_size: Optional[int] = None,
         src_values = _drop_words(src_values, word_dropout, noise)
         tgt_in_values = _drop_words(tgt_values, word_dropout, noise)
     rng = np.random.default_rng(seed) if shuffle else None
-    batches = plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width, rng,
-                           sort_buckets=tight)
+    batches = plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width, rng)
     index = tf.RaggedTensor.from_row_lengths(
         np.concatenate(batches).astype(np.int64), [len(b) for b in batches])
     src_rt = tf.RaggedTensor.from_row_lengths(src_values, src_lens)  # [n, (len)]
     tgt_rt = tf.RaggedTensor.from_row_lengths(tgt_values, tgt_lens)  # [n, (len)]
     tgt_in_rt = tf.RaggedTensor.from_row_lengths(tgt_in_values, tgt_lens)  # [n, (len)]
-    make = _batch_fn(src_rt, tgt_rt, 1 if tight else bucket_width, tgt_in_rt)
+    make = _batch_fn(src_rt, tgt_rt, bucket_width, tgt_in_rt)
     dataset = tf.data.Dataset.from_tensor_slices(index)
     dataset = dataset.map(make, num_parallel_calls=MAP_THREADS, deterministic=True)
     return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
@@ -237,17 +226,17 @@ def epoch_indices(sources: np.ndarray, weights: Sequence[float],
 
 def plan_epoch(src_lens: np.ndarray, tgt_lens: np.ndarray, sources: np.ndarray,
                weights: Sequence[float], batch_size: Optional[int],
-               batch_tokens: Optional[int], shuffle: bool, seed: int, bucket_width: int,
-               tight: bool) -> List[np.ndarray]:
+               batch_tokens: Optional[int], shuffle: bool, seed: int,
+               bucket_width: int) -> List[np.ndarray]:
     """One epoch's batches of pair indices, from the lengths alone (EOS not counted in
     tgt_lens). With all weights 1 they are the batches `train_dataset` makes."""
     rng = np.random.default_rng(seed) if shuffle else None
     if all(w == 1 for w in weights):  # every pair once: no copies of the length arrays
         return plan_batches(src_lens, tgt_lens + 1, batch_size, batch_tokens, bucket_width,
-                            rng, sort_buckets=tight)
+                            rng)
     indices = epoch_indices(sources, weights, rng)
     batches = plan_batches(src_lens[indices], tgt_lens[indices] + 1, batch_size, batch_tokens,
-                           bucket_width, rng, sort_buckets=tight)
+                           bucket_width, rng)
     return [indices[b] for b in batches]
 
 
@@ -256,7 +245,8 @@ def _gather(values: np.ndarray, offsets: np.ndarray, index: np.ndarray):
     [batch] int64), read from a memory map."""
     starts, lengths = offsets[index], offsets[index + 1] - offsets[index]
     before = np.cumsum(lengths) - lengths  # [batch]: where each row starts in the result
-    positions = np.arange(int(lengths.sum())) - np.repeat(before, lengths) + np.repeat(starts, lengths)
+    positions = (np.arange(int(lengths.sum())) - np.repeat(before, lengths)
+                 + np.repeat(starts, lengths))
     return np.asarray(values[positions], np.int32), lengths
 
 
@@ -282,7 +272,8 @@ def cached_batch(cached, index: np.ndarray, pad_multiple: int, word_dropout: flo
     tgt, tgt_len = _gather(cached.tgt_values, cached.tgt_offsets, index)
     tgt_input = tgt
     if word_dropout > 0.0:
-        src, tgt_input = _drop_words(src, word_dropout, noise), _drop_words(tgt, word_dropout, noise)
+        src = _drop_words(src, word_dropout, noise)
+        tgt_input = _drop_words(tgt, word_dropout, noise)
     src_time = _round_up(max(int(src_len.max()), 1), pad_multiple)
     tgt_time = _round_up(int(tgt_len.max()) + 1, pad_multiple)
     return Batch(_padded(src, src_len, src_time), src_len.astype(np.int32),
@@ -291,20 +282,17 @@ def cached_batch(cached, index: np.ndarray, pad_multiple: int, word_dropout: flo
 
 
 def cached_dataset(cached, plan: List[np.ndarray], start: int = 0, bucket_width: int = 8,
-                   tight: bool = False, word_dropout: float = 0.0,
-                   seed: int = 0) -> tf.data.Dataset:
+                   word_dropout: float = 0.0, seed: int = 0) -> tf.data.Dataset:
     """The batches plan[start:] of a corpus cache as a dataset of `Batch`es: each is
     gathered from the memory map when it is needed, so starting mid-epoch costs nothing
     and memory holds a few batches. Word dropout draws from (seed, batch number), so a
     resumed epoch drops the same pieces."""
     if not 0.0 <= word_dropout < 1.0:
         raise ValueError(f"word_dropout must be in [0, 1) (got {word_dropout})")
-    pad_multiple = 1 if tight else bucket_width
-
     def batches():
         for number in range(start, len(plan)):
             noise = np.random.default_rng([seed, 1, number]) if word_dropout > 0.0 else None
-            yield tuple(cached_batch(cached, plan[number], pad_multiple, word_dropout, noise))
+            yield tuple(cached_batch(cached, plan[number], bucket_width, word_dropout, noise))
 
     matrix, vector = tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)
     dataset = tf.data.Dataset.from_generator(

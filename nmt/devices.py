@@ -168,7 +168,8 @@ def split_cpu(num_devices):
         present = len(tf.config.list_logical_devices("CPU"))
         if present != num_devices:
             raise DeviceError(f"cannot split the CPU into {num_devices} devices: TensorFlow "
-                              f"already started with {present}; split it at program start") from None
+                              f"already started with {present}; split it at program "
+                              "start") from None
 
 
 def training_placement(model_config, train_config):

@@ -18,7 +18,8 @@ from nmt import cells as cells_lib
 from nmt import devices as devices_lib
 from nmt import rnn
 
-EncoderOutput = collections.namedtuple("EncoderOutput", ["annotations", "thought_vector", "lengths"])
+EncoderOutput = collections.namedtuple("EncoderOutput",
+                                       ["annotations", "thought_vector", "lengths"])
 # annotations [batch, src_time, num_units], zeros past each length;
 # thought_vector: tuple with one final state per layer (LSTMStateTuple or tensor, num_units wide);
 # lengths [batch] int32.
@@ -63,8 +64,9 @@ class Encoder(tf.Module):
         num_layers = config.num_encoder_layers
         devices = devices or [None] * num_layers
         backward_devices = backward_devices or devices
-        self.bidirectional = [config.encoder_type == "bi" or (config.encoder_type == "gnmt" and i == 0)
-                              for i in range(num_layers)]
+        self.bidirectional = [
+            config.encoder_type == "bi" or (config.encoder_type == "gnmt" and i == 0)
+            for i in range(num_layers)]
         self.layers = []
         with self.name_scope:
             for i in range(num_layers):

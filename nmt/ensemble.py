@@ -61,12 +61,14 @@ class Ensemble(tf.Module):
     def logits(self, src, src_len, tgt_in, training=False):
         """Teacher-forced log of the mean probabilities `[batch, tgt_time, vocab]` (a valid
         logits tensor: softmax of it is the ensemble's distribution)."""
-        log_probs = [tf.nn.log_softmax(m.logits(src, src_len, tgt_in, training)) for m in self.models]
+        log_probs = [tf.nn.log_softmax(m.logits(src, src_len, tgt_in, training))
+                     for m in self.models]
         return tf.reduce_logsumexp(tf.stack(log_probs), axis=0) - math.log(len(self.models))
 
     def alignments(self, src, src_len, tgt_in):
         """Mean attention weights `[batch, tgt_time, src_time]`."""
-        return tf.add_n([m.alignments(src, src_len, tgt_in) for m in self.models]) / len(self.models)
+        alignments = [m.alignments(src, src_len, tgt_in) for m in self.models]
+        return tf.add_n(alignments) / len(self.models)
 
 
 def _mean_alignments(states):

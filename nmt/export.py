@@ -53,7 +53,8 @@ class ServingModule(tf.Module):
 
         @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, "inputs")])
         def serve(inputs):
-            pieces = self.src_tokenizer.tokenize(inputs)[:, :c.max_input_len]  # ragged [batch, (len)]
+            # ragged [batch, (len)]
+            pieces = self.src_tokenizer.tokenize(inputs)[:, :c.max_input_len]
             src_len = tf.cast(pieces.row_lengths(), tf.int32)  # [batch]
             src = tf.cast(pieces.to_tensor(default_value=PAD_ID), tf.int32)  # [batch, time]
             src = tf.pad(src, [[0, 0], [0, tf.maximum(1 - tf.shape(src)[1], 0)]])  # time >= 1

@@ -11,7 +11,7 @@ A process killed while writing leaves its temporary, `.NAME.PID.ID.tmp`, behind;
 an fcntl.flock on a lock file, which the kernel releases when its process dies,
 so a killed process never leaves a stale lock behind.
 
-`fault_point` marks the places where tools/fault_injection.py kills the process
+`fault_point` marks the places where bench/fault_injection.py kills the process
 or fails a write; it does nothing unless NMT_FAULT_INJECTION is set.
 """
 import contextlib
@@ -178,7 +178,7 @@ _fault_counts = {}
 
 
 def fault_point(name, path, before=None):
-    """A place where tools/fault_injection.py makes a write fail; does nothing unless
+    """A place where bench/fault_injection.py makes a write fail; does nothing unless
     the environment sets NMT_FAULT_INJECTION="ACTION@NAME[#N]". At the N-th (default
     first) time this process reaches the point `name`, it runs `before()` (the state
     the fault leaves on disk), then ACTION: "kill" (SIGKILL this process), or

@@ -19,7 +19,8 @@ LossOutput = collections.namedtuple("LossOutput", ["loss_sum", "nll_sum", "num_t
 # nll_sum: plain negative log-likelihood summed (for perplexity); num_tokens: float32.
 
 Translation = collections.namedtuple("Translation", ["ids", "scores", "lengths"])
-# ids [batch, num_hypotheses, time] int32 (no BOS, padded with EOS); scores, lengths [batch, num_hypotheses]
+# ids [batch, num_hypotheses, time] int32 (no BOS, padded with EOS);
+# scores, lengths [batch, num_hypotheses]
 
 
 def smoothed_cross_entropy(logits, labels, label_smoothing):
@@ -74,7 +75,8 @@ def _flat_cross_entropy(logits, labels, eps):
             d_nll = tf.zeros_like(nll) if d_nll is None else d_nll
             d_logits = probs * (d_smoothed + d_nll)[:, None]
             if eps:
-                d_logits -= (eps / tf.cast(tf.shape(logits)[-1], logits.dtype)) * d_smoothed[:, None]
+                vocab = tf.cast(tf.shape(logits)[-1], logits.dtype)
+                d_logits -= (eps / vocab) * d_smoothed[:, None]
             rows = tf.stack([tf.range(tf.shape(labels)[0], dtype=labels.dtype), labels], 1)
             return tf.tensor_scatter_nd_sub(d_logits, rows, d_nll + (1.0 - eps) * d_smoothed)
 
@@ -110,8 +112,9 @@ class Seq2Seq(tf.Module):
             self.encoder = Encoder(config, self.src_embedding, devices=placement.get("encoder"),
                                    backward_devices=placement.get("encoder_backward"), seed=seed)
             per_layer = 2 * config.num_units if config.unit_type == "lstm" else config.num_units
+            state_width = per_layer * config.num_encoder_layers
             self.decoder = AttentionDecoder(config, self.tgt_embedding, tgt_vocab_size,
-                                            encoder_state_width=per_layer * config.num_encoder_layers,
+                                            encoder_state_width=state_width,
                                             devices=placement.get("decoder"),
                                             attention_device=placement.get("attention"),
                                             softmax_device=placement.get("softmax"),

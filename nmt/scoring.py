@@ -99,7 +99,8 @@ def score_files(model_dir, src_path, tgt_path, output_path, which="best", overri
         raise corpus.CorpusError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}")
     limit = config.decode.max_input_len
     src_ids = [x[:limit] for x in src_vocab.encode(src)]
-    scores = ForcedDecoder(model, config.decode.batch_size).score_ids(src_ids, tgt_vocab.encode(tgt))
+    scores = ForcedDecoder(model, config.decode.batch_size).score_ids(
+        src_ids, tgt_vocab.encode(tgt))
     with textio.atomic_output(output_path) as out:
         out.writelines(f"{s:.6f}\n" for s in scores)
     return scores

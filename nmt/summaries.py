@@ -97,7 +97,8 @@ def write_scalar(tag, value, description=""):
 
 
 def write_image(tag, image, description=""):
-    """What tensorboard's tf.summary.image writes for one `[height, width, channels]` uint8 image."""
+    """What tensorboard's tf.summary.image writes for one `[height, width, channels]` uint8
+    image."""
     png = tf.image.encode_png(image)
     tensor = tf.stack([tf.as_string(tf.shape(image)[1]), tf.as_string(tf.shape(image)[0]), png])
     tf.summary.write(tag, tensor, metadata=_metadata(

@@ -28,7 +28,7 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     slots (beside their variables) if it has none yet. The model computes
     in config.precision's dtype; loss_scale: a precision.DynamicLossScale (fp16).
     The step is traced once, for batches of any shape (TRAIN_BATCH_SIGNATURE), so
-    resume is bit-exact; with config.trace_per_shape, once per batch shape instead.
+    that a resumed process computes every step with the graph an unbroken one uses.
     """
     variables = model.trainable_variables
     dtypes = precision.training_dtypes(config.precision)
@@ -37,9 +37,7 @@ def make_train_step(model, optimizer, config, loss_scale=None):
     # which drops the colocation), and a placed variable's fused update, whose kernel
     # needs the variable and its slots on one device, could not be placed.
     optimizer.build(variables)
-    signature = None if config.trace_per_shape else [TRAIN_BATCH_SIGNATURE]
-
-    @tf.function(jit_compile=config.jit_compile, input_signature=signature)
+    @tf.function(jit_compile=config.jit_compile, input_signature=[TRAIN_BATCH_SIGNATURE])
     def train_step(batch):
         with tf.GradientTape() as tape:
             out = model.loss(batch, config.label_smoothing, training=True, **dtypes)

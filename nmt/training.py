@@ -178,9 +178,7 @@ class Trainer:
     def epoch_dataset(self, epoch, start=0):
         """Epoch `epoch`'s batches from batch `start` on (training_data.epoch_dataset)."""
         d, t = self.config.data, self.config.train
-        return training_data.epoch_dataset(  # a step compiled per shape keeps few shapes
-            self.data, d, seed=t.seed + epoch, start=start,
-            tight=d.tight_batches and not (t.jit_compile or t.trace_per_shape))
+        return training_data.epoch_dataset(self.data, d, seed=t.seed + epoch, start=start)
 
     def _install_signal_handlers(self):
         """SIGINT/SIGTERM: stop after the current step and save. The handlers put the

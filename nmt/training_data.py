@@ -94,8 +94,7 @@ def fingerprint(training_data: TrainingData) -> int:
     return data_lib.fingerprint(encoded)
 
 
-def epoch_dataset(training_data: TrainingData, data_config, seed: int, start: int = 0,
-                  tight: bool = False):
+def epoch_dataset(training_data: TrainingData, data_config, seed: int, start: int = 0):
     """Epoch batches from batch `start` on, shuffled with `seed` (seed + epoch)."""
     d = data_config
     batch_size, batch_tokens = (None if d.batch_tokens else d.batch_size), d.batch_tokens or None
@@ -104,13 +103,12 @@ def epoch_dataset(training_data: TrainingData, data_config, seed: int, start: in
         dataset = data_lib.train_dataset(
             encoded, batch_size=batch_size, batch_tokens=batch_tokens, seed=seed,
             bucket_width=d.bucket_width, sample_alpha=d.sample_alpha,
-            word_dropout=d.word_dropout, tight=tight)
+            word_dropout=d.word_dropout)
         return dataset.skip(start)
     if not len(encoded):
         raise ValueError("no sentence pairs to batch (all filtered out?)")
     src_lens, tgt_lens = encoded.lengths()
     plan = data_lib.plan_epoch(src_lens, tgt_lens, encoded.sources, training_data.weights,
-                               batch_size, batch_tokens, True, seed, d.bucket_width, tight)
-    return data_lib.cached_dataset(encoded, plan, start, d.bucket_width, tight,
-                                   d.word_dropout, seed)
+                               batch_size, batch_tokens, True, seed, d.bucket_width)
+    return data_lib.cached_dataset(encoded, plan, start, d.bucket_width, d.word_dropout, seed)
 

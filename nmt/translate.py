@@ -108,10 +108,9 @@ class Translator:
             out = self._translate_batch(tf.constant(src, tf.int32), tf.constant(src_len, tf.int32))
             out_ids, scores, out_lengths = (t.numpy() for t in out)
             for row, i in enumerate(indices):
-                results[i] = [Hypothesis(self.tgt_vocab.decode(out_ids[row, k, :out_lengths[row, k]]),
-                                         float(scores[row, k]),
-                                         out_ids[row, k, :out_lengths[row, k]].tolist())
-                              for k in range(out_ids.shape[1])]
+                hyp_ids = [out_ids[row, k, :out_lengths[row, k]] for k in range(out_ids.shape[1])]
+                results[i] = [Hypothesis(self.tgt_vocab.decode(ids), float(scores[row, k]),
+                                         ids.tolist()) for k, ids in enumerate(hyp_ids)]
                 if self.config.mbr:
                     results[i] = mbr.rerank(results[i])[:self.config.num_hypotheses]
             if progress:

@@ -186,7 +186,8 @@ def format_markdown(record):
         "",
         f"Best (highest cased BLEU): row {record['best']}: {best['model']}, beam "
         f"{best['beam_size']}, length penalty {best['length_penalty']}, coverage penalty "
-        f"{best['coverage_penalty']}{', MBR' if best.get('mbr') else ''}: BLEU {best['bleu']:.2f} (cased), {best['bleu_lc']:.2f} "
+        f"{best['coverage_penalty']}{', MBR' if best.get('mbr') else ''}: "
+        f"BLEU {best['bleu']:.2f} (cased), {best['bleu_lc']:.2f} "
         f"(lower-cased), chrF {best['chrf']:.2f}.",
         f"The run's own setting: beam {d['beam_size']}, length penalty {d['length_penalty']}, "
         f"coverage penalty {d['coverage_penalty']}.",

@@ -1,16 +1,13 @@
-"""tools/ablate_training.py: each run is the preset plus one lever's flags on a step budget,
+"""bench/ablate_training.py: each run is the preset plus one lever's flags on a step budget,
 and the table reads each run's final val evaluation (a missing one is reported, not zero)."""
 import dataclasses
 import json
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import ablate_training  # noqa: E402
-from nmt import config as config_lib  # noqa: E402
+from bench import ablate_training
+from nmt import config as config_lib
 
 
 def write_log(run_dir, records):

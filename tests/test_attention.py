@@ -89,7 +89,8 @@ def test_pads_get_zero_weight_and_rows_sum_to_one(kind, sqrt_scaling):
     garbage = values.copy()
     for b, n in enumerate(LENGTHS):
         garbage[b, n:] = rng.normal(size=garbage[b, n:].shape) * 100.0
-    context2, weights2 = att(tf.constant(query), att.prepare(tf.constant(garbage), tf.constant(LENGTHS)))
+    context2, weights2 = att(tf.constant(query),
+                             att.prepare(tf.constant(garbage), tf.constant(LENGTHS)))
     np.testing.assert_allclose(weights2.numpy(), weights, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(context2.numpy(), context.numpy(), rtol=1e-5, atol=1e-6)
 
@@ -98,7 +99,8 @@ def test_masked_softmax_is_exact_on_masked_positions():
     scores = tf.constant([[3.0, -1.0, 50.0], [0.0, 0.0, 0.0]])
     mask = tf.constant([[True, True, False], [True, False, False]])
     weights = attention_lib.masked_softmax(scores, mask).numpy()
-    np.testing.assert_allclose(weights[0, :2], np.exp([3.0, -1.0]) / np.exp([3.0, -1.0]).sum(), rtol=1e-6)
+    np.testing.assert_allclose(weights[0, :2], np.exp([3.0, -1.0]) / np.exp([3.0, -1.0]).sum(),
+                               rtol=1e-6)
     assert weights[0, 2] == 0.0 and weights[1, 0] == 1.0 and np.all(weights[1, 1:] == 0.0)
 
 

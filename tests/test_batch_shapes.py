@@ -1,19 +1,15 @@
-"""tools/batch_shapes.py: an epoch's loop steps, padding and shapes, counted from its batches."""
-import os
-import sys
+"""bench/batch_shapes.py: an epoch's loop steps, padding and shapes, counted from its batches."""
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import batch_shapes  # noqa: E402
-from nmt import data  # noqa: E402
+from bench import batch_shapes
+from nmt import data
 
 
 def batch(src_time, tgt_lens):
     rows, tgt_time = len(tgt_lens), max(tgt_lens)
-    return data.Batch(np.zeros([rows, src_time]), np.full(rows, src_time), np.zeros([rows, tgt_time]),
-                      np.zeros([rows, tgt_time]), np.array(tgt_lens))
+    return data.Batch(np.zeros([rows, src_time]), np.full(rows, src_time),
+                      np.zeros([rows, tgt_time]), np.zeros([rows, tgt_time]), np.array(tgt_lens))
 
 
 def test_epoch_stats_sum_padded_times_and_share_real_target_positions():

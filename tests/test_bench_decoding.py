@@ -1,13 +1,9 @@
-"""tools/bench_decoding.py: the settings grid and the side-by-side measurement."""
-import os
-import sys
+"""bench/bench_decoding.py: the settings grid and the side-by-side measurement."""
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import bench_decoding  # noqa: E402
-from bench_decoding import Setting  # noqa: E402
+from bench import bench_decoding
+from bench.bench_decoding import Setting
 
 
 def test_grid_groups_settings_by_beam_size_with_the_baseline_first():

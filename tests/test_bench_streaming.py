@@ -1,10 +1,7 @@
-"""tools/bench_streaming.py: the input it writes and that each run's peak RSS is its own."""
-import os
+"""bench/bench_streaming.py: the input it writes and that each run's peak RSS is its own."""
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import bench_streaming  # noqa: E402
+from bench import bench_streaming
 
 
 def test_input_is_whole_shuffled_passes_over_the_sentences(tmp_path):

@@ -1,27 +1,24 @@
-"""tools/bench_training.py: config variants for the side-by-side training benchmark."""
-import os
-import sys
+"""bench/bench_training.py: config variants for the side-by-side training benchmark."""
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import bench_training  # noqa: E402
-from nmt.config import Config, ConfigError, TrainConfig  # noqa: E402
+from bench import bench_training
+from nmt.config import Config, ConfigError, TrainConfig
 
 
 def test_variants_parse_to_typed_overrides_train_section_by_default():
     assert bench_training.parse_variant("base") == {}
-    assert bench_training.parse_variant("precision=bf16_output") == {"train.precision": "bf16_output"}
-    assert bench_training.parse_variant("trace_per_shape=true+model.dropout=0.2+data.batch_size=16") \
-        == {"train.trace_per_shape": True, "model.dropout": 0.2, "data.batch_size": 16}
+    assert bench_training.parse_variant("precision=bf16_output") == {
+        "train.precision": "bf16_output"}
+    assert bench_training.parse_variant("deterministic=true+model.dropout=0.2+data.batch_size=16") \
+        == {"train.deterministic": True, "model.dropout": 0.2, "data.batch_size": 16}
 
 
 @pytest.mark.parametrize("spec, message", [
     ("precision", "is not field=value"),
     ("no_such_field=1", "no config field train.no_such_field"),
     ("other.dropout=0.1", "no config field other.dropout"),
-    ("trace_per_shape=maybe", "is not a bool"),
+    ("deterministic=maybe", "is not a bool"),
     ("model.num_units=wide", "is not a int"),
 ])
 def test_bad_variants_are_refused_by_name(spec, message):
@@ -40,8 +37,8 @@ def test_variant_applies_and_validates():
 
 
 class FakeTrainer:
-    def __init__(self, trace_per_shape, batches, jit_compile=False):
-        self.config = Config(train=TrainConfig(num_train_steps=1, trace_per_shape=trace_per_shape,
+    def __init__(self, deterministic, batches, jit_compile=False):
+        self.config = Config(train=TrainConfig(num_train_steps=1, deterministic=deterministic,
                                                jit_compile=jit_compile))
         self.batches = batches
 

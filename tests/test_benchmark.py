@@ -1,16 +1,13 @@
-"""tools/benchmark.py and tools/bench_peers.py: the FLOPs formula, the peer harness parsing."""
+"""bench/flops.py, bench/benchmark_report.py and bench/bench_peers.py: the FLOPs formula, the
+report's peer ratios, the peer harness parsing."""
 import math
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import bench_peers  # noqa: E402
-import benchmark  # noqa: E402
-from nmt import config as config_lib  # noqa: E402
-from nmt.model import build_model  # noqa: E402
+from bench import bench_peers, benchmark_report, flops
+from nmt import config as config_lib
+from nmt.model import build_model
 
 
 def flops_from_kernels(model_config, src_vocab, tgt_vocab, mean_src, mean_tgt):
@@ -42,13 +39,13 @@ def flops_from_kernels(model_config, src_vocab, tgt_vocab, mean_src, mean_tgt):
 def test_flops_formula_counts_every_weight_matrix(overrides):
     model_config = config_lib.ModelConfig(num_units=32, embedding_size=16, **overrides)
     expected = flops_from_kernels(model_config, 90, 120, mean_src=11.0, mean_tgt=13.0)
-    got = benchmark.training_flops_per_target_token(model_config, 120, 11.0, 13.0)
+    got = flops.training_flops_per_target_token(model_config, 120, 11.0, 13.0)
     assert got == pytest.approx(expected)
 
 
 def test_flops_formula_declines_models_it_does_not_cover():
     gru = config_lib.ModelConfig(unit_type="gru")
-    assert math.isnan(benchmark.training_flops_per_target_token(gru, 100, 10.0, 10.0))
+    assert math.isnan(flops.training_flops_per_target_token(gru, 100, 10.0, 10.0))
 
 
 TRAIN_OUT = "onmt: steps 310->1020 in 201 s: 3.532 steps/s, 226 sentences/s, 3436 target pieces/s\n"
@@ -89,35 +86,32 @@ def test_run_peer_on_a_fake_harness(tmp_path, monkeypatch):
     (harness / "translate.sh").write_text(
         f"printf 'a b c\\nd\\n' > {peers}/run-onmt/test.beam5.sp\n"
         f"printf '%s' '{TRANSLATE_OUT}'\n")
-    monkeypatch.setattr(bench_peers, "HARNESS", str(harness))
     monkeypatch.setattr(bench_peers, "PEERS_DIR", str(peers))
-    figures = bench_peers.run_peer("onmt", 1)
+    figures = bench_peers.run_peer(str(harness), "onmt", 1)
     assert figures["train_tokens_per_s"] == 3436.0
     assert figures["beam5_tokens_per_s"] == pytest.approx(4 / 1.609531)
     assert "greedy_tokens_per_s" not in figures  # no hypothesis file
     assert "onmt greedy" in figures["raw"] and "onmt: steps" in figures["raw"]
 
 
-def test_train_peer_runs_only_the_training(tmp_path, monkeypatch):
+def test_train_peer_runs_only_the_training(tmp_path):
     (tmp_path / "train.sh").write_text(f"printf '%s' '{TRAIN_OUT}'\n")
     (tmp_path / "translate.sh").write_text("exit 7\n")  # would fail if it ran
-    monkeypatch.setattr(bench_peers, "HARNESS", str(tmp_path))
-    figures = bench_peers.train_peer("onmt", 1)
+    figures = bench_peers.train_peer(str(tmp_path), "onmt", 1)
     assert figures["train_steps_per_s"] == 3.532 and figures["train_tokens_per_s"] == 3436.0
 
 
-def test_failing_harness_raises(tmp_path, monkeypatch):
+def test_failing_harness_raises(tmp_path):
     (tmp_path / "train.sh").write_text("echo boom >&2; exit 3\n")
-    monkeypatch.setattr(bench_peers, "HARNESS", str(tmp_path))
     with pytest.raises(bench_peers.PeerError, match="boom"):
-        bench_peers.run_peer("joey", 1)
+        bench_peers.run_peer(str(tmp_path), "joey", 1)
 
 
 def test_table_has_ratio_columns_for_each_peer():
     results = {"train_tokens_per_s": 2000.0, "beam5_sentences_per_s": 50.0,
                "peers": {"onmt": {"train_tokens_per_s": 4000.0}, "joey": {"error": "x"}},
                "ratios": {"onmt": {"train_tokens_per_s": 0.5}}}
-    lines = benchmark.main_table(results)
+    lines = benchmark_report.main_table(results)
     assert lines[0] == "| figure | nmt | onmt | nmt/onmt |"
     assert any("| 2,000 | 4,000 | 0.500 |" in line for line in lines)
     assert any("| 50 | n/a | n/a |" in line for line in lines)
@@ -125,13 +119,30 @@ def test_table_has_ratio_columns_for_each_peer():
 
 def test_bf16_training_is_compared_with_the_peers_fp32_figure():
     ours = {"train_tokens_per_s": 3000.0, "train_bf16_tokens_per_s": 4500.0, "beam5_bleu": 30.0}
-    ratios = benchmark.peer_ratios(ours, {"train_tokens_per_s": 1500.0, "beam5_bleu": 0.0})
+    ratios = benchmark_report.peer_ratios(ours, {"train_tokens_per_s": 1500.0, "beam5_bleu": 0.0})
     assert ratios == {"train_tokens_per_s": 2.0, "train_bf16_tokens_per_s": 3.0}
 
 
 def test_bf16_decoding_is_compared_with_the_peers_fp32_decoding():
     ours = {"beam5_sentences_per_s": 100.0, "beam5_bf16_sentences_per_s": 150.0,
             "greedy_bf16_command_s": 4.0}
-    ratios = benchmark.peer_ratios(ours, {"beam5_sentences_per_s": 50.0, "greedy_command_s": 8.0})
+    ratios = benchmark_report.peer_ratios(
+        ours, {"beam5_sentences_per_s": 50.0, "greedy_command_s": 8.0})
     assert ratios == {"beam5_sentences_per_s": 2.0, "beam5_bf16_sentences_per_s": 3.0,
                       "greedy_bf16_command_s": 0.5}
+
+
+def test_the_peer_harness_is_the_flag_else_the_environment_else_beside_the_checkout(
+        monkeypatch, tmp_path):
+    monkeypatch.delenv("NMT_PEERS_DIR", raising=False)
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(bench_peers.__file__)))
+    assert bench_peers.harness_dir() == os.path.normpath(
+        os.path.join(checkout, "..", "shared", "bench", "peers"))
+    monkeypatch.setenv("NMT_PEERS_DIR", str(tmp_path / "env"))
+    assert bench_peers.harness_dir() == str(tmp_path / "env")
+    assert bench_peers.harness_dir(str(tmp_path / "flag")) == str(tmp_path / "flag")
+
+
+def test_a_folder_without_the_harness_fails_in_one_line_naming_the_flag(tmp_path):
+    with pytest.raises(bench_peers.PeerError, match=r"^--peers_dir=.*: no train\.sh there"):
+        bench_peers.train_peer(str(tmp_path), "onmt", 1)

@@ -50,7 +50,7 @@ def error_line(result, program):
     """The one "PROGRAM: error: ..." line of a run that failed cleanly."""
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.startswith(f"{program}: error: ")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"{program}: error: ")]
     assert len(lines) == 1, result.stderr
     return lines[0]
 
@@ -91,8 +91,10 @@ def error_runs(multi30k_slice, tmp_path_factory):
     (tmp / "bad_config.json").write_text('{"model": {"num_units": "wide"}}')
     tiny = ["--num_train_steps=5", *TINY]
     runs = {
-        "uneven": ("nmt-train", f"--train_prefix={tmp / 'uneven'}", f"--model_dir={tmp / 'o1'}", *tiny),
-        "bad_utf8": ("nmt-train", f"--train_prefix={tmp / 'bad'}", f"--model_dir={tmp / 'o2'}", *tiny),
+        "uneven": ("nmt-train", f"--train_prefix={tmp / 'uneven'}", f"--model_dir={tmp / 'o1'}",
+                   *tiny),
+        "bad_utf8": ("nmt-train", f"--train_prefix={tmp / 'bad'}", f"--model_dir={tmp / 'o2'}",
+                     *tiny),
         "no_model_dir": ("nmt-translate", f"--model_dir={tmp / 'missing'}", f"--input={val}.en"),
         "old_version": ("nmt-translate", f"--model_dir={tmp / 'old_model'}", f"--input={val}.en"),
         "empty_ref": ("nmt-evaluate", f"--hyp={tmp / 'empty'}", f"--ref={tmp / 'empty'}"),
@@ -119,7 +121,7 @@ def test_train_writes_a_model_dir(trained):
     for name in ("config.json", "spm.model", "log.jsonl"):
         assert os.path.isfile(os.path.join(trained, name)), name
     assert latest_step(trained) == TRAIN_STEPS
-    records = [json.loads(l) for l in open(os.path.join(trained, "log.jsonl"))]
+    records = [json.loads(line) for line in open(os.path.join(trained, "log.jsonl"))]
     steps = [r["step"] for r in records if r["kind"] == "train"]
     assert steps == [10, 20, 30]
     assert config_lib.load_config(os.path.join(trained, "config.json")).model.num_units == 32
@@ -253,7 +255,7 @@ def test_rerunning_train_resumes(trained, multi30k_slice, tmp_path):
     assert result.returncode == 0, result.stderr
     assert re.search(r"resuming from \S+ckpt-30 at step 30\b", result.stderr), result.stderr
     assert latest_step(model_dir) == TRAIN_STEPS + 10
-    records = [json.loads(l) for l in open(os.path.join(model_dir, "log.jsonl"))]
+    records = [json.loads(line) for line in open(os.path.join(model_dir, "log.jsonl"))]
     assert [r["step"] for r in records if r["kind"] == "train"] == [10, 20, 30, 40]
 
 

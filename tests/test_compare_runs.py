@@ -6,10 +6,9 @@ import sys
 
 import pytest
 
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-sys.path.insert(0, TOOLS)
+from tools import compare_runs
 
-import compare_runs  # noqa: E402
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def write_log(run_dir, evals, train_steps=(50,)):
@@ -79,21 +78,22 @@ def test_run_names_fall_back_to_the_path_when_two_dirs_share_a_name():
 def test_cli_prints_the_table_and_json_and_draws_the_curves(tmp_path):
     a = write_log(tmp_path / "fp32", [(1000, (3.0, 10.0)), (2000, (2.0, 20.0))])
     b = write_log(tmp_path / "bf16", [(1000, (3.5, 9.0)), (2000, (2.5, 19.0))])
-    script = os.path.join(TOOLS, "compare_runs.py")
+    script = ["-m", "tools.compare_runs"]
     image = tmp_path / "dev.png"
-    out = subprocess.run([sys.executable, script, f"--model_dir={a}", f"--model_dir={b}",
+    out = subprocess.run([sys.executable, *script, f"--model_dir={a}", f"--model_dir={b}",
                           "--from_step=2000", f"--plot={image}"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert "| 2,000 | 2.000 / 20.00 | 2.500 / 19.00 | +0.500 / -1.00 |" in out
     assert "| mean of 1 shared evaluation, steps 2,000–2,000 |" in out
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = json.loads(subprocess.run([sys.executable, script, f"--model_dir={a}",
+    data = json.loads(subprocess.run([sys.executable, *script, f"--model_dir={a}",
                                       f"--model_dir={b}", "--json"], capture_output=True,
-                                     text=True, check=True).stdout)
+                                     text=True, check=True, cwd=REPO).stdout)
     assert data["shared"] == [1000, 2000]
     assert data["runs"][1]["mean_bleu_difference"] == pytest.approx(-1.0)
-    missing = subprocess.run([sys.executable, script, f"--model_dir={a}",
-                              f"--model_dir={tmp_path / 'none'}"], capture_output=True, text=True)
+    missing = subprocess.run([sys.executable, *script, f"--model_dir={a}",
+                              f"--model_dir={tmp_path / 'none'}"], capture_output=True, text=True,
+                             cwd=REPO)
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines()[-1] == (
         f"compare_runs: {tmp_path / 'none' / 'log.jsonl'}: no training log (train first)")

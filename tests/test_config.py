@@ -46,7 +46,8 @@ def test_bad_choice_lists_the_choices():
     (ModelConfig(unit_type="gru", layer_norm=True), "layer_norm"),
     (ModelConfig(bridge="copy", num_encoder_layers=2, num_decoder_layers=3), "bridge"),
     (ModelConfig(attention_architecture="gnmt", num_decoder_layers=1), "attention_architecture"),
-    (ModelConfig(tie_output_embeddings=True, embedding_size=8, num_units=16), "tie_output_embeddings"),
+    (ModelConfig(tie_output_embeddings=True, embedding_size=8, num_units=16),
+     "tie_output_embeddings"),
     (ModelConfig(tie_output_embeddings=True, embedding_size=16, num_units=16,
                  attention_layer_size=8), "tie_output_embeddings"),
     (ModelConfig(attention_architecture="gnmt", attention_layer_size=8), "attention_layer_size"),
@@ -95,6 +96,16 @@ def test_other_versions_are_refused(version):
     with pytest.raises(ConfigError, match=f"config version {version} is not supported") as info:
         config_lib.config_from_dict(raw, source="m/config.json")
     assert f"version {CONFIG_VERSION}" in str(info.value) and "m/config.json" in str(info.value)
+
+
+def test_model_dirs_naming_retired_fields_still_load():
+    raw = json.loads(Config().to_json())
+    raw["data"]["tight_batches"] = True
+    raw["train"]["trace_per_shape"] = False
+    assert config_lib.config_from_dict(raw) == Config()
+    raw["model"]["tight_batches"] = True  # retired from data only
+    with pytest.raises(ConfigError, match="unknown model fields: tight_batches"):
+        config_lib.config_from_dict(raw)
 
 
 def test_unknown_fields_and_bad_files_are_refused(tmp_path):

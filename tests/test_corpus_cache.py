@@ -53,22 +53,21 @@ def pairs_of(batch_list):
     return sorted(out)
 
 
-def in_memory_epoch(d, out_dir, seed, **kwargs):
+def in_memory_epoch(d, out_dir, seed):
     """One epoch of the in-memory path (validation + encode_corpus + train_dataset)."""
     kept = validation.load_training_corpus(d)
     src_vocab, tgt_vocab = vocab.ensure_vocabs(out_dir, kept.src, kept.tgt, d.vocab_size)
     encoded, _ = data.encode_corpus(kept, src_vocab, tgt_vocab, d.max_src_len, d.max_tgt_len)
     return batches(data.train_dataset(encoded, batch_size=d.batch_size, seed=seed,
-                                      bucket_width=d.bucket_width, **kwargs))
+                                      bucket_width=d.bucket_width))
 
 
-@pytest.mark.parametrize("tight", [False, True])
-def test_one_epoch_gives_the_in_memory_paths_pairs_and_batches(corpus_files, tmp_path, tight):
+def test_one_epoch_gives_the_in_memory_paths_pairs_and_batches(corpus_files, tmp_path):
     prefix, _, _ = corpus_files
     d = config(prefix)
-    expected = in_memory_epoch(d, str(tmp_path / "run"), seed=5, tight=tight)
+    expected = in_memory_epoch(d, str(tmp_path / "run"), seed=5)
     prepared = training_data.prepare(d, str(tmp_path / "run"))
-    got = batches(training_data.epoch_dataset(prepared, d, seed=5, tight=tight))
+    got = batches(training_data.epoch_dataset(prepared, d, seed=5))
     assert pairs_of(got) == pairs_of(expected)
     assert len(got) == len(expected)
     for a, b in zip(got, expected):  # the same batches in the same order, padded alike
@@ -109,7 +108,10 @@ def test_resuming_mid_epoch_gives_the_same_following_batches(corpus_files, tmp_p
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
     other = batches(training_data.epoch_dataset(prepared, d, seed=3))
-    targets = lambda batch_list: sorted(t for _, t in pairs_of(batch_list))  # no dropout
+
+    def targets(batch_list):  # the target side has no dropout
+        return sorted(t for _, t in pairs_of(batch_list))
+
     assert targets(other) == targets(whole)
     assert any(not np.array_equal(a.src, b.src) for a, b in zip(other, whole))
 
@@ -172,8 +174,7 @@ def test_weighted_corpora_repeat_and_subsample_per_epoch(corpus_files, tmp_path)
     epochs = []
     for seed in (1, 2):
         index = np.concatenate(data.plan_epoch(
-            *prepared.encoded.lengths(), sources, prepared.weights, 16, None, True, seed, 8,
-            False))
+            *prepared.encoded.lengths(), sources, prepared.weights, 16, None, True, seed, 8))
         assert np.bincount(sources[index]).tolist() == [round(num_big / 2), 6]
         assert np.bincount(index[sources[index] == 1]).tolist()[-2:] == [3, 3]
         epochs.append(set(index[sources[index] == 0].tolist()))

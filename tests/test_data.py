@@ -32,24 +32,20 @@ def real(tmp_path_factory):
     return pc, src, tgt
 
 
-@pytest.mark.parametrize("tight", [False, True])
 @pytest.mark.parametrize("batch_size,batch_tokens", [(16, None), (None, 256), (8, 256)])
-def test_every_sentence_once_per_epoch_with_correct_contents(batch_size, batch_tokens, tight):
+def test_every_sentence_once_per_epoch_with_correct_contents(batch_size, batch_tokens):
     enc = synthetic()
     batches = epoch(data.train_dataset(enc, batch_size=batch_size, batch_tokens=batch_tokens,
-                                       seed=3, bucket_width=8, tight=tight))
+                                       seed=3, bucket_width=8))
     seen = np.concatenate([b.src[:, 0] for b in batches]) - 4
     assert sorted(seen) == list(range(len(enc.src_ids)))
     for b in batches:
         size, src_time = b.src.shape
         tgt_time = b.tgt_in.shape[1]
         assert b.tgt_out.shape == b.tgt_in.shape
-        if tight:  # padded to the batch's longest sentence
-            assert (src_time, tgt_time) == (max(b.src_len.max(), 1), b.tgt_len.max())
-        else:
-            assert src_time % 8 == 0 and tgt_time % 8 == 0
-            assert src_time - 8 < b.src_len.max() <= src_time
-            assert tgt_time - 8 < b.tgt_len.max() <= tgt_time
+        assert src_time % 8 == 0 and tgt_time % 8 == 0
+        assert src_time - 8 < b.src_len.max() <= src_time
+        assert tgt_time - 8 < b.tgt_len.max() <= tgt_time
         if batch_size:
             assert size <= batch_size
         if batch_tokens:
@@ -69,12 +65,17 @@ def test_every_sentence_once_per_epoch_with_correct_contents(batch_size, batch_t
 
 def test_seeds_change_order_and_same_seed_repeats():
     enc = synthetic()
-    order = lambda seed: np.concatenate(
-        [b.src[:, 0] for b in epoch(data.train_dataset(enc, batch_tokens=256, seed=seed))])
+
+    def order(seed):
+        return np.concatenate([b.src[:, 0] for b in epoch(
+            data.train_dataset(enc, batch_tokens=256, seed=seed))])
+
+    def fixed(seed):
+        return np.concatenate([b.src[:, 0] for b in epoch(
+            data.train_dataset(enc, batch_size=32, shuffle=False, seed=seed))])
+
     assert not np.array_equal(order(0), order(1))
     np.testing.assert_array_equal(order(5), order(5))
-    fixed = lambda seed: np.concatenate([b.src[:, 0] for b in epoch(
-        data.train_dataset(enc, batch_size=32, shuffle=False, seed=seed))])
     np.testing.assert_array_equal(fixed(0), fixed(1))
 
 
@@ -119,47 +120,6 @@ def test_plan_batches_keeps_partial_batches():
     plan = data.plan_batches(lens, lens, batch_size=2, batch_tokens=None, bucket_width=4,
                              rng=None)
     assert [list(b) for b in plan] == [[0, 1], [2, 3], [4], [5, 6], [7]]
-
-
-def test_sorted_buckets_hold_near_equal_lengths_and_the_same_sentences():
-    src = np.array([5, 1, 7, 2, 6, 3, 8, 4, 9])
-    tgt = np.array([2, 8, 1, 6, 5, 6, 3, 7, 20])
-    plan = data.plan_batches(src, tgt, batch_size=3, batch_tokens=None, bucket_width=8,
-                             rng=None, sort_buckets=True)
-    # bucket 8 (indices 0-7) by (tgt, src): 2 (1), 0 (2), 6 (3), 4 (5), 5 (6, src 3), 3 (6, src 2)...
-    assert [list(b) for b in plan] == [[2, 0, 6], [4, 3, 5], [7, 1], [8]]
-    for seed in range(3):  # random order of batches and of equal lengths; buckets unchanged
-        rng = lambda: np.random.default_rng(seed)
-        plain = data.plan_batches(src, tgt, 3, None, 8, rng())
-        tight = data.plan_batches(src, tgt, 3, None, 8, rng(), sort_buckets=True)
-        assert sorted(np.concatenate(tight)) == list(range(9))
-        assert ({frozenset(np.concatenate([b for b in plain if 8 not in b]))}
-                == {frozenset(np.concatenate([b for b in tight if 8 not in b]))})
-        for batch in tight:
-            assert np.all(np.diff(tgt[batch]) >= 0)
-
-
-def test_tight_batches_pad_less_and_break_length_ties_at_random():
-    enc = synthetic(n=600, max_len=30)
-
-    def target_share(batches):  # real target positions / padded ones
-        return sum(int(b.tgt_len.sum()) for b in batches) / sum(b.tgt_out.size for b in batches)
-
-    def padded_positions(batches):
-        return sum(b.src.size + b.tgt_out.size for b in batches)
-
-    def compositions(batches):
-        return {frozenset(b.src[:, 0]) for b in batches}
-
-    loose = epoch(data.train_dataset(enc, batch_size=16, seed=3))
-    tight = epoch(data.train_dataset(enc, batch_size=16, seed=3, tight=True))
-    assert len(tight) == len(loose)  # the same buckets, cut into as many batches
-    assert target_share(tight) > 0.95 > 0.8 > target_share(loose)
-    assert padded_positions(tight) < 0.85 * padded_positions(loose)  # source lengths vary
-    few_lengths = synthetic(n=600, max_len=4)  # many equal lengths: ties decide the batches
-    first, second = (epoch(data.train_dataset(few_lengths, batch_size=16, seed=seed, tight=True))
-                     for seed in (3, 4))
-    assert len(compositions(first) & compositions(second)) < len(first) // 4
 
 
 def test_batch_tokens_too_small_for_one_sentence_fails():

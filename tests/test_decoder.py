@@ -75,7 +75,8 @@ def test_bridge_gives_the_decoder_state_structure(bridge, unit_type):
     _, state = model.decoder.initial_state(encoded)
     cell_state = state["cell"]
     tf.nest.assert_same_structure(cell_state, model.decoder.cell.state_size)
-    for leaf, size in zip(tf.nest.flatten(cell_state), tf.nest.flatten(model.decoder.cell.state_size)):
+    sizes = tf.nest.flatten(model.decoder.cell.state_size)
+    for leaf, size in zip(tf.nest.flatten(cell_state), sizes):
         assert leaf.shape == (3, size)
     flat = [t.numpy() for t in tf.nest.flatten(cell_state)]
     encoder_flat = [t.numpy() for t in tf.nest.flatten(encoded.thought_vector)]

@@ -33,7 +33,8 @@ def test_translate_command_imports_no_pyplot_or_ipython_until_used():
     script = (
         "import sys, json\n"
         "import nmt.cli.translate\n"
-        "before = {m: m in sys.modules for m in ('tensorflow', 'matplotlib.figure', 'IPython.core')}\n"
+        "before = {m: m in sys.modules\n"
+        "          for m in ('tensorflow', 'matplotlib.figure', 'IPython.core')}\n"
         "import matplotlib\n"
         "matplotlib.use('Agg')\n"
         "import matplotlib.pyplot as plt\n"

@@ -1,13 +1,10 @@
-"""CI's covering subset of tools/device_matrix.py: under placement on 2 and 3 logical
+"""CI's covering subset of bench/device_matrix.py: under placement on 2 and 3 logical
 CPUs, mirrored on 2 and two workers on loopback, a tiny model trains through the CLI,
 resumes once and translates with the result."""
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-import device_matrix  # noqa: E402
+from bench import device_matrix
 
 
 def test_the_ci_cells_cover_every_value():

@@ -36,7 +36,8 @@ def test_negative_arguments_are_rejected():
 
 
 def test_too_many_devices_is_a_one_line_error_with_the_count():
-    with pytest.raises(devices.DeviceError, match="asked for 3 devices but this machine has 2 GPUs"):
+    with pytest.raises(devices.DeviceError,
+                       match="asked for 3 devices but this machine has 2 GPUs"):
         devices.device_type_for(3, num_gpus_present=2, num_cpus_present=8)
     with pytest.raises(devices.DeviceError, match="no GPU and 3 logical CPUs"):
         devices.device_type_for(4)  # conftest: 3 logical CPUs, no GPU
@@ -150,7 +151,8 @@ def _graph_devices(concrete):
 def test_traced_loss_runs_on_every_placed_device(placed_and_plain):
     placement, model, _ = placed_and_plain
     batch = random_batch(np.random.default_rng(0))
-    concrete = tf.function(lambda b: model.loss(b, training=True).loss_sum).get_concrete_function(batch)
+    concrete = tf.function(
+        lambda b: model.loss(b, training=True).loss_sum).get_concrete_function(batch)
     used = {d.split("/device:")[-1] for d in _graph_devices(concrete)}
     assert used == {"CPU:0", "CPU:1", "CPU:2"}
 
@@ -282,7 +284,7 @@ def test_gradients_of_each_layer_run_on_its_device(architecture):
 
 # A covering set of whole placed training steps (every value at least once, the pairs
 # that meet in the update: optimizer x precision, architecture x devices); the full
-# cross product trains through the CLI in tools/device_matrix.py.
+# cross product trains through the CLI in bench/device_matrix.py.
 ARCHITECTURES = {
     "uni": dict(encoder_type="uni"),
     "bi": dict(encoder_type="bi"),

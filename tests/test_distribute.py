@@ -2,18 +2,15 @@
 single-device update; MultiWorkerMirroredStrategy with two local worker processes
 keeps both workers' weights identical and resumes from the chief's checkpoint."""
 import gzip
-import json
 import os
-import random
 import re
-import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench import local_cluster
 from nmt import config as config_lib
 from nmt import distribute, training
 from nmt.data import Batch
@@ -175,27 +172,6 @@ def test_init_from_gives_every_mirrored_replica_the_other_runs_weights(tmp_path)
 # ---------------------------------------------------------------------------
 # Two worker processes on 127.0.0.1 running nmt-train with strategy=multi_worker.
 
-def free_ports(count):
-    """`count` ports free now, below the kernel's ephemeral range: a port from that range
-    can be taken, before its worker binds it, by an outgoing connection's source port
-    (even the other worker's own connection attempt to it: a TCP self-connect)."""
-    low = 32768
-    if os.path.exists("/proc/sys/net/ipv4/ip_local_port_range"):
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    ports = []
-    for port in random.Random().sample(range(low // 2, low), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise RuntimeError(f"no {count} free ports below {low}")
-
-
 def worker_report(tmp_path, index, returncode, err):
     """A worker's exit, its fatal lines (a C++ CHECK, an error log line or glibc's heap
     check comes long before the Python stack dump) and its log's tail; the whole log is
@@ -213,35 +189,21 @@ def run_workers(tmp_path, prefix, out_dir, steps, worker_flags=((), ()), succeed
     """Runs both workers to the end (or kills them at the timeout), worker i with its
     own worker_flags[i] too; asserts all succeed, or with succeed=False that all fail.
     -> their stderr."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     flags = [f"--train_prefix={prefix}", f"--model_dir={out_dir}", "--strategy=multi_worker",
              f"--num_train_steps={steps}", "--logtostderr"]
     flags += [f"--{key.split('.')[1]}={value}" for key, value in TINY.items()
               if not isinstance(value, bool)] + ["--nojit_compile"]
-    procs = []
-    for index in range(2):
+    envs = local_cluster.worker_envs(2, dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    for index, env in enumerate(envs):
         scratch = tmp_path / f"tmp{index}"
         scratch.mkdir(exist_ok=True)
-        env = dict(os.environ, TMPDIR=str(scratch), CUDA_VISIBLE_DEVICES="",
-                   TF_CONFIG=json.dumps({"cluster": cluster,
-                                         "task": {"type": "worker", "index": index}}))
-        command = [sys.executable, "-m", "nmt.cli.train", *flags, *worker_flags[index]]
-        procs.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-    logs = []
-    try:
-        for proc in procs:
-            _, err = proc.communicate(timeout=WORKER_TIMEOUT_S)
-            logs.append(err)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert all((proc.returncode == 0) == succeed for proc in procs), "\n\n".join(
-        worker_report(tmp_path, index, proc.returncode, err)
-        for index, (proc, err) in enumerate(zip(procs, logs)))
-    return logs
+        env["TMPDIR"] = str(scratch)
+    commands = [[sys.executable, "-m", "nmt.cli.train", *flags, *worker_flags[index]]
+                for index in range(2)]
+    results = local_cluster.run_processes(commands, envs, REPO, WORKER_TIMEOUT_S)
+    assert all((code == 0) == succeed for code, _ in results), "\n\n".join(
+        worker_report(tmp_path, index, code, err) for index, (code, err) in enumerate(results))
+    return [err for _, err in results]
 
 
 def saved_fingerprints(err):

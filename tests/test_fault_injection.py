@@ -1,13 +1,10 @@
-"""tools/fault_injection.py at a small size: kills inside checkpoint saves and a full
+"""bench/fault_injection.py at a small size: kills inside checkpoint saves and a full
 disk lose nothing, and the resumed run ends with the unbroken run's weights."""
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-
-import fault_injection  # noqa: E402
-from fault_injection import Fault  # noqa: E402
+from bench import fault_injection
+from bench.fault_injection import Fault
 
 
 def test_kills_in_a_save_and_a_full_disk_lose_nothing(tmp_path):

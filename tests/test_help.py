@@ -3,7 +3,6 @@ docs/configuration.md against the commands' own flags."""
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -11,8 +10,7 @@ from console_scripts import console_scripts, environment, write_scripts
 
 import nmt
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-import configuration_doc  # noqa: E402
+from tools import configuration_doc
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 COMMANDS = list(console_scripts())
@@ -95,4 +93,4 @@ def test_configuration_doc_matches_the_commands(helpfulls):
               for name in COMMANDS}
     with open(configuration_doc.DOC, encoding="utf-8") as f:
         assert f.read() == configuration_doc.markdown(tables), \
-            "docs/configuration.md is out of date: run python tools/configuration_doc.py"
+            "docs/configuration.md is out of date: run python -m tools.configuration_doc"

@@ -160,5 +160,5 @@ def test_a_training_error_is_one_line_from_nmt_train(tmp_path):
                             timeout=300)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.startswith("nmt-train: error: ")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nmt-train: error: ")]
     assert lines == ["nmt-train: error: step 3: weights are not finite; lower --learning_rate"]

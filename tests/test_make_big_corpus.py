@@ -1,14 +1,12 @@
-"""tools/make_big_corpus.py and tools/bench_training_data.py: the corpus they measure on
+"""bench/make_big_corpus.py and bench/bench_training_data.py: the corpus they measure on
 is whole reshuffled passes over real pairs, plain and gzip alike; a run's figures are
 read from its log as it comes."""
 import gzip
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import bench_training_data  # noqa: E402
-import make_big_corpus  # noqa: E402
+from bench import bench_training_data
+from bench import make_big_corpus
 
 
 def test_passes_repeat_the_pool_each_in_another_order():

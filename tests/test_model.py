@@ -67,7 +67,8 @@ def test_smoothed_cross_entropy_matches_numpy():
     eps = 0.2
     smoothed, plain = smoothed_cross_entropy(tf.constant(logits), tf.constant(labels), eps)
     np.testing.assert_allclose(plain.numpy(), nll, rtol=1e-5)
-    np.testing.assert_allclose(smoothed.numpy(), (1 - eps) * nll + eps * (-log_p).mean(-1), rtol=1e-5)
+    np.testing.assert_allclose(smoothed.numpy(), (1 - eps) * nll + eps * (-log_p).mean(-1),
+                               rtol=1e-5)
 
     smoothed, plain = smoothed_cross_entropy(tf.constant(logits), tf.constant(labels), 0.0)
     np.testing.assert_allclose(smoothed.numpy(), nll, rtol=1e-5)
@@ -169,7 +170,8 @@ def _greedy_by_hand(model, max_length):
         if done.all():
             break
     out = np.stack(out, 1)
-    lengths = [int(np.argmax(row == EOS_ID)) if (row == EOS_ID).any() else max_length for row in out]
+    lengths = [int(np.argmax(row == EOS_ID)) if (row == EOS_ID).any() else max_length
+               for row in out]
     return out, lengths
 
 

@@ -88,7 +88,8 @@ def test_bf16_output_runs_only_the_output_projection_in_bf16():
     loss = tf.function(lambda b: model.loss(b, 0.1, projection_dtype=tf.bfloat16))
     graph_def = loss.get_concrete_function(batch).graph.as_graph_def()
     nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
-    bf16 = [n for n in nodes if n.op == "MatMul" and n.attr["T"].type == tf.bfloat16.as_datatype_enum]
+    bf16 = [n for n in nodes
+            if n.op == "MatMul" and n.attr["T"].type == tf.bfloat16.as_datatype_enum]
     assert len(bf16) == 1  # the projection; the encoder, the loop and the attention stay float32
     assert matmul_dtypes(loss, batch) == {tf.float32, tf.bfloat16}
     mixed = float(loss(batch).loss_sum)
@@ -112,7 +113,8 @@ def test_bf16_training_runs_the_output_projection_in_float32():
                                             projection_dtype=tf.float32))
     graph_def = loss.get_concrete_function(batch).graph.as_graph_def()
     nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
-    fp32 = [n for n in nodes if n.op == "MatMul" and n.attr["T"].type == tf.float32.as_datatype_enum]
+    fp32 = [n for n in nodes
+            if n.op == "MatMul" and n.attr["T"].type == tf.float32.as_datatype_enum]
     assert len(fp32) == 1  # the projection; the encoder, the loop and the attention: bf16
     assert matmul_dtypes(loss, batch) == {tf.float32, tf.bfloat16}
 

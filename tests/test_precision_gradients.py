@@ -1,20 +1,18 @@
-"""tools/precision_gradients.py: gradients of one checkpoint in two precisions, same dropout."""
+"""bench/precision_gradients.py: gradients of one checkpoint in two precisions, same dropout."""
 import os
 import subprocess
 import sys
 
 import numpy as np
 
+from bench import precision_gradients
 from nmt import corpus as corpus_lib
 from nmt import model_dir as model_dir_lib
 from nmt import training
 from nmt.model import build_model
 from tests.test_summaries import tiny_run_config
 
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-sys.path.insert(0, TOOLS)
-
-import precision_gradients  # noqa: E402
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def test_same_precision_gives_the_same_gradients_only_with_the_same_dropout(tmp_path):
@@ -46,9 +44,10 @@ def test_same_precision_gives_the_same_gradients_only_with_the_same_dropout(tmp_
     assert np.all(errors > 0.0) and np.all(errors < 0.5)  # rounded, not another gradient
     assert 0.9 < cosine < 1.0 and 0.0 < loss_diff < 0.05
 
-    out = subprocess.run([sys.executable, os.path.join(TOOLS, "precision_gradients.py"),
+    out = subprocess.run([sys.executable, "-m", "bench.precision_gradients",
                           f"--model_dir={run_dir}", "--precisions=bf16,fp16", "--batches=1",
-                          "--batch_size=4"], capture_output=True, text=True, check=True).stdout
+                          "--batch_size=4"], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     labels = [row.split(" | ")[0][2:] for row in rows[2:-2]]
     assert len(set(labels)) == len(labels)  # the encoder's two directions told apart

@@ -1,14 +1,13 @@
-"""tools/profile_ops.py: self times from a profiler trace, and a profiled run."""
+"""bench/profile_ops.py: self times from a profiler trace, and a profiled run."""
 import os
 import subprocess
 import sys
 
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-sys.path.insert(0, TOOLS)
+from bench import profile_ops
 
-import profile_ops  # noqa: E402
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def _space(events_by_line):
@@ -56,9 +55,9 @@ def test_only_op_events_have_a_type():
 
 def test_profiles_training_steps_of_a_tiny_model(tmp_path):
     result = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, "profile_ops.py"), "--mode=train", "--preset=tiny",
+        [sys.executable, "-m", "bench.profile_ops", "--mode=train", "--preset=tiny",
          "--steps=2", "--untimed_steps=1", "--top_names=5", f"--trace_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     table = result.stdout.split("### By op name")[0]
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")][2:]

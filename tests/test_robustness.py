@@ -256,7 +256,7 @@ def test_resume_continues_at_the_last_complete_chunk(loaded, tmp_path, num_hypot
     config, model, src_vocab, tgt_vocab = loaded
     decode = dataclasses.replace(config.decode, beam_size=2, num_hypotheses=num_hypotheses)
     source = tmp_path / "in.en"
-    source.write_text("".join(l + "\n" for l in val_lines(230)), encoding="utf-8")
+    source.write_text("".join(line + "\n" for line in val_lines(230)), encoding="utf-8")
     k = num_hypotheses
 
     expected = str(tmp_path / "straight.de")
@@ -292,7 +292,7 @@ def test_resume_continues_at_the_last_complete_chunk(loaded, tmp_path, num_hypot
 def test_resume_refuses_other_settings(loaded, tmp_path):
     config, model, src_vocab, tgt_vocab = loaded
     source = tmp_path / "in.en"
-    source.write_text("".join(l + "\n" for l in val_lines(60)), encoding="utf-8")
+    source.write_text("".join(line + "\n" for line in val_lines(60)), encoding="utf-8")
     output = str(tmp_path / "out.de")
     settings = {"input": str(source), "decode": {"beam_size": 2}}
     crashing = Translator(model, src_vocab, tgt_vocab, config.decode)
@@ -315,7 +315,7 @@ def test_resume_refuses_other_settings(loaded, tmp_path):
 def test_without_resume_a_stale_partial_is_overwritten(loaded, tmp_path):
     config, model, src_vocab, tgt_vocab = loaded
     source = tmp_path / "in.en"
-    source.write_text("".join(l + "\n" for l in val_lines(60)), encoding="utf-8")
+    source.write_text("".join(line + "\n" for line in val_lines(60)), encoding="utf-8")
     output = str(tmp_path / "out.de")
     with open(output + ".partial", "w") as f:
         f.write("stale\n" * 60)
@@ -360,7 +360,7 @@ def test_killed_translation_resumes_to_the_same_output(tiny_model_dir, tmp_path)
     """A real nmt-translate killed with SIGKILL mid-run, then re-run with --resume."""
     lines = val_lines(1000) * 4
     source = tmp_path / "in.en"
-    source.write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+    source.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     output = tmp_path / "out.de"
     partial = str(output) + ".partial"
     args = (f"--input={source}", f"--output={output}", "--chunk_lines=100", "--resume")
@@ -422,7 +422,7 @@ def run_until_killed(command, saves_before_kill):
             if line is None:
                 break
             log.append(line)
-            if sum(" saved " in l for l in log) >= saves_before_kill:
+            if sum(" saved " in line for line in log) >= saves_before_kill:
                 proc.send_signal(signal.SIGKILL)
                 break
     finally:

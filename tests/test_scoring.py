@@ -51,7 +51,8 @@ def test_greedy_score_equals_forced_score_of_its_output(loaded):
     hyps = [h[0] for h in Translator(model, src_vocab, tgt_vocab, decode).translate(src)]
     finished = [h for h in hyps if len(h.ids) < 5 * 20]  # not cut by the length limit
     forced = ForcedDecoder(model).score_ids(
-        [s for s, h in zip(src_vocab.encode(src), hyps) if h in finished], [h.ids for h in finished])
+        [s for s, h in zip(src_vocab.encode(src), hyps) if h in finished],
+        [h.ids for h in finished])
     np.testing.assert_allclose(forced, [h.score for h in finished], rtol=1e-4)
 
 

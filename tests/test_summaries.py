@@ -58,7 +58,8 @@ def test_records_and_attention_become_summaries(tiny_model_dir, tmp_path):
     assert [int(image[0]), int(image[1])] == [src_pieces * summaries.CELL_PIXELS,
                                              tgt_steps * summaries.CELL_PIXELS]
     decoded = tf.image.decode_png(image[2]).numpy()
-    assert decoded.shape == (tgt_steps * summaries.CELL_PIXELS, src_pieces * summaries.CELL_PIXELS, 1)
+    assert decoded.shape == (tgt_steps * summaries.CELL_PIXELS,
+                             src_pieces * summaries.CELL_PIXELS, 1)
 
 
 def test_attention_image_shape_and_range():

@@ -49,7 +49,7 @@ def test_read_chunks_keeps_a_lone_carriage_return_inside_a_line(tmp_path):
 
 def test_read_chunks_from_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(AWKWARD)))
-    assert [l for c in textio.read_chunks("-", 2) for l in c] == EXPECTED
+    assert [line for c in textio.read_chunks("-", 2) for line in c] == EXPECTED
 
 
 def test_atomic_output_writes_the_whole_file(tmp_path):
@@ -174,7 +174,7 @@ def test_the_input_digest_covers_every_byte_read_including_cut_ones(tmp_path):
     digests = []
     for path in (one, two):
         with textio.InputReader(path, max_line_bytes=10) as reader:
-            assert [l for c in reader.chunks(5) for l in c] == ["a" * 10, "b"]
+            assert [line for c in reader.chunks(5) for line in c] == ["a" * 10, "b"]
             digests.append(reader.hexdigest())
     assert digests[0] != digests[1]
 
@@ -197,7 +197,7 @@ def test_a_gzip_bomb_line_is_read_in_bounded_memory(tmp_path):
     tracemalloc.start()
     try:
         with textio.InputReader(path, max_line_bytes=1000) as reader:
-            lines = [l for c in reader.chunks(10) for l in c]
+            lines = [line for c in reader.chunks(10) for line in c]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

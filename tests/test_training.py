@@ -230,7 +230,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(multi30k_slice, tmp_path):
             log.append(line)
             if "step 1 epoch" in line:  # the first progress line: the handler is installed
                 break
-        assert any("step 1 epoch" in l for l in log), "".join(log)
+        assert any("step 1 epoch" in line for line in log), "".join(log)
         proc.send_signal(signal.SIGTERM)
         proc.stdout.read()
         code = proc.wait(timeout=120)
@@ -298,13 +298,13 @@ def test_second_signal_interrupts_at_once(multi30k_slice, tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")) is None  # nothing saved
 
 
-@pytest.mark.parametrize("trace_per_shape", [True, False])
-def test_trace_per_shape_traces_the_step_once_per_batch_shape(trace_per_shape):
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_deterministic_run_traces_the_step_once_per_batch_shape(deterministic):
     from nmt.data import Batch
     from nmt.model import build_model
     model = build_model(ModelConfig(num_units=8, embedding_size=8, num_encoder_layers=1,
                                     num_decoder_layers=1, dropout=0.0), 20, 20)
-    config = TrainConfig(jit_compile=False, trace_per_shape=trace_per_shape)
+    config = TrainConfig(jit_compile=False, deterministic=deterministic)
     step = training.make_train_step(model, tf.keras.optimizers.Adam(1e-3), config)
     rng = np.random.default_rng(0)
 
@@ -318,7 +318,7 @@ def test_trace_per_shape_traces_the_step_once_per_batch_shape(trace_per_shape):
         out, _, applied = step(batch(*shape))
         assert bool(applied) and np.isfinite(float(out.loss_sum))
     traces = step.experimental_get_tracing_count()  # the first call may trace twice (Adam slots)
-    if trace_per_shape:
+    if deterministic:
         assert traces >= len(set(shapes)) == 5
     else:  # the first shape, then one trace with unknown dims serves the rest
         assert traces <= 3
@@ -334,19 +334,15 @@ def test_word_dropout_reaches_the_trainers_batches(multi30k_slice, tmp_path):
     assert unks[0] == 0 and unks[1] > 0  # UNK_ID 1: byte fallback leaves none of its own
 
 
-@pytest.mark.parametrize("train", [{}, {"jit_compile": True}, {"trace_per_shape": True}])
-def test_tight_batches_reach_the_trainer_unless_the_step_is_compiled_per_shape(
-        multi30k_slice, tmp_path, train):
-    config = tiny_config(multi30k_slice, num_train_steps=1).replace(
-        data={"tight_batches": True}, train=train)
+def test_the_trainers_batches_are_padded_to_multiples_of_the_bucket_width(
+        multi30k_slice, tmp_path):
+    config = tiny_config(multi30k_slice, num_train_steps=1)
     batches = list(training.Trainer(config, str(tmp_path)).epoch_dataset(0))
-    times = [(b.src.shape[1], b.tgt_in.shape[1]) for b in batches]
-    longest = [(int(max(b.src_len)), int(max(b.tgt_len))) for b in batches]
     width = config.data.bucket_width
-    if train:  # few shapes: multiples of bucket_width
-        assert all(s % width == 0 and t % width == 0 for s, t in times) and times != longest
-    else:
-        assert times == longest
+    for b in batches:
+        src_time, tgt_time = b.src.shape[1], b.tgt_in.shape[1]
+        assert src_time % width == 0 and src_time - width < int(max(b.src_len)) <= src_time
+        assert tgt_time % width == 0 and tgt_time - width < int(max(b.tgt_len)) <= tgt_time
 
 
 def test_resume_from_a_truncated_checkpoint_is_a_one_line_error(multi30k_slice, tmp_path):

@@ -1,15 +1,10 @@
-"""tools/training_floor.py: the step's matmul list and how the floor adds it up."""
+"""bench/training_floor.py: the step's matmul list and how the floor adds it up."""
 import collections
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-
-import benchmark  # noqa: E402
-import training_floor  # noqa: E402
-from nmt import config as config_lib  # noqa: E402
+from bench import flops, training_floor
+from nmt import config as config_lib
 
 ARCHITECTURES = [
     dict(encoder_type="bi", num_encoder_layers=1, num_decoder_layers=1),
@@ -26,7 +21,7 @@ def test_forward_matmuls_are_the_benchmark_formula_and_gradients_twice_that(over
     forward = sum(training_floor.flops(m) for m in matmuls if m.role == "forward")
     total = sum(training_floor.flops(m) for m in matmuls)
     # The formula counts tgt_time - 1 pieces plus EOS: 14 decoder steps.
-    per_piece = benchmark.training_flops_per_target_token(model, 120, 11.0, 13.0)
+    per_piece = flops.training_flops_per_target_token(model, 120, 11.0, 13.0)
     assert forward == pytest.approx(per_piece * 13 / 3)
     assert total == 3 * forward
     assert {m.role for m in matmuls} == {"forward", "dX", "dW"}

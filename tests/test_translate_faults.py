@@ -44,7 +44,7 @@ def run_translate(capfd, model_dir, *args):
 def one_error(capfd, model_dir, *args):
     """The one error line of a run that must fail cleanly (exit 1, no traceback)."""
     status, err = run_translate(capfd, model_dir, *args)
-    lines = [l for l in err.splitlines() if l.startswith("nmt-translate: error: ")]
+    lines = [line for line in err.splitlines() if line.startswith("nmt-translate: error: ")]
     assert status == 1 and len(lines) == 1, err
     return lines[0]
 
@@ -76,7 +76,7 @@ def straight(tiny_model_dir, tmp_path_factory):
 
 def test_a_truncated_gzip_input_is_one_error_and_keeps_the_chunks_before(
         tiny_model_dir, tmp_path, capfd, straight):
-    data = gzip.compress("".join(l + "\n" for l in LINES * 200).encode())
+    data = gzip.compress("".join(line + "\n" for line in LINES * 200).encode())
     source = tmp_path / "in.en.gz"
     source.write_bytes(data[:len(data) // 2])
     output = tmp_path / "out.de"

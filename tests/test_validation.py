@@ -237,7 +237,8 @@ def test_check_data_reports_each_corpus_of_a_weighted_list(tmp_path):
     report, kept = validation.check_data(DataConfig(train_prefix=prefixes), keep_pairs=True)
     assert report.ok and report.num_pairs == 4 and report.num_kept == 3
     text = report.format()
-    assert f"{tmp_path / 'a.en'} / " in text and f"{tmp_path / 'b.en'}: empty lines: 1 (lines 2)" in text
+    assert f"{tmp_path / 'a.en'} / " in text
+    assert f"{tmp_path / 'b.en'}: empty lines: 1 (lines 2)" in text
     assert kept.src == ["one", "two", "three"]
     write(tmp_path / "b.de", b"drei\n")
     report, kept = validation.check_data(DataConfig(train_prefix=prefixes))

@@ -44,9 +44,9 @@ def test_round_trip_real_lines(lines, joint):
     for side in lines:
         decoded = [v.decode(ids) for ids in v.encode(side)]
         assert decoded == [normalised(line) for line in side]
-        exact = [(d, l) for d, l in zip(decoded, side) if normalised(l) == l]
+        exact = [(d, line) for d, line in zip(decoded, side) if normalised(line) == line]
         assert len(exact) > 0.95 * len(side)
-        assert all(d == l for d, l in exact)
+        assert all(d == line for d, line in exact)
 
 
 def test_round_trip_unseen_unicode_and_emoji(joint):

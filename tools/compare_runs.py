@@ -2,9 +2,9 @@
 each run's difference from the first (the baseline), and the mean over the steps that
 every run evaluated, from --from_step on.
 
-    python tools/compare_runs.py --model_dir=runs/fp32 --model_dir=runs/bf16 --from_step=4000
-    python tools/compare_runs.py --model_dir=A --model_dir=B --json          # one JSON object
-    python tools/compare_runs.py --model_dir=A --model_dir=B --plot=dev.png  # and their curves
+    python -m tools.compare_runs --model_dir=runs/fp32 --model_dir=runs/bf16 --from_step=4000
+    python -m tools.compare_runs --model_dir=A --model_dir=B --json          # one JSON object
+    python -m tools.compare_runs --model_dir=A --model_dir=B --plot=dev.png  # and their curves
 
 Reads each run's log.jsonl only (no model is loaded or run), so it works while the
 runs train. One evaluation moves val BLEU by about ±1 on the bench model, so the mean
@@ -16,10 +16,8 @@ import sys
 
 from absl import app, flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from nmt import model_dir as model_dir_lib, plot
 
-from nmt import model_dir as model_dir_lib, plot  # noqa: E402
 
 FLAGS = flags.FLAGS
 

@@ -1,7 +1,7 @@
 """Writes docs/configuration.md: every flag of every console script, by section.
 
-    python tools/configuration_doc.py            # rewrite the file
-    python tools/configuration_doc.py --check    # exit 1 if the file is out of date
+    python -m tools.configuration_doc            # rewrite the file
+    python -m tools.configuration_doc --check    # exit 1 if the file is out of date
 
 Each command's flags are read from its --helpfull output (the entry points of
 setup.cfg, run from this checkout); a flag shared by several commands with the
@@ -19,7 +19,7 @@ DOC = os.path.join(REPO, "docs", "configuration.md")
 SECTIONS = ("general", "data", "model", "training", "decoding", "other")
 HEADER = """# Configuration: every flag, by section
 
-Written by `python tools/configuration_doc.py` from the commands themselves
+Written by `python -m tools.configuration_doc` from the commands themselves
 (tests/test_help.py checks that it matches them); `nmt-X --helpfull` prints the
 same for one command.
 
@@ -105,7 +105,7 @@ def main(argv):
     if "--check" in argv:
         with open(DOC, encoding="utf-8") as f:
             if f.read() != text:
-                raise SystemExit(f"{DOC} is out of date: run python tools/configuration_doc.py")
+                raise SystemExit(f"{DOC} is out of date: run python -m tools.configuration_doc")
         return
     with open(DOC, "w", encoding="utf-8") as f:
         f.write(text)

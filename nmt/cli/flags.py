@@ -16,7 +16,8 @@ from nmt import config as config_lib, presets
 
 CHOICES = {
     "unit_type": config_lib.UNIT_TYPES, "encoder_type": config_lib.ENCODER_TYPES,
-    "attention": config_lib.ATTENTIONS, "attention_architecture": config_lib.ATTENTION_ARCHITECTURES,
+    "attention": config_lib.ATTENTIONS,
+    "attention_architecture": config_lib.ATTENTION_ARCHITECTURES,
     "bridge": config_lib.BRIDGES, "optimizer": config_lib.OPTIMIZERS, "decay": config_lib.DECAYS,
     "sp_model_type": config_lib.SP_MODEL_TYPES,
     "strategy": config_lib.STRATEGIES, "precision": config_lib.PRECISIONS,

@@ -1,7 +1,7 @@
 """The least time a training step's matmuls take on this machine, against the real step.
 
-    python tools/training_floor.py                  # the bench preset
-    python tools/training_floor.py --peer=onmt      # and a peer's training, in the same run
+    python -m bench.training_floor                  # the bench preset
+    python -m bench.training_floor --peer=onmt      # and a peer's training, in the same run
 
 Every training step multiplies the same matrices whatever the implementation: each
 forward matmul of the model (listed from the config and each batch's shape) and its two
@@ -24,19 +24,16 @@ and the weight gradients of the chain, which nmt computes after the loop) run on
 batch. LSTM cells, standard attention architecture, Luong or dot scores only.
 """
 import collections
-import os
-import sys
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/ is not a package
-import benchmark  # noqa: E402
-import bench_peers  # noqa: E402
-from nmt import data as data_lib  # noqa: E402
-from nmt.updates import apply_clipped_gradients  # noqa: E402
+from bench import bench_peers, benchmark
+from bench import flops as flops_lib
+from nmt import data as data_lib
+from nmt.updates import apply_clipped_gradients
 
 FLAGS = flags.FLAGS
 
@@ -194,11 +191,13 @@ def main(argv):
     matmul_ms = sum(per_kind.values())
     step_ms = real_step_ms(trainer, batches, FLAGS.step_repeats)  # builds the variables
     update_ms = 1000 * update_seconds(trainer, FLAGS.repeats)
-    peak = benchmark.matmul_flops_per_s(2048, tf.float32, 10)
+    peak = flops_lib.matmul_flops_per_s(2048, tf.float32, 10)
     peer = None
     if FLAGS.peer:
-        bench_peers.ensure_prepared()
-        peer = bench_peers.train_peer(FLAGS.peer, FLAGS.peer_seconds)["train_tokens_per_s"]
+        harness = bench_peers.harness_dir(FLAGS.peers_dir)
+        bench_peers.ensure_prepared(harness)
+        peer = bench_peers.train_peer(harness, FLAGS.peer,
+                                      FLAGS.peer_seconds)["train_tokens_per_s"]
 
     sample_tgt_time = np.mean([b.tgt_out.shape[1] for b in batches])
     print(f"{len(batches)} batches spread over epoch 0: {pieces:.0f} target pieces (EOS "
@@ -220,7 +219,8 @@ def main(argv):
         rate = pieces / (ms / 1000)
         print(f"| {name} | {ms:.1f} | {rate:,.0f} |" + (f" {rate / peer:.2f} |" if peer else ""))
     if peer:
-        print(f"| {FLAGS.peer}, measured (harness, {FLAGS.peer_seconds} s) | | {peer:,.0f} | 1.00 |")
+        print(f"| {FLAGS.peer}, measured (harness, {FLAGS.peer_seconds} s) | | {peer:,.0f} "
+              "| 1.00 |")
 
 
 if __name__ == "__main__":
@@ -229,5 +229,5 @@ if __name__ == "__main__":
     flags.DEFINE_integer("repeats", 10, "Timed calls per matmul shape and for the update.")
     flags.DEFINE_integer("step_repeats", 5, "Timed train steps per batch.")
     flags.DEFINE_enum("peer", None, bench_peers.PEERS, "Also train this peer for "
-                      "--peer_seconds (a tools/benchmark.py flag) and compare.")
+                      "--peer_seconds (a bench/benchmark.py flag) and compare.")
     app.run(main)

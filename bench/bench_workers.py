@@ -1,7 +1,7 @@
 """Multi-worker training on loopback: 1 worker against 2, steps/s and all-reduce time.
 
-    python tools/bench_workers.py                       # 3 alternating rounds
-    python tools/bench_workers.py --rounds=1 --steps=5  # a smoke run
+    python -m bench.bench_workers                       # 3 alternating rounds
+    python -m bench.bench_workers --rounds=1 --steps=5  # a smoke run
 
 Each round runs one MultiWorkerMirroredStrategy cluster of 1 worker, then one of 2
 (processes on 127.0.0.1, TF_CONFIG as docs/distributed.md), on synthetic batches of
@@ -21,8 +21,9 @@ import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from device_matrix import REPO, free_ports  # noqa: E402
+from bench import local_cluster
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("rounds", 3, "Alternating rounds of 1 and 2 workers.")
@@ -41,8 +42,8 @@ def measure():
     import numpy as np
     import tensorflow as tf
 
+    from bench import synthetic_steps
     from nmt import config as config_lib, distribute, training
-    from nmt.data import Batch
     from nmt.model import build_model
 
     train_config = config_lib.TrainConfig(num_train_steps=1, jit_compile=False,
@@ -56,22 +57,9 @@ def measure():
         optimizer = training.make_optimizer(train_config)
         optimizer.build(model.trainable_variables)
     step = distribute.make_train_step(strategy, model, optimizer, train_config)
-    rng = np.random.default_rng(0)
-    shape = (FLAGS.batch_size, FLAGS.length)
-    lengths = np.full([FLAGS.batch_size], FLAGS.length, np.int32)
-    batch = Batch(*(tf.constant(x) for x in (
-        rng.integers(3, FLAGS.vocab, shape, np.int32), lengths,
-        rng.integers(3, FLAGS.vocab, shape, np.int32),
-        rng.integers(3, FLAGS.vocab, shape, np.int32), lengths)))
-    dataset = tf.data.Dataset.from_tensors(batch).repeat(FLAGS.warmup + FLAGS.steps)
-    batches = iter(distribute.distribute_dataset(strategy, dataset))
-    for _ in range(FLAGS.warmup):
-        float(step(next(batches))[1])
-    start = time.perf_counter()
-    for _ in range(FLAGS.steps):
-        _, norm, _ = step(next(batches))
-    float(norm)
-    steps_per_s = FLAGS.steps / (time.perf_counter() - start)
+    batches = synthetic_steps.synthetic_batches(
+        strategy, FLAGS.batch_size, FLAGS.length, FLAGS.vocab, FLAGS.warmup + FLAGS.steps)
+    steps_per_s = FLAGS.steps / synthetic_steps.time_steps(step, batches, FLAGS.warmup, FLAGS.steps)
 
     shapes = [v.shape for v in model.trainable_variables]
 
@@ -94,15 +82,12 @@ def measure():
 
 def run_cluster(num_workers):
     """Runs a cluster of num_workers processes -> the chief's measurement."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(num_workers)]}
     passthrough = [a for a in sys.argv[1:] if not a.startswith("--rounds")]
+    envs = local_cluster.worker_envs(
+        num_workers, dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO))
     procs = [subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--worker", *passthrough],
-        env=dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO,
-                 TF_CONFIG=json.dumps({"cluster": cluster,
-                                       "task": {"type": "worker", "index": i}})),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(num_workers)]
+        [sys.executable, "-m", "bench.bench_workers", "--worker", *passthrough], cwd=REPO,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for env in envs]
     outputs = [proc.communicate() for proc in procs]
     for proc, (_, err) in zip(procs, outputs):
         if proc.returncode:

@@ -1,13 +1,13 @@
 """Translation speed against the search's settings, side by side in one process.
 
-    python tools/bench_decoding.py --model_dir=runs/multi30k-bench-en-de
-    python tools/bench_decoding.py --model_dir=D --beam_sizes=5 --batch_sizes=64,128 --rounds=5
+    python -m bench.bench_decoding --model_dir=runs/multi30k-bench-en-de
+    python -m bench.bench_decoding --model_dir=D --beam_sizes=5 --batch_sizes=64,128 --rounds=5
 
 For every beam size, decode batch size (sentences), compaction setting (the
 search dropping finished sentences' rows, nmt.search) and decode precision
 (`--decode_precision`: fp32, bf16_output, bf16), it builds a Translator on
 the model dir's best checkpoint and translates the test set: the first pass
-("after loading", tracing included, as tools/benchmark.py counts it; the first
+("after loading", tracing included, as bench/benchmark.py counts it; the first
 setting also pays the process's one-time warm-up) and then
 `--rounds` warm passes. The warm passes of all settings alternate round by
 round, so a change in the machine's load hits every setting alike; the table
@@ -24,7 +24,6 @@ import gzip
 import json
 import os
 import statistics
-import sys
 import time
 
 from absl import app, flags
@@ -131,7 +130,6 @@ def markdown(result):
 
 def main(argv):
     del argv
-    sys.path.insert(0, ROOT)
     from nmt import model_dir as model_dir_lib
     from nmt.translate import Translator
 

@@ -1,10 +1,10 @@
 """Speed of the bench model: training throughput, MFU, translation, scaling, peers.
 
-    python tools/benchmark.py                                   # Markdown tables
-    python tools/benchmark.py --json                            # one JSON object
-    python tools/benchmark.py --model_dir=/tmp/run-default      # translate with a trained model
-    python tools/benchmark.py --peers --peer_seconds=300        # + OpenNMT-tf and JoeyNMT, ratios
-    python tools/benchmark.py --parts=matmul,train --train_seconds=20 --untimed_steps=5  # smoke run
+    python -m bench.benchmark                                   # Markdown tables
+    python -m bench.benchmark --json                            # one JSON object
+    python -m bench.benchmark --model_dir=/tmp/run-default      # translate with a trained model
+    python -m bench.benchmark --peers --peer_seconds=300        # + OpenNMT-tf and JoeyNMT, ratios
+    python -m bench.benchmark --parts=matmul,train --train_seconds=20 --untimed_steps=5  # smoke run
 
 The model and data are those of `recipes/multi30k.py --preset=bench` (any of that
 recipe's flags, e.g. --preset=default or --dropout=0.2, changes them here too).
@@ -31,16 +31,14 @@ from absl import app, flags, logging
 
 from nmt import corpus as corpus_lib
 from nmt import data as data_lib
-from nmt import evaluation
 from nmt import model_dir as model_dir_lib
 from nmt import precision
 from nmt import training
-from nmt.translate import Translator
-from nmt.vocab import EOS_ID
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS)  # tools/ is not a package
-import bench_peers  # noqa: E402
+from bench import bench_peers, benchmark_report, benchmark_translation
+from bench import flops as flops_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 FLAGS = flags.FLAGS
 PARTS = ("matmul", "train", "train_bf16", "profile", "scaling", "translate", "translate_bf16")
@@ -52,7 +50,7 @@ def define_flags():
     preset is the default here) and defines this tool's flags. Importing this module does
     neither, so tests can import it beside the CLIs."""
     global recipe
-    path = os.path.join(TOOLS, "..", "recipes", "multi30k.py")
+    path = os.path.join(HERE, "..", "recipes", "multi30k.py")
     spec = importlib.util.spec_from_file_location("multi30k_recipe", path)
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
@@ -71,65 +69,17 @@ def define_flags():
     flags.DEFINE_integer("matmul_repeats", 10, "Timed matmuls (the median counts).")
     flags.DEFINE_boolean("peers", False, "Also run the peer harness (OpenNMT-tf, JoeyNMT).")
     flags.DEFINE_integer("peer_seconds", 180, "Training time per peer, s (train.sh SECONDS).")
+    flags.DEFINE_string("peers_dir", None, "The peer harness's folder (train.sh, translate.sh); "
+                        "default $NMT_PEERS_DIR, else ../shared/bench/peers beside the checkout.")
     flags.DEFINE_boolean("json", False, "Print one JSON object instead of Markdown.")
     flags.DEFINE_string("save_json", None, "Also write the JSON object to this file.")
 
 
 TrainSpeed = collections.namedtuple("TrainSpeed", [
     "batch_size", "steps", "seconds", "steps_per_s", "sentences_per_s",
-    "tokens_per_s",           # steps/s x batch_size x mean target pieces (the peer harness's figure)
+    "tokens_per_s",           # steps/s x batch_size x mean target pieces (the harness's figure)
     "measured_tokens_per_s",  # non-pad target pieces actually trained on, EOS excluded
     "padding_efficiency"])    # target pieces (EOS counted) / padded target positions
-
-LENGTH_BUCKETS = ((1, 10), (11, 15), (16, 20), (21, 30), (31, 10_000))  # source pieces
-
-
-# ----------------------------------------------------------------------------
-# Peak FLOP/s of this machine and the model's FLOPs.
-
-def matmul_flops_per_s(size, dtype, repeats):
-    """FLOP/s (2 n^3 per matmul) of a [size, size] matmul in a tf.function, median of repeats."""
-    a = tf.cast(tf.random.uniform([size, size]), dtype)
-    b = tf.cast(tf.random.uniform([size, size]), dtype)
-    matmul = tf.function(tf.linalg.matmul)
-    for _ in range(2):
-        matmul(a, b).numpy()  # trace, warm the thread pool
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).numpy()
-        times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / statistics.median(times)
-
-
-def training_flops_per_target_token(model, vocab_size, mean_src, mean_tgt):
-    """Matmul FLOPs of one training step per target piece (EOS excluded): 3 x forward.
-
-    A sentence of S source and T target pieces costs, forward (2 FLOPs per multiply-add):
-      S x (encoder input + recurrent matmuls, every layer and direction; attention keys W_a h_s)
-    + (T + 1) decoder steps x (decoder LSTM input + recurrent; attention layer W_c [c; h];
-                               output projection; score and context: 4 H FLOPs per source position)
-    + dense bridge, once.
-    Evaluated at the mean lengths (S = mean_src, T = mean_tgt), divided by T. LSTM
-    encoder/decoder and Luong attention with the standard architecture only.
-    """
-    if model.unit_type != "lstm" or model.attention_architecture != "standard" or \
-            model.attention not in ("dot", "luong", "scaled_luong"):
-        return float("nan")
-    E, H, V = model.embedding_size, model.num_units, vocab_size
-    encoder = 0
-    for i in range(model.num_encoder_layers):
-        bi = model.encoder_type == "bi" or (model.encoder_type == "gnmt" and i == 0)
-        units, inputs = (H // 2 if bi else H), (E if i == 0 else H)
-        encoder += (2 if bi else 1) * 2 * (inputs + units) * 4 * units
-    keys = 2 * H * H if model.attention != "dot" else 0
-    decoder = sum(2 * ((E + H * model.input_feeding) if i == 0 else H) * 4 * H + 2 * H * 4 * H
-                  for i in range(model.num_decoder_layers))
-    per_step = decoder + 2 * (2 * H) * H + 2 * H * V + 4 * H * mean_src
-    bridge = (2 * (2 * H * model.num_encoder_layers) * (2 * H * model.num_decoder_layers)
-              if model.bridge == "dense" else 0)
-    forward = mean_src * (encoder + keys) + (mean_tgt + 1) * per_step + bridge
-    return 3 * forward / mean_tgt
 
 
 # ----------------------------------------------------------------------------
@@ -207,7 +157,7 @@ def timed_training(config, work_dir, name):
     trainer = make_trainer(config, work_dir, name)
     mean_src, mean_tgt = mean_lengths(trainer)
     speed = measure_training(trainer, FLAGS.train_seconds, FLAGS.untimed_steps, mean_tgt)
-    flops = training_flops_per_target_token(trainer.config.model, trainer.tgt_vocab.size,
+    flops = flops_lib.training_flops_per_target_token(trainer.config.model, trainer.tgt_vocab.size,
                                             mean_src, mean_tgt)
     return trainer, speed, flops, (mean_src, mean_tgt)
 
@@ -251,7 +201,8 @@ def run_training_bf16(work_dir, results):
 
 
 def run_scaling(work_dir, results):
-    """Training throughput at each --scaling_batch_sizes (the recipe's own size is measured once)."""
+    """Training throughput at each --scaling_batch_sizes (the recipe's own size is measured
+    once)."""
     done = {row["batch_size"] for row in results.get("scaling", [])}
     for batch_size in map(int, FLAGS.scaling_batch_sizes):
         if batch_size in done:
@@ -316,89 +267,10 @@ def profile_step(trainer, repeats=10):
         rows.append({"stage": name, "cumulative_ms": 1000 * seconds,
                      "stage_ms": 1000 * (seconds - previous)})
         previous = seconds
-    shape = f"{batch.src.shape[0]} sentences, source {batch.src.shape[1]}, target {batch.tgt_out.shape[1]}"
+    shape = (f"{batch.src.shape[0]} sentences, source {batch.src.shape[1]}, "
+             f"target {batch.tgt_out.shape[1]}")
     relaxed = 1000 * median_seconds(trainer.train_step, batch, repeats)
     return {"batch": shape, "repeats": repeats, "stages": rows, "trainer_step_ms": relaxed}
-
-
-# ----------------------------------------------------------------------------
-# Translation.
-
-def load_translator(model_dir, decode, beam_size):
-    """A Translator on model_dir's best (else last) checkpoint with `decode` settings."""
-    _, model, src_vocab, tgt_vocab = model_dir_lib.load(model_dir, "best")
-    decode = dataclasses.replace(decode, beam_size=beam_size, num_hypotheses=1)
-    return Translator(model, src_vocab, tgt_vocab, decode)
-
-
-def timed_translate(translator, lines):
-    """-> (seconds, hypotheses as strings, output pieces EOS excluded)."""
-    start = time.perf_counter()
-    results = translator.translate(lines)
-    seconds = time.perf_counter() - start
-    pieces = sum(sum(1 for i in r[0].ids if i != EOS_ID) for r in results)
-    return seconds, [r[0].text for r in results], pieces
-
-
-def run_translation(model_dir, src, ref, decode, work_dir, results, label=""):
-    """Beam 5 and greedy over the test set, in process (cold, then warm) and as a command;
-    the figures are named `beam5{label}_...` and `greedy{label}_...`."""
-    for mode, beam_size in ((f"beam5{label}", 5), (f"greedy{label}", 1)):
-        translator = load_translator(model_dir, decode, beam_size)
-        seconds, hyps, pieces = timed_translate(translator, src)  # includes tracing
-        warm_seconds, _, _ = timed_translate(translator, src)
-        results.update({f"{mode}_s": seconds, f"{mode}_sentences_per_s": len(src) / seconds,
-                        f"{mode}_tokens_per_s": pieces / seconds,
-                        f"{mode}_warm_sentences_per_s": len(src) / warm_seconds,
-                        f"{mode}_warm_tokens_per_s": pieces / warm_seconds,
-                        f"{mode}_mean_output_pieces": pieces / len(src),
-                        f"{mode}_bleu": evaluation.score(hyps, ref).bleu})
-        command_s, rss_mb = time_command(model_dir, beam_size, decode, work_dir)
-        results.update({f"{mode}_command_s": command_s, f"{mode}_command_rss_mb": rss_mb})
-        if mode == "beam5" and not label:
-            results["translate_by_length"] = translation_by_length(translator, src)
-
-
-def translation_by_length(translator, src):
-    """Warm beam search per source-length bucket -> rows of lines, lengths, speed."""
-    lengths = [len(x) for x in translator.src_vocab.encode(src)]
-    rows = []
-    for low, high in LENGTH_BUCKETS:
-        lines = [s for s, n in zip(src, lengths) if low <= n <= high]
-        if not lines:
-            continue
-        seconds, _, pieces = timed_translate(translator, lines)
-        rows.append({"src_pieces": f"{low}-{high}" if high < 10_000 else f">={low}",
-                     "lines": len(lines), "mean_src_pieces": float(np.mean(
-                         [n for n in lengths if low <= n <= high])),
-                     "mean_output_pieces": pieces / len(lines), "seconds": seconds,
-                     "sentences_per_s": len(lines) / seconds,
-                     "ms_per_sentence": 1000 * seconds / len(lines)})
-    return rows
-
-
-def time_command(model_dir, beam_size, decode, work_dir):
-    """Wall time and peak RSS (MiB) of a whole nmt-translate run on the test set.
-
-    The RSS comes from GNU time, as in the peer harness: a child forked from this big
-    process would report this process's RSS as its own peak.
-    """
-    command = shutil.which("nmt-translate")
-    stats = os.path.join(work_dir, "command.time")
-    argv = ["/usr/bin/time", "-o", stats, "-f", "%M"] + (
-        [command] if command else [sys.executable, "-m", "nmt.cli.translate"]) + [
-        f"--model_dir={model_dir}", f"--input={test_file('src')}",
-        f"--output={os.path.join(work_dir, f'command.beam{beam_size}.txt')}",
-        f"--beam_size={beam_size}", f"--length_penalty={decode.length_penalty}",
-        f"--decode_batch_size={decode.batch_size}", f"--decode_precision={decode.decode_precision}"]
-    with open(os.path.join(work_dir, "command.log"), "ab") as log:
-        start = time.perf_counter()
-        run = subprocess.run(argv, stdout=log, stderr=log)
-        seconds = time.perf_counter() - start
-    if run.returncode:
-        raise RuntimeError(f"{' '.join(argv)} failed ({run.returncode}); see {log.name}")
-    with open(stats) as f:
-        return seconds, int(f.read().split()[-1]) / 1024
 
 
 def test_file(side):
@@ -410,137 +282,24 @@ def test_file(side):
 # ----------------------------------------------------------------------------
 # Peers, report, main.
 
-FIGURES = (  # (key, label); ratios nmt/peer are printed for every key a peer reports too
-    ("train_tokens_per_s", "training: target pieces/s (steps/s x batch x mean target pieces)"),
-    ("train_steps_per_s", "training: steps/s"),
-    ("train_measured_tokens_per_s", "training: non-pad target pieces/s actually trained"),
-    ("train_padding_efficiency", "training: real / padded target positions"),
-    ("peak_rss_mb", "training: peak RSS, MiB"),
-    ("achieved_flops_per_s", "training: model FLOP/s (formula x non-pad pieces/s)"),
-    ("mfu_fp32", "training: MFU vs fp32 matmul peak"),
-    ("train_bf16_tokens_per_s", "training, --precision=bf16: target pieces/s (vs peers' fp32)"),
-    ("train_bf16_speedup", "training, --precision=bf16: x fp32 steps/s, same run"),
-    ("mfu_bf16", "training, --precision=bf16: MFU vs bf16 matmul peak"),
-    ("beam5_sentences_per_s", "beam 5: sentences/s after loading (tracing included)"),
-    ("beam5_tokens_per_s", "beam 5: target pieces/s after loading"),
-    ("beam5_warm_sentences_per_s", "beam 5: sentences/s, second pass"),
-    ("beam5_command_s", "beam 5: whole translate command, s (lower is better)"),
-    ("beam5_command_rss_mb", "beam 5: translate command peak RSS, MiB"),
-    ("beam5_mean_output_pieces", "beam 5: mean output pieces"),
-    ("beam5_bleu", "beam 5: test BLEU"),
-    ("greedy_sentences_per_s", "greedy: sentences/s after loading (tracing included)"),
-    ("greedy_tokens_per_s", "greedy: target pieces/s after loading"),
-    ("greedy_warm_sentences_per_s", "greedy: sentences/s, second pass"),
-    ("greedy_mean_output_pieces", "greedy: mean output pieces"),
-    ("greedy_command_s", "greedy: whole translate command, s (lower is better)"),
-    ("greedy_command_rss_mb", "greedy: translate command peak RSS, MiB"),
-    ("greedy_bleu", "greedy: test BLEU"),
-    ("beam5_bf16_sentences_per_s", "beam 5, --decode_precision=bf16: sentences/s after loading"),
-    ("beam5_bf16_warm_sentences_per_s", "beam 5, --decode_precision=bf16: sentences/s, second pass"),
-    ("beam5_bf16_command_s", "beam 5, --decode_precision=bf16: whole command, s"),
-    ("beam5_bf16_bleu", "beam 5, --decode_precision=bf16: test BLEU"),
-    ("greedy_bf16_sentences_per_s", "greedy, --decode_precision=bf16: sentences/s after loading"),
-    ("greedy_bf16_command_s", "greedy, --decode_precision=bf16: whole command, s"),
-    ("greedy_bf16_bleu", "greedy, --decode_precision=bf16: test BLEU"),
-)
-
-
 def run_peers(results):
     """Each peer in turn: train for --peer_seconds, translate; ratios nmt/peer per figure."""
-    results["peer_mean_tgt_pieces"] = bench_peers.ensure_prepared()
+    harness = bench_peers.harness_dir(FLAGS.peers_dir)
+    try:
+        results["peer_mean_tgt_pieces"] = bench_peers.ensure_prepared(harness)
+    except bench_peers.PeerError as e:
+        raise SystemExit(f"benchmark: {e}")
     results["peers"], results["ratios"] = {}, {}
     for peer in bench_peers.PEERS:
         logging.info("peer %s: training %d s, then translating", peer, FLAGS.peer_seconds)
         try:
-            figures = bench_peers.run_peer(peer, FLAGS.peer_seconds)
+            figures = bench_peers.run_peer(harness, peer, FLAGS.peer_seconds)
         except (bench_peers.PeerError, subprocess.TimeoutExpired) as e:
             logging.error("peer %s: %s", peer, e)
             results["peers"][peer] = {"error": str(e)}
             continue
         results["peers"][peer] = figures
-        results["ratios"][peer] = peer_ratios(results, figures)
-
-
-def peer_ratios(results, figures):
-    """nmt / peer for each figure both report; our bf16 training against their fp32."""
-    return {key: results[key] / figures[PEER_KEY.get(key, key)] for key, _ in FIGURES
-            if key in results and figures.get(PEER_KEY.get(key, key))}
-
-
-# Our figures compared with another of the peers' (they train and decode in fp32 only).
-PEER_KEY = {"train_bf16_tokens_per_s": "train_tokens_per_s",
-            **{f"{mode}_bf16_{figure}": f"{mode}_{figure}" for mode in ("beam5", "greedy")
-               for figure in ("sentences_per_s", "warm_sentences_per_s", "command_s", "bleu")}}
-
-
-def fmt(value):
-    if value is None or value != value:
-        return "n/a"
-    if abs(value) >= 1e9:
-        return f"{value / 1e9:,.1f} G"
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:,.1f} M"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}" if abs(value) >= 1 else f"{value:.3f}"
-
-
-def main_table(results):
-    peers = [p for p, f in results.get("peers", {}).items() if "error" not in f]
-    head = ["figure", "nmt", *peers, *[f"nmt/{p}" for p in peers]]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for key, label in FIGURES:
-        if key not in results:
-            continue
-        cells = [fmt(results[key])]
-        cells += [fmt(results["peers"][p].get(key)) for p in peers]
-        cells += [fmt(results["ratios"][p].get(key)) for p in peers]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def scaling_tables(results):
-    lines = []
-    if results.get("profile"):
-        p = results["profile"]
-        total = p["stages"][-1]["cumulative_ms"]
-        lines += ["", f"Where a training step's time goes (one batch: {p['batch']}; median of "
-                  f"{p['repeats']} runs of each cumulative piece):", "",
-                  "| stage | ms | share of the step |", "| --- | --- | --- |"]
-        lines += [f"| {r['stage']} | {fmt(r['stage_ms'])} | {r['stage_ms'] / total:.0%} |"
-                  for r in p["stages"]]
-        lines += [f"| the trainer's own train step on the same batch (traced with relaxed "
-                  f"shapes) | {fmt(p['trainer_step_ms'])} | {p['trainer_step_ms'] / total:.0%} |"]
-    if results.get("scaling"):
-        lines += ["", "Training throughput against batch size:", "",
-                  "| batch (sentences) | steps/s | sentences/s | target pieces/s (harness def.) | "
-                  "non-pad target pieces/s | padding efficiency |", "|" + " --- |" * 6]
-        lines += [f"| {r['batch_size']} | {fmt(r['steps_per_s'])} | {fmt(r['sentences_per_s'])} | "
-                  f"{fmt(r['tokens_per_s'])} | {fmt(r['measured_tokens_per_s'])} | "
-                  f"{fmt(r['padding_efficiency'])} |" for r in results["scaling"]]
-    if results.get("translate_by_length"):
-        lines += ["", "Beam 5 translation time against source length (warm, test set split by "
-                  "source pieces):", "",
-                  "| source pieces | lines | mean source | mean output | sentences/s | ms/sentence |",
-                  "|" + " --- |" * 6]
-        lines += [f"| {r['src_pieces']} | {r['lines']} | {fmt(r['mean_src_pieces'])} | "
-                  f"{fmt(r['mean_output_pieces'])} | {fmt(r['sentences_per_s'])} | "
-                  f"{fmt(r['ms_per_sentence'])} |" for r in results["translate_by_length"]]
-    return lines
-
-
-def markdown(results):
-    lines = main_table(results)
-    notes = [f"{k}: {fmt(results[k])}" for k in (
-        "matmul_fp32_flops_per_s", "matmul_bf16_flops_per_s", "flops_per_target_token",
-        "mean_src_pieces", "mean_tgt_pieces", "peer_mean_tgt_pieces", "parameters")
-        if k in results]
-    lines += ["", "; ".join(notes)] if notes else []
-    lines += scaling_tables(results)
-    lines += ["", f"preset {results['preset']}, translations from {results.get('translate_model_dir')}"
-              f", {results['machine']}, load average at start "
-              f"{' '.join(f'{x:.2f}' for x in results['load_average_at_start'])}"]
-    return "\n".join(lines)
+        results["ratios"][peer] = benchmark_report.peer_ratios(results, figures)
 
 
 def machine():
@@ -553,7 +312,7 @@ def measure(parts, work_dir, results):
     """Runs the chosen parts, adding to `results` as they finish."""
     if "matmul" in parts:
         for dtype in ("fp32", "bf16"):
-            results[f"matmul_{dtype}_flops_per_s"] = matmul_flops_per_s(
+            results[f"matmul_{dtype}_flops_per_s"] = flops_lib.matmul_flops_per_s(
                 FLAGS.matmul_size, tf.float32 if dtype == "fp32" else tf.bfloat16,
                 FLAGS.matmul_repeats)
     model_dir = FLAGS.model_dir
@@ -564,7 +323,8 @@ def measure(parts, work_dir, results):
     if "train_bf16" in parts:
         run_training_bf16(work_dir, results)
     if "profile" in parts:
-        results["profile"] = profile_step(trainer or make_trainer(bench_config(), work_dir, "train"))
+        results["profile"] = profile_step(
+            trainer or make_trainer(bench_config(), work_dir, "train"))
     del trainer
     if "scaling" in parts:
         run_scaling(work_dir, results)
@@ -572,14 +332,14 @@ def measure(parts, work_dir, results):
     if translating and not model_dir:
         raise app.UsageError("translate needs --model_dir or the train part")
     if translating:
-        src = corpus_lib.read_lines(test_file("src"))
         ref = corpus_lib.read_lines(test_file("tgt"))
     for part in translating:
         decode = bench_config().decode
         if part == "translate_bf16":
             decode = dataclasses.replace(decode, decode_precision="bf16")
-        run_translation(model_dir, src, ref, decode, work_dir, results,
-                        label="_bf16" if part == "translate_bf16" else "")
+        benchmark_translation.run_translation(
+            model_dir, test_file("src"), ref, decode, work_dir, results,
+            label="_bf16" if part == "translate_bf16" else "")
         results["translate_model_dir"] = model_dir
     if FLAGS.peers:
         run_peers(results)
@@ -594,6 +354,7 @@ def main(argv):
                              f"{', '.join(PARTS)})")
     logging.set_verbosity(logging.INFO)
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="nmt-bench-")
+    os.makedirs(work_dir, exist_ok=True)
     logging.info("work dir %s", work_dir)
     results = {"command": " ".join(sys.argv), "preset": FLAGS.preset, "machine": machine(),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -606,7 +367,8 @@ def main(argv):
     results["load_average_at_end"] = os.getloadavg()
     if FLAGS.save_json:
         model_dir_lib.write_json_atomic(FLAGS.save_json, results)
-    print(json.dumps(results, indent=1) if FLAGS.json else markdown(results), flush=True)
+    print(json.dumps(results, indent=1) if FLAGS.json else benchmark_report.markdown(results),
+          flush=True)
 
 
 if __name__ == "__main__":

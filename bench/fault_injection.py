@@ -1,7 +1,7 @@
 """Fault injection for nmt-train: kills, full disks, refused writes and two trainers.
 
-    python tools/fault_injection.py --kills=50 --work_dir=/tmp/faults   # full size
-    python tools/fault_injection.py --kills=4 --json                    # a quick look
+    python -m bench.fault_injection --kills=50 --work_dir=/tmp/faults   # full size
+    python -m bench.fault_injection --kills=4 --json                    # a quick look
 
 Every scenario trains a tiny model on a Multi30k slice (CPU, deterministic) and
 breaks it, then reruns the same command until it finishes, and checks:
@@ -34,7 +34,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 STEPS, PER_CHECKPOINT = 12, 3
 # Where a save can be cut: the data file written but no index, both written, the
@@ -67,7 +66,7 @@ def train_command(prefix, out_dir):
             f"--steps_per_checkpoint={PER_CHECKPOINT}", "--steps_per_eval=0",
             # One graph per batch shape: a resumed process computes each step with the
             # graph an unbroken one uses (else its first steps differ in the last bits).
-            "--nojit_compile", "--deterministic", "--trace_per_shape", "--num_cpu_devices=1"]
+            "--nojit_compile", "--deterministic", "--num_cpu_devices=1"]
 
 
 def run(command, fault=None, kill_after=None, timeout=900):
@@ -130,7 +129,8 @@ def _log_records(out_dir, step):
     kept = []
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            kept = [l for l in f if l.endswith("\n") and json.loads(l).get("step", 0) <= step]
+            kept = [line for line in f
+                    if line.endswith("\n") and json.loads(line).get("step", 0) <= step]
     data = "".join(kept).encode()
     return hashlib.sha256(data).hexdigest(), len(data)
 
@@ -236,7 +236,8 @@ class _Outcomes(list):
 
 
 def _start_problem(err, expect):
-    said = [l for l in err.splitlines() if "resuming from" in l or "starting a new run" in l]
+    said = [line for line in err.splitlines()
+            if "resuming from" in line or "starting a new run" in line]
     if said and expect not in said[0]:
         return f"expected {expect!r}, the run said {said[0].split('] ')[-1]!r}"
     return ""

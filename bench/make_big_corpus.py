@@ -1,7 +1,7 @@
 """Writes a large parallel corpus of real text by repeating the shipped corpora.
 
-    python tools/make_big_corpus.py --pairs=1000000 --out_prefix=/tmp/big1m
-    python tools/make_big_corpus.py --pairs=10000000 --out_prefix=/tmp/big10m --formats=gz
+    python -m bench.make_big_corpus --pairs=1000000 --out_prefix=/tmp/big1m
+    python -m bench.make_big_corpus --pairs=10000000 --out_prefix=/tmp/big10m --formats=gz
 
 The pool is the Multi30k English-German training set (data/multi30k, 29,000 pairs)
 and the Anki English-Spanish training set (../shared/data/anki-spa-eng, 114,961

@@ -1,7 +1,7 @@
 """Training throughput on 1, 2 and 4 devices, under model placement and MirroredStrategy.
 
-    python tools/bench_devices.py                      # logical CPUs (or GPUs if present)
-    python tools/bench_devices.py --devices=1,2 --steps=5 --num_units=64   # a smoke run
+    python -m bench.bench_devices                      # logical CPUs (or GPUs if present)
+    python -m bench.bench_devices --devices=1,2 --steps=5 --num_units=64   # a smoke run
 
 Each (mode, device count) runs in a fresh process (the CPU split must happen before
 TensorFlow starts) on synthetic batches of --batch_size sentences of --length pieces,
@@ -9,15 +9,16 @@ and reports target tokens/s after --warmup steps, and the scaling efficiency
 tokens/s(k devices) / (k * tokens/s(1 device)). On one physical CPU, logical devices
 share the same cores: expect efficiency <= 1/k there; the numbers mean something on
 GPUs or many-core machines. Whether placed layers run at the same time is measured
-by tools/timeline_devices.py (a per-op device timeline) instead.
+by bench/timeline_devices.py (a per-op device timeline) instead.
 """
 import json
+import os
 import subprocess
 import sys
-import time
 
 from absl import app, flags
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_list("devices", ["1", "2", "4"], "Device counts to measure.")
 flags.DEFINE_list("modes", ["placement", "placement_gnmt", "mirrored"],
@@ -36,11 +37,10 @@ flags.DEFINE_string("worker", None, "Internal: run one measurement, 'mode:device
 
 def measure(mode, num_devices):
     """One run in this process -> target tokens/s."""
-    import numpy as np
     import tensorflow as tf
 
+    from bench import synthetic_steps
     from nmt import config as config_lib, devices, distribute, training
-    from nmt.data import Batch
     from nmt.model import build_model
 
     devices.split_cpu(num_devices if not tf.config.list_physical_devices("GPU") else 0)
@@ -61,22 +61,10 @@ def measure(mode, num_devices):
         optimizer.build(model.trainable_variables)
     step = (distribute.make_train_step(strategy, model, optimizer, train_config) if strategy
             else training.make_train_step(model, optimizer, train_config))
-    rng = np.random.default_rng(0)
-    shape = (FLAGS.batch_size, FLAGS.length)
-    lengths = np.full([FLAGS.batch_size], FLAGS.length, np.int32)
-    batch = Batch(*(tf.constant(x) for x in (
-        rng.integers(3, FLAGS.vocab, shape, np.int32), lengths,
-        rng.integers(3, FLAGS.vocab, shape, np.int32),
-        rng.integers(3, FLAGS.vocab, shape, np.int32), lengths)))
-    dataset = tf.data.Dataset.from_tensors(batch).repeat(FLAGS.warmup + FLAGS.steps)
-    batches = iter(distribute.distribute_dataset(strategy, dataset))
-    for _ in range(FLAGS.warmup):
-        float(step(next(batches))[1])
-    start = time.perf_counter()
-    for _ in range(FLAGS.steps):
-        out, norm, _ = step(next(batches))
-    float(norm)
-    return FLAGS.steps * FLAGS.batch_size * FLAGS.length / (time.perf_counter() - start)
+    batches = synthetic_steps.synthetic_batches(
+        strategy, FLAGS.batch_size, FLAGS.length, FLAGS.vocab, FLAGS.warmup + FLAGS.steps)
+    seconds = synthetic_steps.time_steps(step, batches, FLAGS.warmup, FLAGS.steps)
+    return FLAGS.steps * FLAGS.batch_size * FLAGS.length / seconds
 
 
 def main(argv):
@@ -90,8 +78,9 @@ def main(argv):
     for mode in FLAGS.modes:
         base = None
         for count in map(int, FLAGS.devices):
-            run = subprocess.run([sys.executable, __file__, f"--worker={mode}:{count}",
-                                  *passthrough], capture_output=True, text=True)
+            run = subprocess.run([sys.executable, "-m", "bench.bench_devices",
+                                  f"--worker={mode}:{count}", *passthrough],
+                                 capture_output=True, text=True, cwd=REPO)
             if run.returncode:
                 print(f"| {mode} | {count} | failed: {run.stderr.strip().splitlines()[-1]} | |")
                 continue

@@ -6,7 +6,7 @@ a result) and evaluated once, at the last step, on val with the run's own decodi
 setting. Test sets are not scored. Runs go --parallel at a time, each pinned to its
 own core with taskset; a run whose log already holds its final evaluation is reused.
 
-    python tools/ablate_training.py --out_root=/tmp/ablation --steps=2500
+    python -m bench.ablate_training --out_root=/tmp/ablation --steps=2500
 """
 import os
 import subprocess
@@ -15,10 +15,9 @@ import time
 
 from absl import app, flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from nmt import model_dir as model_dir_lib
 
-from nmt import model_dir as model_dir_lib  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name -> (what it changes, extra recipe flags). "base" is the preset itself.
 LEVERS = {
@@ -83,8 +82,8 @@ def run_command(lever, run_dir, preset, steps):
 
 
 def run_all():
-    pending = [l for l in FLAGS.levers
-               if final_eval(os.path.join(FLAGS.out_root, l), FLAGS.steps) is None]
+    pending = [lever for lever in FLAGS.levers
+               if final_eval(os.path.join(FLAGS.out_root, lever), FLAGS.steps) is None]
     free_cores, running = list(range(FLAGS.parallel)), {}
     while pending or running:
         while pending and free_cores:

@@ -1,11 +1,11 @@
 """Where the time goes, op by op: the TensorFlow profiler over training steps or a translation.
 
-    python tools/profile_ops.py --mode=train                         # bench preset, 20 steps
-    python tools/profile_ops.py --mode=train --preset=best --steps=10
-    python tools/profile_ops.py --mode=beam --model_dir=runs/multi30k-bench-en-de
-    python tools/profile_ops.py --mode=greedy --model_dir=D --top_names=20
+    python -m bench.profile_ops --mode=train                         # bench preset, 20 steps
+    python -m bench.profile_ops --mode=train --preset=best --steps=10
+    python -m bench.profile_ops --mode=beam --model_dir=runs/multi30k-bench-en-de
+    python -m bench.profile_ops --mode=greedy --model_dir=D --top_names=20
 
-Training runs the recipe's own train step (tools/benchmark.py's helpers, so any
+Training runs the recipe's own train step (bench/benchmark.py's helpers, so any
 `recipes/multi30k.py` flag applies) after --untimed_steps of warm-up; a translation
 mode profiles one warm pass over the test set after an untimed one. The profiler's
 host trace is read back (its XSpace protobuf) and each op's *self* time is summed:
@@ -14,27 +14,24 @@ a while loop or a function call is not counted twice with the ops inside it.
 Prints two Markdown tables, by op type and by op name, with the time per
 step (or pass), the share of all op time, and the number of calls. Profiling
 slows the run down, so read shares, not absolute times; timing belongs to
-tools/benchmark.py.
+bench/benchmark.py.
 """
 import collections
 import glob
 import os
-import sys
 import tempfile
 
 from absl import app, flags
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS)  # tools/ is not a package
-import benchmark  # noqa: E402
-from nmt import corpus as corpus_lib  # noqa: E402
+from bench import benchmark, benchmark_translation
+from nmt import corpus as corpus_lib
 
 FLAGS = flags.FLAGS
 MODES = ("train", "beam", "greedy")
 
 
 def define_flags():
-    """This tool's flags, beside tools/benchmark.py's (and the recipe's)."""
+    """This tool's flags, beside bench/benchmark.py's (and the recipe's)."""
     flags.DEFINE_enum("mode", "train", MODES, "Profile training steps or a translation.")
     flags.DEFINE_integer("steps", 20, "Profiled training steps.")
     flags.DEFINE_integer("top_types", 25, "Rows of the table by op type.")
@@ -142,7 +139,7 @@ def profile_translation(log_dir):
     if not FLAGS.model_dir:
         raise app.UsageError("--mode=beam or greedy needs --model_dir")
     decode = benchmark.bench_config().decode
-    translator = benchmark.load_translator(FLAGS.model_dir, decode,
+    translator = benchmark_translation.load_translator(FLAGS.model_dir, decode,
                                            5 if FLAGS.mode == "beam" else 1)
     lines = corpus_lib.read_lines(benchmark.test_file("src"))
     translator.translate(lines)  # traces, warms caches

@@ -1,8 +1,8 @@
 """Memory of nmt-translate against the input size: peak RSS must not grow with the lines.
 
-    python tools/bench_streaming.py                                  # 10k, 100k, 1M lines
-    python tools/bench_streaming.py --lines=2000,20000 --json        # smoke run
-    python tools/bench_streaming.py --model_dir=runs/en-de --beam_size=5
+    python -m bench.bench_streaming                                  # 10k, 100k, 1M lines
+    python -m bench.bench_streaming --lines=2000,20000 --json        # smoke run
+    python -m bench.bench_streaming --model_dir=runs/en-de --beam_size=5
 
 For each size it writes an input file of that many Multi30k training sentences
 (data/multi30k/train.en, each pass over its 29,000 sentences in another shuffled
@@ -43,7 +43,8 @@ def define_flags():
     flags.DEFINE_list("lines", ["10000", "100000", "1000000"], "Input sizes, in lines.")
     flags.DEFINE_string("model_dir", None, "A model dir to translate with (default: train a small "
                         "one in the work dir first).")
-    flags.DEFINE_integer("train_steps", 600, "Steps of the small model trained without --model_dir.")
+    flags.DEFINE_integer("train_steps", 600,
+                         "Steps of the small model trained without --model_dir.")
     flags.DEFINE_string("work_dir", None, "Scratch dir: inputs, outputs, logs (default: a new "
                         "temporary dir, removed at the end).")
     flags.DEFINE_integer("beam_size", 1, "nmt-translate --beam_size (1: greedy).")

@@ -1,13 +1,15 @@
-"""Runs the peer harness (OpenNMT-tf, JoeyNMT; NMT_PEER_HARNESS, default ../shared/bench/peers
-beside the checkout) and parses its figures.
+"""Runs the peer harness (OpenNMT-tf, JoeyNMT) and parses its figures.
 
-tools/benchmark.py --peers calls `run_peer` for each peer, one at a time:
+The harness is the folder `--peers_dir` names (a flag of bench/benchmark.py), else
+$NMT_PEERS_DIR, else ../shared/bench/peers beside the checkout. bench/benchmark.py
+--peers calls `run_peer` for each peer, one at a time:
 
-    bash HARNESS/train.sh PEER SECONDS    ->  "PEER: steps A->B in N s: X steps/s, Y sentences/s,
-                                               Z target pieces/s"
-    bash HARNESS/translate.sh PEER        ->  "PEER beam5: 1000 lines, T s after loading (R sentences/s),
-                                               whole command M:SS.ss, peak RSS K MiB, BLEU B"
-                                              (and the same line for greedy)
+    bash HARNESS/train.sh PEER SECONDS  ->  "PEER: steps A->B in N s: X steps/s,
+                                             Y sentences/s, Z target pieces/s"
+    bash HARNESS/translate.sh PEER      ->  "PEER beam5: 1000 lines, T s after loading
+                                             (R sentences/s), whole command M:SS.ss,
+                                             peak RSS K MiB, BLEU B"
+                                            (and the same line for greedy)
 
 The harness prints no output lengths; target pieces/s of translation is computed
 here from its hypothesis files ($PEERS/run-PEER/test.MODE.sp, one line of
@@ -17,15 +19,16 @@ import os
 import re
 import subprocess
 
-HARNESS = os.environ.get("NMT_PEER_HARNESS", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench", "peers"))
-PEERS_DIR = os.environ.get("PEERS", "/tmp/nmt-peers")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_HARNESS = os.path.join(REPO, "..", "shared", "bench", "peers")
+PEERS_DIR = os.environ.get("PEERS", "/tmp/nmt-peers")  # where the harness writes, as it reads it
 PEERS = ("onmt", "joey")
 
-TRAIN_LINE = re.compile(r"^(\w+): steps (\d+)->(\d+) in (\d+) s: ([\d.]+) steps/s, (\d+) sentences/s, "
-                        r"(\d+) target pieces/s", re.M)
-TRANSLATE_LINE = re.compile(r"^(\w+) (beam5|greedy): (\d+) lines, (\S+) s after loading \((\S+) "
-                            r"sentences/s\), whole command (\S+), peak RSS (\d+) MiB, BLEU (\S+)", re.M)
+TRAIN_LINE = re.compile(r"^(\w+): steps (\d+)->(\d+) in (\d+) s: ([\d.]+) steps/s, "
+                        r"(\d+) sentences/s, (\d+) target pieces/s", re.M)
+TRANSLATE_LINE = re.compile(r"^(\w+) (beam5|greedy): (\d+) lines, (\S+) s after loading "
+                            r"\((\S+) sentences/s\), whole command (\S+), peak RSS (\d+) MiB, "
+                            r"BLEU (\S+)", re.M)
 
 
 class PeerError(RuntimeError):
@@ -56,9 +59,11 @@ def parse_translate(output):
     figures = {}
     for m in TRANSLATE_LINE.finditer(output):
         mode = m.group(2)
-        figures.update({f"{mode}_s": float(m.group(4)), f"{mode}_sentences_per_s": float(m.group(5)),
+        figures.update({f"{mode}_s": float(m.group(4)),
+                        f"{mode}_sentences_per_s": float(m.group(5)),
                         f"{mode}_command_s": clock_seconds(m.group(6)),
-                        f"{mode}_command_rss_mb": float(m.group(7)), f"{mode}_bleu": float(m.group(8))})
+                        f"{mode}_command_rss_mb": float(m.group(7)),
+                        f"{mode}_bleu": float(m.group(8))})
     if not figures:
         raise PeerError(f"no result line in translate.sh output: {output.strip()[-300:]!r}")
     return figures
@@ -70,8 +75,17 @@ def output_pieces(path):
         return sum(len(line.split()) for line in f)
 
 
-def _bash(script, *args, timeout):
-    run = subprocess.run(["bash", os.path.join(HARNESS, script), *map(str, args)],
+def harness_dir(peers_dir=None):
+    """The harness folder: peers_dir, else $NMT_PEERS_DIR, else the default beside the checkout."""
+    return os.path.normpath(peers_dir or os.environ.get("NMT_PEERS_DIR") or DEFAULT_HARNESS)
+
+
+def _bash(harness, script, *args, timeout):
+    path = os.path.join(harness, script)
+    if not os.path.isfile(path):
+        raise PeerError(f"--peers_dir={harness}: no {script} there (the peer harness's folder; "
+                        "set --peers_dir or NMT_PEERS_DIR)")
+    run = subprocess.run(["bash", path, *map(str, args)],
                          capture_output=True, text=True, timeout=timeout)
     if run.returncode:
         raise PeerError(f"{script} {' '.join(map(str, args))} failed ({run.returncode}): "
@@ -79,24 +93,24 @@ def _bash(script, *args, timeout):
     return run.stdout
 
 
-def ensure_prepared():
+def ensure_prepared(harness):
     """Runs prepare.sh (sentencepiece + encoded data) unless $PEERS/data is ready."""
     if not os.path.exists(os.path.join(PEERS_DIR, "data", "mean_target_pieces.txt")):
-        _bash("prepare.sh", timeout=900)
+        _bash(harness, "prepare.sh", timeout=900)
     with open(os.path.join(PEERS_DIR, "data", "mean_target_pieces.txt")) as f:
         return float(f.read())
 
 
-def train_peer(peer, seconds):
+def train_peer(harness, peer, seconds):
     """Trains `peer` for `seconds` -> its training figures (+ "raw": the harness output)."""
-    train_out = _bash("train.sh", peer, seconds, timeout=seconds + 600)
+    train_out = _bash(harness, "train.sh", peer, seconds, timeout=seconds + 600)
     return {**parse_train(train_out), "raw": train_out.strip()}
 
 
-def run_peer(peer, seconds):
+def run_peer(harness, peer, seconds):
     """Trains `peer` for `seconds`, translates test_2016_flickr; -> figures dict (+ raw output)."""
-    figures = train_peer(peer, seconds)
-    translate_out = _bash("translate.sh", peer, timeout=1800)
+    figures = train_peer(harness, peer, seconds)
+    translate_out = _bash(harness, "translate.sh", peer, timeout=1800)
     figures.update(parse_translate(translate_out))
     for mode in ("beam5", "greedy"):
         hyp = os.path.join(PEERS_DIR, f"run-{peer}", f"test.{mode}.sp")

@@ -1,7 +1,7 @@
 """Training steps/s of config variants of the bench model, side by side in one process.
 
-    nice -n 5 python tools/bench_training.py --variant=base --variant=precision=bf16
-    python tools/bench_training.py --variant=base --variant=trace_per_shape=true \
+    nice -n 5 python -m bench.bench_training --variant=base --variant=precision=bf16
+    python -m bench.bench_training --variant=base --variant=deterministic=true \
         --variant=precision=bf16_output --windows=3 --window_seconds=20
 
 A variant is `base` (the recipe's config) or `field=value` pairs joined by `+` over the
@@ -9,20 +9,18 @@ config's sections (`train.` is implied: `precision=bf16+model.dropout=0.2`). Eve
 trainer is built and warmed up first, then timed in alternating windows (A, B, C, A,
 B, C, ...) so that load from other processes hits all alike; every window is printed,
 and the medians against the first variant: steps/s, and real (non-pad) target pieces/s,
-the figure to compare when variants batch differently (`data.tight_batches=true`). A variant that traces or XLA-compiles per
-batch shape warms up for a whole epoch, so that no window pays for tracing. Uses tools/benchmark.py's
-helpers, so the model and data are those of `recipes/multi30k.py --preset=bench` (and
-its flags).
+the figure to compare when variants batch differently (`data.bucket_width=4`). A variant
+that traces or XLA-compiles per batch shape (`deterministic`, `jit_compile`) warms up for a
+whole epoch, so that no window pays for tracing. Uses bench/benchmark.py's helpers, so the
+model and data are those of `recipes/multi30k.py --preset=bench` (and its flags).
 """
-import os
 import statistics
-import sys
 import tempfile
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/ is not a package
-import benchmark  # noqa: E402
+from bench import benchmark
+
 from nmt import config as config_lib  # noqa: E402
 from nmt.cli import common  # noqa: E402
 
@@ -68,7 +66,7 @@ def warmup_steps(trainer, untimed_steps):
     """untimed_steps, or a whole epoch's batches when the step traces or XLA-compiles per
     batch shape."""
     t = trainer.config.train
-    if not (t.trace_per_shape or t.jit_compile):
+    if not (t.deterministic or t.jit_compile):
         return untimed_steps
     return max(untimed_steps, sum(1 for _ in trainer.epoch_dataset(0)))
 

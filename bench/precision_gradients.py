@@ -1,6 +1,6 @@
 """How far a training precision's gradients are from float32's, at the same weights.
 
-    python tools/precision_gradients.py --model_dir=RUN --precisions=bf16 --batches=8
+    python -m bench.precision_gradients --model_dir=RUN --precisions=bf16 --batches=8
 
 Loads a run dir's checkpoint, draws --batches batches of --batch_size random training
 pairs (seeded), and computes the gradient of the training loss (dropout on, label

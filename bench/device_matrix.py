@@ -1,8 +1,8 @@
 """Train, resume and translate through the CLI under every device setup.
 
-    python tools/device_matrix.py                    # the full matrix (96 cells, 3-4 h here)
-    python tools/device_matrix.py --cells=ci         # the covering subset CI runs
-    python tools/device_matrix.py --strategies=place2,mirrored2 --precisions=fp16
+    python -m bench.device_matrix                    # the full matrix (96 cells, 3-4 h here)
+    python -m bench.device_matrix --cells=ci         # the covering subset CI runs
+    python -m bench.device_matrix --strategies=place2,mirrored2 --precisions=fp16
 
 A cell is a strategy, an optimizer, a precision and an architecture. For each, a tiny
 model trains 2 steps with `python -m nmt.cli.train` on the first lines of the shipped
@@ -23,17 +23,15 @@ precision pairs of a placed step in-process.
 import collections
 import gzip
 import itertools
-import json
 import os
-import random
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 from absl import app, flags
+
+from bench import local_cluster
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TIMEOUT_S = 600  # per process (a cell takes 0.5-2 min on 2 loaded cores)
@@ -84,49 +82,6 @@ def write_corpus(directory):
     return os.path.join(directory, "train")
 
 
-def free_ports(count):
-    """`count` ports free now, below the kernel's ephemeral range (a port from it can be
-    taken, before its worker binds it, by an outgoing connection's source port)."""
-    low = 32768
-    if os.path.exists("/proc/sys/net/ipv4/ip_local_port_range"):
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    ports = []
-    for port in random.Random().sample(range(low // 2, low), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise RuntimeError(f"no {count} free ports below {low}")
-
-
-def run_processes(commands, envs):
-    """Runs the commands at once -> [(exit code, stderr)]; kills them at TIMEOUT_S."""
-    procs = [subprocess.Popen(command, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for command, env in zip(commands, envs)]
-    results = []
-    try:
-        for proc in procs:
-            try:
-                _, err = proc.communicate(timeout=TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
-                err += f"\nkilled after {TIMEOUT_S} s"
-            results.append((proc.returncode, err))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return results
-
-
 def train_commands(cell, prefix, out_dir, steps):
     """-> ([command], [env]): one process, or one per worker under multi_worker2."""
     command = [sys.executable, "-m", "nmt.cli.train", f"--train_prefix={prefix}",
@@ -136,9 +91,12 @@ def train_commands(cell, prefix, out_dir, steps):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
     if cell.strategy != "multi_worker2":
         return [command], [env]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    return [command] * 2, [dict(env, TF_CONFIG=json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": i}})) for i in range(2)]
+    return [command] * 2, local_cluster.worker_envs(2, env)
+
+
+def run_processes(commands, envs):
+    """Runs the commands at once from the checkout -> [(exit code, stderr)]."""
+    return local_cluster.run_processes(commands, envs, REPO, TIMEOUT_S)
 
 
 def check_runs(what, results):

@@ -1,7 +1,7 @@
 """Fault injection for nmt-translate: kills at random moments, and a full disk.
 
-    python tools/translate_faults.py --model_dir=runs/en-de --input=test.en --kills=50
-    python tools/translate_faults.py --model_dir=runs/en-de --input=test.en \
+    python -m bench.translate_faults --model_dir=runs/en-de --input=test.en --kills=50
+    python -m bench.translate_faults --model_dir=runs/en-de --input=test.en \
         --kills=0 --disk_kib=8,16,32,64          # as root: mounts tmpfs file systems
 
 An uninterrupted run gives the reference output first. Then:
@@ -10,8 +10,8 @@ An uninterrupted run gives the reference output first. Then:
     writing time after OUTPUT.partial appears; the start-up holds nothing to lose).
     After each kill the complete lines of OUTPUT.partial must be a prefix of the
     reference; the next start resumes from them. A kill survived: its partial
-    output was such a prefix and the start that found it accepted it. At the end one run finishes, and its output must equal the
-    reference byte for byte.
+    output was such a prefix and the start that found it accepted it. At the end one
+    run finishes, and its output must equal the reference byte for byte.
   * disk (root only): for each size, OUTPUT lies on a fresh tmpfs of that many
     KiB. nmt-translate must fail with one line naming ENOSPC (or finish, if the
     output fits); then the file system gets room and --resume must end with the
@@ -96,7 +96,7 @@ def kill_trials(work, reference, seconds):
         time.sleep(rng.uniform(0, seconds))
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
-        refused = any(l.startswith("nmt-translate: error: ") for l in err.splitlines())
+        refused = any(line.startswith("nmt-translate: error: ") for line in err.splitlines())
         if refused or "Traceback" in err:
             print(err, file=sys.stderr)
             continue
@@ -125,7 +125,8 @@ def disk_trials(work, reference):
             proc = translate(output, "--resume")
             _, err = proc.communicate()
             results["disk_full_runs"] += 1
-            errors = [l for l in err.splitlines() if l.startswith("nmt-translate: error: ")]
+            errors = [line for line in err.splitlines()
+                      if line.startswith("nmt-translate: error: ")]
             if proc.returncode == 1 and len(errors) == 1 and "No space left" in errors[0] \
                     and "Traceback" not in err:
                 results["one_line_errors"] += 1

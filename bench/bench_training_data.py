@@ -1,8 +1,8 @@
 """Training's data path against the corpus size: time to the first step, memory, speed.
 
-    python tools/make_big_corpus.py --pairs=1000000 --out_prefix=/tmp/big1m
-    python tools/bench_training_data.py --corpora=29k=data/multi30k/train,1M=/tmp/big1m
-    python tools/bench_training_data.py --corpora=1M=/tmp/big1m --steps=300 --json
+    python -m bench.make_big_corpus --pairs=1000000 --out_prefix=/tmp/big1m
+    python -m bench.bench_training_data --corpora=29k=data/multi30k/train,1M=/tmp/big1m
+    python -m bench.bench_training_data --corpora=1M=/tmp/big1m --steps=300 --json
 
 For each corpus (NAME=PREFIX, files PREFIX.en[.gz] and PREFIX.de[.gz]) it runs the
 real `nmt-train` on the benchmark model (the bench preset's fields: bi-LSTM 256

@@ -1,0 +1,1 @@
+"""What users run around the toolkit from a clone, as `python -m tools.NAME`."""
