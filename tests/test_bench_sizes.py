@@ -113,3 +113,11 @@ def test_peer_intervals_skip_the_first_third():
         "2026-01-01 10:00:52.000000: I runner.py:310] Step = 25 ; steps/s = 2.5",
         "2026-01-01 10:01:02.000000: I runner.py:310] Step = 30 ; steps/s = 0.5"])
     assert peer_sizes.interval_rates(log) == [0.5, 2.5, 0.5]
+
+
+def test_ratios_set_our_fp32_training_against_the_peer():
+    row = {"fp32": {"tokens_per_s": 3000.0}, "beam5_sentences_per_s": 30.0,
+           "onmt": {"train_tokens_per_s": 1500.0, "beam5_sentences_per_s": 10.0}}
+    assert bench_sizes.ratio(row, "train_tokens_per_s") == "2.00"
+    assert bench_sizes.ratio(row, "beam5_sentences_per_s") == "3.00"
+    assert bench_sizes.ratio({"fp32": {"tokens_per_s": 1.0}}, "train_tokens_per_s") == "n/a"

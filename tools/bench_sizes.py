@@ -215,7 +215,7 @@ def markdown(results):
             f"({cell(peer.get('beam5_mean_output_pieces'), 1)}) | "
             f"{ratio(row, 'beam5_sentences_per_s')} |")
     peaks = results["peaks"]
-    lines += ["", f"{results['machine']}; {results['cores']} cores usable; matmul peak (2048²) "
+    lines += ["", f"{results['machine']}; cores usable: {results['cores']}; matmul peak (2048²) "
               f"fp32 {peaks['fp32'] / 1e9:.0f}, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
               f"windows of {FLAGS.window_seconds} s, {FLAGS.rounds} per precision (medians); "
               f"beam 5 over {FLAGS.beam_sentences} test sentences; load average at start "
@@ -250,16 +250,21 @@ def main(argv):
     for name in FLAGS.sizes:
         logging.info("size %s", name)
         results["rows"].append(measure_size(name, work_dir, first, lines))
+        save(results)  # what is measured so far, MFU against the first peak
     last = matmul_peaks()
     results["peaks"] = {d: (first[d] + last[d]) / 2 for d in first}
     for row in results["rows"]:  # MFU against the peak measured before and after
         for dtype in ("fp32", "bf16"):
             row[dtype]["mfu"] *= first[dtype] / results["peaks"][dtype]
     results["peaks_first_last"] = {d: [first[d], last[d]] for d in first}
+    save(results)
+    print(markdown(results), flush=True)
+
+
+def save(results):
     if FLAGS.save_json:
         with open(FLAGS.save_json, "w") as f:
             json.dump(results, f, indent=1)
-    print(markdown(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ STEP_LINE = re.compile(r"^(\S+ \S+): I runner.py:\d+\] Step = (\d+) ;")
 PREDICTION_TIME = re.compile(r"Total prediction time \(s\): ([\d.]+)")
 
 
-def write_harness(dest, units, encoder_layers, decoder_layers, log_steps=5,
+def write_harness(dest, units, encoder_layers, decoder_layers, log_steps=2,
                   checkpoint_steps=20):
     """A copy of the harness under dest whose OpenNMT-tf model has this size -> dest."""
     if units % 2:
