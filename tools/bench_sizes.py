@@ -10,7 +10,7 @@ the same batches. Per size, one trainer per precision (fp32, and bf16 compute wi
 master weights) trains in alternating windows of --window_seconds, --rounds each; the
 median window counts. MFU is the model's matmul FLOPs per step (tools/step_matmuls.py,
 real positions only) over the step's time, relative to the 2048x2048 matmul peak of
-that dtype measured in the same run. Beam 5 translates the first --beam_sentences test
+that dtype measured just before, once per round. Beam 5 translates the first --beam_sentences test
 sentences with the fp32 model after its short training, untimed once, then timed.
 OpenNMT-tf (tools/peer_sizes.py) trains and translates between nmt's first and later
 rounds at the --peer_sizes it can express. docs/benchmark.md reads the table.
@@ -100,14 +100,15 @@ def warm(trainer, steps):
     return batches
 
 
-def window_figures(windows, batch_size, mean_tgt, flops_per_piece, peak):
-    """[(steps, seconds, pieces)] -> medians over windows: steps/s, target pieces/s (the
-    harness's definition: steps/s x batch x mean target pieces), trained pieces/s, MFU."""
-    steps_per_s = statistics.median(s / t for s, t, _ in windows)
-    pieces_per_s = statistics.median(p / t for _, t, p in windows)
+def window_figures(windows, batch_size, mean_tgt, flops_per_piece):
+    """[(steps, seconds, pieces, matmul peak FLOP/s of the round)] -> medians over windows:
+    steps/s, target pieces/s (the harness's definition: steps/s x batch x mean target
+    pieces), trained pieces/s, MFU (each window against its round's peak)."""
+    steps_per_s = statistics.median(w[0] / w[1] for w in windows)
+    pieces_per_s = statistics.median(w[2] / w[1] for w in windows)
     return {"steps_per_s": steps_per_s, "tokens_per_s": steps_per_s * batch_size * mean_tgt,
             "measured_tokens_per_s": pieces_per_s, "windows": len(windows),
-            "mfu": flops_per_piece * pieces_per_s / peak if peak else float("nan")}
+            "mfu": statistics.median(flops_per_piece * p / t / peak for _, t, p, peak in windows)}
 
 
 def beam_pass(translator, lines):
@@ -144,7 +145,7 @@ def run_peer_translation(harness, row):
 
 
 def measure_size(name, work_dir, peaks, lines):
-    """Training windows in both precisions, beam 5, and the peer between rounds -> a row."""
+    """peaks: {dtype: [matmul FLOP/s]}, appended to once per round."""
     config = size_config(name)
     trainers = {"fp32": benchmark.make_trainer(config, work_dir, name),
                 "bf16": benchmark.make_trainer(config.replace(train={"precision": "bf16"}),
@@ -160,15 +161,17 @@ def measure_size(name, work_dir, peaks, lines):
     windows, beams = {"fp32": [], "bf16": []}, []
     row, harness = {"size": name, "flops_per_target_token": flops}, None
     for r in range(FLAGS.rounds):
+        for dtype, peak in matmul_peaks(repeats=5).items():  # the load may change
+            peaks[dtype].append(peak)
         for dtype, trainer in trainers.items():
-            windows[dtype].append(timed_window(trainer, batches[dtype], FLAGS.window_seconds))
+            windows[dtype].append((*timed_window(trainer, batches[dtype], FLAGS.window_seconds),
+                                   peaks[dtype][-1]))
         beams.append(beam_pass(translator, lines))
         if r == 0 and name in FLAGS.peer_sizes:
             harness = run_peer_training(name, work_dir, row)
             run_peer_translation(harness, row)
     for dtype in trainers:
-        row[dtype] = window_figures(windows[dtype], config.data.batch_size, mean_tgt, flops,
-                                    peaks.get(dtype))
+        row[dtype] = window_figures(windows[dtype], config.data.batch_size, mean_tgt, flops)
     seconds = statistics.median(s for s, _ in beams)
     row.update({"parameters": sum(int(tf.size(v)) for v in fp32.model.trainable_variables),
                 "beam5_sentences_per_s": len(lines) / seconds,
@@ -215,11 +218,13 @@ def markdown(results):
             f"({cell(peer.get('beam5_mean_output_pieces'), 1)}) | "
             f"{ratio(row, 'beam5_sentences_per_s')} |")
     peaks = results["peaks"]
-    lines += ["", f"{results['machine']}; cores usable: {results['cores']}; matmul peak (2048²) "
-              f"fp32 {peaks['fp32'] / 1e9:.0f}, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
-              f"windows of {FLAGS.window_seconds} s, {FLAGS.rounds} per precision (medians); "
+    lines += ["", f"{results['machine']}, {' '.join(results['cpu_flags'])}; cores usable: "
+              f"{results['cores']}; matmul peak (2048²) fp32 {peaks['fp32'] / 1e9:.0f}, bf16 "
+              f"{peaks['bf16'] / 1e9:.0f} GFLOP/s (medians of one per round); windows of "
+              f"{FLAGS.window_seconds} s, {FLAGS.rounds} per precision (medians); "
               f"beam 5 over {FLAGS.beam_sentences} test sentences; load average at start "
-              f"{' '.join(f'{x:.2f}' for x in results['load_average_at_start'])}"]
+              f"{' '.join(f'{x:.2f}' for x in results['load_average_at_start'])}, at end "
+              f"{' '.join(f'{x:.2f}' for x in results.get('load_average_at_end', ()))}"]
     lines += [f"{row['size']}: onmt failed: {row['onmt']['error']}" for row in results["rows"]
               if "error" in row.get("onmt", {})]
     return "\n".join(lines)
@@ -246,17 +251,14 @@ def main(argv):
     results = {"command": " ".join(sys.argv), "machine": benchmark.machine(),
                "cpu_flags": cpu_flags(), "cores": len(os.sched_getaffinity(0)),
                "load_average_at_start": os.getloadavg(), "rows": []}
-    first = matmul_peaks()
+    peaks = {"fp32": [], "bf16": []}
     for name in FLAGS.sizes:
         logging.info("size %s", name)
-        results["rows"].append(measure_size(name, work_dir, first, lines))
-        save(results)  # what is measured so far, MFU against the first peak
-    last = matmul_peaks()
-    results["peaks"] = {d: (first[d] + last[d]) / 2 for d in first}
-    for row in results["rows"]:  # MFU against the peak measured before and after
-        for dtype in ("fp32", "bf16"):
-            row[dtype]["mfu"] *= first[dtype] / results["peaks"][dtype]
-    results["peaks_first_last"] = {d: [first[d], last[d]] for d in first}
+        results["rows"].append(measure_size(name, work_dir, peaks, lines))
+        results["peaks"] = {d: statistics.median(p) for d, p in peaks.items()}
+        results["peaks_by_round"] = peaks
+        save(results)
+    results["load_average_at_end"] = os.getloadavg()
     save(results)
     print(markdown(results), flush=True)
 
