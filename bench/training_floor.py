@@ -2,6 +2,8 @@
 
     python -m bench.training_floor                  # the bench preset
     python -m bench.training_floor --peer=onmt      # and a peer's training, in the same run
+    python -m bench.training_floor --size=w1024     # a size of bench/bench_sizes.py
+    python -m bench.training_floor --num_units=512  # any recipes/multi30k.py flag
 
 Every training step multiplies the same matrices whatever the implementation: each
 forward matmul of the model (listed from the config and each batch's shape) and its two
@@ -16,12 +18,8 @@ second floor. Both are given as target pieces/s (the batches' real pieces, EOS e
 per step), beside nmt's own train step timed on the same batches and, with --peer, the
 peer's training throughput from the harness.
 
-Per-step matmuls ("chain": the encoder's recurrent kernels, the decoder LSTM's
-recurrent and fed-back inputs, the attention's scores, context and output layer, each
-with its input gradient) have a row per sentence and run once per time step; the rest ("bulk":
-input projections over the whole sequence, attention keys, bridge, output projection,
-and the weight gradients of the chain, which nmt computes after the loop) run once per
-batch. LSTM cells, standard attention architecture, Luong or dot scores only.
+bench/step_matmuls.py lists the matmuls ("chain": once per time step, a row per
+sentence; "bulk": once per batch) for any LSTM or GRU config the toolkit builds.
 """
 import collections
 import tempfile
@@ -30,81 +28,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bench import bench_peers, benchmark
+from bench import bench_peers, bench_sizes, benchmark
 from bench import flops as flops_lib
+from bench.step_matmuls import flops, shape_key, step_matmuls  # noqa: F401
 from nmt import data as data_lib
 from nmt.updates import apply_clipped_gradients
 
 FLAGS = flags.FLAGS
-
-Matmul = collections.namedtuple(
-    "Matmul", ("part", "role", "kind", "batch", "m", "k", "n", "transpose_a", "transpose_b",
-               "count"))
-Matmul.__doc__ = """`count` matmuls of [batch,] m x k by k x n (transposed operands are
-stored the other way round); role "forward", "dX" or "dW"; kind "chain" (once per time
-step) or "bulk" (once per batch)."""
-
-
-def flops(matmul):
-    return 2 * matmul.batch * matmul.m * matmul.k * matmul.n * matmul.count
-
-
-def shape_key(matmul):
-    return matmul[3:9]
-
-
-def _with_gradients(part, kind, batch, m, k, n, count=1):
-    """x [m, k] @ w [k, n] (`count` times) and its gradients: dx = g @ w^T (same kind),
-    and dw = x^T @ g, bulk: a chain's weight gradient summed over its steps is one matmul
-    over all of them."""
-    return [Matmul(part, "forward", kind, batch, m, k, n, False, False, count),
-            Matmul(part, "dX", kind, batch, m, n, k, False, True, count),
-            Matmul(part, "dW", "bulk", batch, k, round(m * count), n, True, False, 1)]
-
-
-def step_matmuls(model, vocab_size, batch, src_time, tgt_time, src_positions=None,
-                 tgt_positions=None):
-    """The matmuls of one training step on a [batch, src_time] -> [batch, tgt_time] batch
-    (tgt_time: decoder steps, EOS included), forward and backward.
-
-    src_positions, tgt_positions: the batch's real (non-pad) positions, EOS included. When
-    given, padding costs nothing: matmuls over whole sequences take only real positions,
-    and each per-step matmul runs positions / batch times (a batch that shrinks as its
-    sentences end, at the full batch's speed); attention scores stay [batch, src_time]."""
-    if model.unit_type != "lstm" or model.attention_architecture != "standard" or \
-            model.attention not in ("dot", "luong", "scaled_luong"):
-        raise ValueError("training_floor: LSTM cells with standard Luong or dot attention only")
-    E, H, V, B, S = model.embedding_size, model.num_units, vocab_size, batch, src_time
-    src_positions, tgt_positions = src_positions or B * S, tgt_positions or B * tgt_time
-    src_steps, tgt_steps = src_positions / B, tgt_positions / B
-    out = []
-    for i in range(model.num_encoder_layers):
-        bi = model.encoder_type == "bi" or (model.encoder_type == "gnmt" and i == 0)
-        units, inputs, directions = (H // 2 if bi else H), (E if i == 0 else H), (2 if bi else 1)
-        out += _with_gradients(f"encoder {i} inputs", "bulk", 1, src_positions, inputs,
-                               directions * 4 * units)  # both directions in one matmul
-        for d in range(directions):
-            out += _with_gradients(f"encoder {i}.{d} recurrent", "chain", 1, B, units, 4 * units,
-                                   count=src_steps)
-    if model.attention != "dot":
-        out += _with_gradients("attention keys", "bulk", 1, src_positions, H, H)
-    if model.bridge == "dense":
-        out += _with_gradients("bridge", "bulk", 1, B, 2 * H * model.num_encoder_layers,
-                               2 * H * model.num_decoder_layers)
-    for i in range(model.num_decoder_layers):
-        step_inputs = H + (H * model.input_feeding if i == 0 else H)  # recurrent, fed or lower
-        if i == 0:
-            out += _with_gradients("decoder 0 embeddings", "bulk", 1, tgt_positions, E, 4 * H)
-        out += _with_gradients(f"decoder {i} step", "chain", 1, B, step_inputs, 4 * H,
-                                count=tgt_steps)
-    # Scores q K^T and context a V: per sentence, once per step; their memory-side
-    # gradients (dK, dV) are summed over the steps in one batched matmul after the loop.
-    out += _with_gradients("attention scores", "chain", B, 1, H, S, count=tgt_steps)
-    out += _with_gradients("attention context", "chain", B, 1, S, H, count=tgt_steps)
-    out += _with_gradients("attention layer", "chain", 1, B, 2 * H, H, count=tgt_steps)
-    out += _with_gradients("output projection", "bulk", 1, tgt_positions, H, V)
-    return out
-
 
 def seconds_per_matmul(batch, m, k, n, transpose_a, transpose_b, repeats):
     """Median seconds of one such fp32 matmul at its best: run alone, or as several
@@ -183,7 +113,8 @@ def sample_batches(trainer, count):
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    trainer = benchmark.make_trainer(benchmark.bench_config(),
+    config = bench_sizes.size_config(FLAGS.size) if FLAGS.size else benchmark.bench_config()
+    trainer = benchmark.make_trainer(config,
                                      tempfile.mkdtemp(prefix="training-floor-"), "train")
     batches, epoch_tgt_time = sample_batches(trainer, FLAGS.batches)
     pieces = np.mean([int(tf.reduce_sum(b.tgt_len)) - b.tgt_len.shape[0] for b in batches])
@@ -213,18 +144,23 @@ def main(argv):
     rows = [("matmuls alone (floor)", matmul_ms),
             ("matmuls + clipping and Adam (floor)", matmul_ms + update_ms),
             ("nmt's train step, measured", step_ms)]
-    print("\n| step | ms | target pieces/s |" + (f" × {FLAGS.peer} |" if peer else ""))
-    print("| --- | --- | --- |" + (" --- |" if peer else ""))
+    step_gflop = sum(gflop.values())  # real positions only: the MFU of a padding-free step
+    print("\n| step | ms | target pieces/s | matmul GFLOP/s / fp32 peak |" +
+          (f" × {FLAGS.peer} |" if peer else ""))
+    print("| --- | --- | --- | --- |" + (" --- |" if peer else ""))
     for name, ms in rows:
-        rate = pieces / (ms / 1000)
-        print(f"| {name} | {ms:.1f} | {rate:,.0f} |" + (f" {rate / peer:.2f} |" if peer else ""))
+        rate, share = pieces / (ms / 1000), step_gflop * 1e9 / (ms / 1000) / peak
+        print(f"| {name} | {ms:.1f} | {rate:,.0f} | {share:.0%} |" +
+              (f" {rate / peer:.2f} |" if peer else ""))
     if peer:
-        print(f"| {FLAGS.peer}, measured (harness, {FLAGS.peer_seconds} s) | | {peer:,.0f} "
+        print(f"| {FLAGS.peer}, measured (harness, {FLAGS.peer_seconds} s) | | {peer:,.0f} | "
               "| 1.00 |")
 
 
 if __name__ == "__main__":
     benchmark.define_flags()
+    flags.DEFINE_enum("size", None, list(bench_sizes.SIZES), "A model size of "
+                      "bench/bench_sizes.py, over the recipe's flags (default: those alone).")
     flags.DEFINE_integer("batches", 24, "Batches to count (their mean), spread over epoch 0.")
     flags.DEFINE_integer("repeats", 10, "Timed calls per matmul shape and for the update.")
     flags.DEFINE_integer("step_repeats", 5, "Timed train steps per batch.")

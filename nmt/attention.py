@@ -20,7 +20,8 @@ from nmt.layers import Dense
 from nmt.precision import read
 
 Memory = collections.namedtuple("Memory", ["values", "keys", "mask"])
-# values [batch, src_time, value_size]; keys [batch, src_time, key_size]; mask [batch, src_time] bool
+# values [batch, src_time, value_size]; keys [batch, src_time, key_size];
+# mask [batch, src_time] bool
 
 
 def masked_softmax(scores, mask):

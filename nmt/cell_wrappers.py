@@ -148,7 +148,9 @@ class DropoutWrapper(_Wrapper):
         """_DropoutNoise(inputs, output, state masks, inner cell's noise); () if not training."""
         if not training:
             return ()
-        mask = lambda keep: lambda size: self._mask(batch_size, num_steps, size, keep)
+        def mask(keep):
+            return lambda size: self._mask(batch_size, num_steps, size, keep)
+
         inputs = output = state = ()
         if self.input_keep_prob < 1.0:
             inputs = tf.nest.map_structure(mask(self.input_keep_prob), input_size)

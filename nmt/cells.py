@@ -118,7 +118,8 @@ class GRUCell(RNNCell):
 
 class LSTMCell(RNNCell):
     """Long short-term memory (Hochreiter & Schmidhuber 1997), TF1 gate order i, j, f, o:
-    c' = sigmoid(f + forget_bias) * c + sigmoid(i) * activation(j);  h' = sigmoid(o) * activation(c')
+    c' = sigmoid(f + forget_bias) * c + sigmoid(i) * activation(j)
+    h' = sigmoid(o) * activation(c')
     with optional diagonal peepholes from c into i, f and from c' into o (Gers et al. 2000),
     `cell_clip` on c', and a projection h' <- h' W_p clipped to `proj_clip` (Sak et al. 2014).
     State: LSTMStateTuple(c [batch, num_units], h [batch, num_proj or num_units]).

@@ -72,7 +72,8 @@ class AttentionDecoder(tf.Module):
         self.output_size = config.output_size  # the attentional vector's width
         self.gnmt = config.attention_architecture == "gnmt"
         self.input_feeding = config.input_feeding
-        self.gnmt_residual = config.residual  # GNMT: residual from layer 3 up, added around the concat
+        # GNMT: residual from layer 3 up, added around the concat
+        self.gnmt_residual = config.residual
         self.dropout = config.dropout
         devices = devices or [None] * config.num_decoder_layers
         self.layer_devices = list(devices)

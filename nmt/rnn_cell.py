@@ -208,7 +208,9 @@ class RNNCell(tf.Module):
     def __call__(self, inputs, state, training=False, noise=None):
         """inputs [batch, depth], state -> (output [batch, output_size], next_state).
         noise: one step of `sample_noise` (`noise_at`); None draws fresh noise."""
-        expand = lambda t: tf.expand_dims(t, 1)  # [batch, ...] -> [batch, 1, ...]
+        def expand(t):  # [batch, ...] -> [batch, 1, ...]
+            return tf.expand_dims(t, 1)
+
         inputs_seq = tf.nest.map_structure(expand, inputs)
         if noise is not None:
             noise = tf.nest.map_structure(expand, noise)

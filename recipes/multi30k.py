@@ -37,9 +37,10 @@ flags.DEFINE_bool("distilled", False, "Sequence-level knowledge distillation: --
                   "trained on their ensemble's translations of the training source.")
 flags.DEFINE_bool("score_test_sets", True, "After training, score the best checkpoint on every "
                   "shipped set (off: training and its val evaluations only, e.g. for ablations).")
-flags.DEFINE_bool("pick_on_val", False, "Before scoring, pick the model (the best checkpoint "
+flags.DEFINE_bool("pick_on_val", True, "Before scoring, pick the model (the best checkpoint "
                   "or the mean of the last 5) and the length penalty (0.6 or 1.0) on val, and "
-                  "score every set with val's pick (nmt.tuning.score_with_val_pick).")
+                  "score every set with val's pick (nmt.tuning.score_with_val_pick; about a "
+                  "minute). Off: score the best checkpoint as it is.")
 flags.DEFINE_list("distil_from", [], "Teacher model dirs (several: an ensemble). Sequence-level "
                   "knowledge distillation: they translate the training source into "
                   "MODEL_DIR/distilled/ and this run trains on that (nmt/distill.py), with the "

@@ -1,6 +1,5 @@
 """bench/flops.py, bench/benchmark_report.py and bench/bench_peers.py: the FLOPs formula, the
 report's peer ratios, the peer harness parsing."""
-import math
 import os
 
 import pytest
@@ -25,8 +24,10 @@ def flops_from_kernels(model_config, src_vocab, tgt_vocab, mean_src, mean_tgt):
         else:
             per_step += size
     H = model_config.num_units
+    # Luong: scores and context are matmuls; Bahdanau: the context only (its score is a sum).
+    attention = 4 if model_config.attention in config_lib.LUONG_ATTENTIONS else 2
     forward = (2 * (per_source * mean_src + per_step * (mean_tgt + 1) + once)
-               + 4 * H * mean_src * (mean_tgt + 1))  # attention scores and context
+               + attention * H * mean_src * (mean_tgt + 1))
     return 3 * forward / mean_tgt
 
 
@@ -35,6 +36,10 @@ def flops_from_kernels(model_config, src_vocab, tgt_vocab, mean_src, mean_tgt):
     dict(encoder_type="uni", num_encoder_layers=2, num_decoder_layers=2, attention="dot"),
     dict(encoder_type="gnmt", num_encoder_layers=3, num_decoder_layers=2, bridge="zero"),
     dict(encoder_type="bi", num_encoder_layers=2, num_decoder_layers=1, input_feeding=False),
+    dict(encoder_type="gnmt", num_encoder_layers=4, num_decoder_layers=4, residual=True,
+         attention="normed_bahdanau", attention_architecture="gnmt", bridge="copy"),
+    dict(unit_type="gru", encoder_type="bi", num_encoder_layers=2, num_decoder_layers=2),
+    dict(encoder_type="uni", attention="bahdanau", attention_layer_size=24),
 ])
 def test_flops_formula_counts_every_weight_matrix(overrides):
     model_config = config_lib.ModelConfig(num_units=32, embedding_size=16, **overrides)
@@ -43,9 +48,16 @@ def test_flops_formula_counts_every_weight_matrix(overrides):
     assert got == pytest.approx(expected)
 
 
-def test_flops_formula_declines_models_it_does_not_cover():
-    gru = config_lib.ModelConfig(unit_type="gru")
-    assert math.isnan(flops.training_flops_per_target_token(gru, 100, 10.0, 10.0))
+def test_flops_formula_matches_a_hand_count():
+    """4 units, embeddings of 2, 5 target words, uni encoder, 1+1 layers, Luong
+    attention, dense bridge, input feeding; 3 source pieces, 2 target pieces + EOS.
+    Multiply-adds: encoder 3 x (2x16 + 4x16) = 288, keys 3 x 4x4 = 48, bridge 8x8 = 64;
+    3 decoder steps x (2x16 + 4x16 fed + 4x16 recurrent + 4x3 scores + 3x4 context
+    + 8x4 attention layer + 4x5 output) = 3 x 236 = 708. 1108 x 2 FLOPs x 3 (forward
+    and two gradients) over 2 target pieces."""
+    model = config_lib.ModelConfig(num_units=4, embedding_size=2, encoder_type="uni",
+                                   num_encoder_layers=1, num_decoder_layers=1)
+    assert flops.training_flops_per_target_token(model, 5, 3.0, 2.0) == 1108 * 2 * 3 / 2
 
 
 TRAIN_OUT = "onmt: steps 310->1020 in 201 s: 3.532 steps/s, 226 sentences/s, 3436 target pieces/s\n"
