@@ -4,7 +4,7 @@
     python -m bench.bench_decoding --model_dir=D --beam_sizes=5 --batch_sizes=64,128 --rounds=5
 
 For every beam size, decode batch size (sentences), compaction setting (the
-search dropping finished sentences' rows, nmt.search) and decode precision
+search dropping finished sentences' rows, nmt.decode.search) and decode precision
 (`--decode_precision`: fp32, bf16_output, bf16), it builds a Translator on
 the model dir's best checkpoint and translates the test set: the first pass
 ("after loading", tracing included, as bench/benchmark.py counts it; the first
@@ -131,7 +131,7 @@ def markdown(result):
 def main(argv):
     del argv
     from nmt import model_dir as model_dir_lib
-    from nmt.translate import Translator
+    from nmt.decode.translate import Translator
 
     config, model, src_vocab, tgt_vocab = model_dir_lib.load(FLAGS.model_dir, "best")
     lines = read_lines(FLAGS.source)

@@ -40,8 +40,10 @@ def measure(mode, num_devices):
     import tensorflow as tf
 
     from bench import synthetic_steps
-    from nmt import config as config_lib, devices, distribute, training
-    from nmt.model import build_model
+    from nmt import config as config_lib
+    from nmt.model import devices
+    from nmt.model.seq2seq import build_model
+    from nmt.training import distribute, trainer
 
     devices.split_cpu(num_devices if not tf.config.list_physical_devices("GPU") else 0)
     model_config = config_lib.ModelConfig(
@@ -57,10 +59,10 @@ def measure(mode, num_devices):
     with distribute.scope(strategy):
         model = build_model(model_config, FLAGS.vocab, FLAGS.vocab,
                             placement=devices.training_placement(model_config, train_config))
-        optimizer = training.make_optimizer(train_config)
+        optimizer = trainer.make_optimizer(train_config)
         optimizer.build(model.trainable_variables)
     step = (distribute.make_train_step(strategy, model, optimizer, train_config) if strategy
-            else training.make_train_step(model, optimizer, train_config))
+            else trainer.make_train_step(model, optimizer, train_config))
     batches = synthetic_steps.synthetic_batches(
         strategy, FLAGS.batch_size, FLAGS.length, FLAGS.vocab, FLAGS.warmup + FLAGS.steps)
     seconds = synthetic_steps.time_steps(step, batches, FLAGS.warmup, FLAGS.steps)

@@ -29,9 +29,9 @@ from absl import app, flags, logging
 from bench import bench_peers, benchmark, peer_sizes, step_matmuls
 from bench import flops as flops_lib
 from nmt import config as config_lib
-from nmt import corpus as corpus_lib
-from nmt.translate import Translator
-from nmt.vocab import EOS_ID
+from nmt.data import corpus as corpus_lib
+from nmt.data.vocab import EOS_ID
+from nmt.decode.translate import Translator
 
 FLAGS = flags.FLAGS
 

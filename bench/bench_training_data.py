@@ -88,7 +88,7 @@ def run_timed(args):
 
 def count_lines(prefix):
     """Pairs in PREFIX.en[.gz] (a plain line count of the source side)."""
-    from nmt import corpus
+    from nmt.data import corpus
     return sum(1 for _ in corpus.iter_raw_lines(corpus.find_corpus_file(prefix, "en")))
 
 

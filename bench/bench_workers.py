@@ -7,7 +7,7 @@ Each round runs one MultiWorkerMirroredStrategy cluster of 1 worker, then one of
 (processes on 127.0.0.1, TF_CONFIG as docs/distributed.md), on synthetic batches of
 --batch_size sentences of --length pieces: the global batch, so 2 workers each
 compute half of it. The chief reports steps/s of the trainer's step
-(nmt.distribute.make_train_step) after --warmup steps, and the time of one compiled
+(nmt.training.distribute.make_train_step) after --warmup steps, and the time of one compiled
 all-reduce of tensors shaped like the model's gradients (what each step adds up
 across workers). Medians over the rounds; on one machine both workers share its
 cores, so this measures the cost of the collective, not a speed-up.
@@ -43,8 +43,9 @@ def measure():
     import tensorflow as tf
 
     from bench import synthetic_steps
-    from nmt import config as config_lib, distribute, training
-    from nmt.model import build_model
+    from nmt import config as config_lib
+    from nmt.model.seq2seq import build_model
+    from nmt.training import distribute, trainer
 
     train_config = config_lib.TrainConfig(num_train_steps=1, jit_compile=False,
                                           strategy="multi_worker")
@@ -54,7 +55,7 @@ def measure():
         num_encoder_layers=FLAGS.num_layers, num_decoder_layers=FLAGS.num_layers)
     with strategy.scope():
         model = build_model(model_config, FLAGS.vocab, FLAGS.vocab)
-        optimizer = training.make_optimizer(train_config)
+        optimizer = trainer.make_optimizer(train_config)
         optimizer.build(model.trainable_variables)
     step = distribute.make_train_step(strategy, model, optimizer, train_config)
     batches = synthetic_steps.synthetic_batches(

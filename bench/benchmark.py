@@ -8,7 +8,7 @@
 
 The model and data are those of `recipes/multi30k.py --preset=bench` (any of that
 recipe's flags, e.g. --preset=default or --dropout=0.2, changes them here too).
-Training runs nmt.training.Trainer's own train step on its own epoch datasets, so
+Training runs nmt.training.trainer.Trainer's own train step on its own epoch datasets, so
 it measures what nmt-train runs, minus logging and checkpoints. docs/benchmark.md
 explains every figure and the FLOPs formula.
 """
@@ -29,11 +29,11 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from nmt import corpus as corpus_lib
-from nmt import data as data_lib
 from nmt import model_dir as model_dir_lib
-from nmt import precision
-from nmt import training
+from nmt.data import batching as batching_lib
+from nmt.data import corpus as corpus_lib
+from nmt.model import precision
+from nmt.training import trainer as training
 
 from bench import bench_peers, benchmark_report, benchmark_translation
 from bench import flops as flops_lib
@@ -112,7 +112,7 @@ def endless_batches(trainer):
     epoch = 0
     while True:
         for batch in trainer.epoch_dataset(epoch):
-            yield data_lib.Batch(*batch)
+            yield batching_lib.Batch(*batch)
         epoch += 1
 
 
@@ -217,7 +217,7 @@ def run_scaling(work_dir, results):
 
 def typical_batch(trainer, candidates=20):
     """Among the first batches of an epoch, one of the median padded target length."""
-    batches = [data_lib.Batch(*b) for b in trainer.epoch_dataset(0).take(candidates)]
+    batches = [batching_lib.Batch(*b) for b in trainer.epoch_dataset(0).take(candidates)]
     full = [b for b in batches if b.src.shape[0] == trainer.config.data.batch_size] or batches
     full.sort(key=lambda b: b.tgt_out.shape[1])
     return full[len(full) // 2]

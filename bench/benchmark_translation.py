@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
-from nmt import corpus as corpus_lib
-from nmt import evaluation
 from nmt import model_dir as model_dir_lib
-from nmt.translate import Translator
-from nmt.vocab import EOS_ID
+from nmt.data import corpus as corpus_lib
+from nmt.data.vocab import EOS_ID
+from nmt.decode import metrics
+from nmt.decode.translate import Translator
 
 LENGTH_BUCKETS = ((1, 10), (11, 15), (16, 20), (21, 30), (31, 10_000))  # source pieces
 
@@ -48,7 +48,7 @@ def run_translation(model_dir, src_path, ref, decode, work_dir, results, label="
                         f"{mode}_warm_sentences_per_s": len(src) / warm_seconds,
                         f"{mode}_warm_tokens_per_s": pieces / warm_seconds,
                         f"{mode}_mean_output_pieces": pieces / len(src),
-                        f"{mode}_bleu": evaluation.score(hyps, ref).bleu})
+                        f"{mode}_bleu": metrics.score(hyps, ref).bleu})
         command_s, rss_mb = time_command(model_dir, src_path, beam_size, decode, work_dir)
         results.update({f"{mode}_command_s": command_s, f"{mode}_command_rss_mb": rss_mb})
         if mode == "beam5" and not label:

@@ -1,5 +1,5 @@
 """Processes on 127.0.0.1: free ports, a TF_CONFIG cluster of workers, and running
-processes side by side with a time limit (device_matrix and tests/test_distribute.py)."""
+processes side by side with a time limit (device_matrix and tests/training/test_distribute.py)."""
 import json
 import os
 import random

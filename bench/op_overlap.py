@@ -1,7 +1,7 @@
 """Interval arithmetic over op runs: unions, overlaps, concurrency across devices, and the
 wavefront of layers running ahead of the layers above them (bench.timeline_devices).
 
-tests/test_timeline_devices.py checks it on hand-built cases.
+tests/bench/test_timeline_devices.py checks it on hand-built cases.
 """
 import collections
 

@@ -18,13 +18,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from nmt import corpus as corpus_lib
 from nmt import model_dir as model_dir_lib
-from nmt import precision as precision_lib
 from nmt.config import PRECISIONS
-from nmt.data import Batch, pad_batch
-from nmt.model import build_model
-from nmt.vocab import BOS_ID, EOS_ID
+from nmt.data import corpus as corpus_lib
+from nmt.data.batching import Batch, pad_batch
+from nmt.data.vocab import BOS_ID, EOS_ID
+from nmt.model import precision as precision_lib
+from nmt.model.seq2seq import build_model
 
 FLAGS = flags.FLAGS
 

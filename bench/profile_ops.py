@@ -24,7 +24,7 @@ import tempfile
 from absl import app, flags
 
 from bench import benchmark, benchmark_translation
-from nmt import corpus as corpus_lib
+from nmt.data import corpus as corpus_lib
 
 FLAGS = flags.FLAGS
 MODES = ("train", "beam", "greedy")

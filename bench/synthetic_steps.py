@@ -8,8 +8,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from nmt import distribute
-from nmt.data import Batch
+from nmt.data.batching import Batch
+from nmt.training import distribute
 
 
 def synthetic_batches(strategy, batch_size, length, vocab, count):

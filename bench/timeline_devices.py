@@ -6,7 +6,7 @@
 Throughput on logical CPUs cannot show model parallelism (they share the cores), so
 this records *when* each op ran and on which device. It splits the CPU into
 --devices logical devices, builds a model with --num_layers decoder layers, one per
-device (`--num_gpus=N` placement, nmt.devices), for each attention architecture,
+device (`--num_gpus=N` placement, nmt.model.devices), for each attention architecture,
 and profiles --calls calls of the teacher-forced loss ("forward") and of the
 training step ("train") with the TensorFlow profiler. Each op's device comes from
 the partition graphs of the instantiated function (run metadata), its start and end
@@ -31,7 +31,7 @@ same 2 cores: this shows overlap in time, not speed-up.
 
 For the training step it also counts the backward pass's nodes by device: the nodes
 of the partition graphs built under `tape.gradient`'s "gradient_tape/" name scope
-(the gradient loops, their accumulators and the custom gradients of nmt.devices.call_on),
+(the gradient loops, their accumulators and the custom gradients of nmt.model.devices.call_on),
 all of them and the compute ops among them (`backward_nodes`).
 """
 import collections
@@ -207,7 +207,7 @@ def synthetic_batch(rng):
     """A Batch of random ids, every sentence FLAGS.length pieces."""
     import numpy as np
     import tensorflow as tf
-    from nmt.data import Batch
+    from nmt.data.batching import Batch
 
     shape = (FLAGS.batch_size, FLAGS.length)
     lengths = np.full([FLAGS.batch_size], FLAGS.length, np.int32)
@@ -219,8 +219,10 @@ def build_calls(architecture):
     """-> (model config, {pass: a no-argument function running one call})."""
     import numpy as np
     import tensorflow as tf
-    from nmt import config as config_lib, devices, training
-    from nmt.model import build_model
+    from nmt import config as config_lib
+    from nmt.model import devices
+    from nmt.model.seq2seq import build_model
+    from nmt.training import trainer
 
     model_config = config_lib.ModelConfig(
         num_units=FLAGS.num_units, embedding_size=FLAGS.num_units, dropout=0.0,
@@ -230,9 +232,9 @@ def build_calls(architecture):
                                           num_gpus=FLAGS.devices)
     model = build_model(model_config, FLAGS.vocab, FLAGS.vocab,
                         placement=devices.training_placement(model_config, train_config))
-    optimizer = training.make_optimizer(train_config)
+    optimizer = trainer.make_optimizer(train_config)
     optimizer.build(model.trainable_variables)
-    train_step = training.make_train_step(model, optimizer, train_config)
+    train_step = trainer.make_train_step(model, optimizer, train_config)
     forward = tf.function(lambda batch: model.loss(batch, training=False))
     batch = synthetic_batch(np.random.default_rng(0))
     calls = {"forward": lambda: float(forward(batch).loss_sum),
@@ -245,7 +247,7 @@ def profile(architecture, logdir):
     first call's decoder loop, layer devices)})."""
     import tensorflow as tf
     from tensorflow.python.eager import context  # run metadata: no public TF2 API
-    from nmt import devices
+    from nmt.model import devices
 
     model_config, calls = build_calls(architecture)
     layer_devices = [device_short(d) for d in devices.model_placement(
@@ -365,7 +367,7 @@ def main(argv):
         raise app.UsageError(f"one decoder layer per device: --num_layers must be <= --devices "
                              f"(got {FLAGS.num_layers} and {FLAGS.devices})")
     import tensorflow as tf
-    from nmt import devices
+    from nmt.model import devices
     devices.split_cpu(FLAGS.devices)
     if FLAGS.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)

@@ -31,8 +31,8 @@ from absl import app, flags, logging
 from bench import bench_peers, bench_sizes, benchmark
 from bench import flops as flops_lib
 from bench.step_matmuls import flops, shape_key, step_matmuls  # noqa: F401
-from nmt import data as data_lib
-from nmt.updates import apply_clipped_gradients
+from nmt.data import batching as batching_lib
+from nmt.training.updates import apply_clipped_gradients
 
 FLAGS = flags.FLAGS
 
@@ -105,7 +105,7 @@ def real_step_ms(trainer, batches, repeats):
 def sample_batches(trainer, count):
     """`count` batches spread evenly over epoch 0 -> (them, the epoch's mean padded
     target time)."""
-    epoch = [data_lib.Batch(*b) for b in trainer.epoch_dataset(0)]
+    epoch = [batching_lib.Batch(*b) for b in trainer.epoch_dataset(0)]
     stride = max(1, len(epoch) // count)
     return epoch[::stride][:count], float(np.mean([b.tgt_out.shape[1] for b in epoch]))
 

@@ -20,7 +20,7 @@ class Model:
     def translate(self, sentences, **decode):
         """Sentences -> their best translations; decode: DecodeConfig fields to override
         (beam_size=1, length_penalty=1.0, ...)."""
-        from nmt.translate import Translator
+        from nmt.decode.translate import Translator
         settings = dataclasses.replace(self.config.decode, **decode)
         settings.validate()
         translator = Translator(self._model, self._src_vocab, self._tgt_vocab, settings)
@@ -33,7 +33,7 @@ class Model:
 
 def load(model_dir, checkpoint="best"):
     """The model in model_dir (A,B,...: an ensemble); checkpoint: best, last or a path."""
-    from nmt.ensemble import load_ensemble
+    from nmt.decode.ensemble import load_ensemble
     config, model, src_vocab, tgt_vocab = load_ensemble(model_dir, checkpoint)
     return Model(config, model, src_vocab, tgt_vocab, model_dir)
 
@@ -51,7 +51,8 @@ def make_config(config_or_preset=presets.DEFAULT_PRESET, **overrides):
 def train(config_or_preset, model_dir, **overrides):
     """Trains (or resumes) a model in model_dir; -> the last dev evaluation (None
     without a dev set). config_or_preset: as in `make_config`."""
-    from nmt import devices, training
+    from nmt.model import devices
+    from nmt.training import trainer
     config = make_config(config_or_preset, **overrides)
     devices.split_cpu(config.train.num_cpu_devices)
-    return training.train(config, model_dir)
+    return trainer.train(config, model_dir)

@@ -19,8 +19,8 @@ OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("none", "rsqrt", "plateau", "exponential")
 SP_MODEL_TYPES = ("unigram", "bpe")
 STRATEGIES = ("none", "mirrored", "multi_worker")
-PRECISIONS = ("fp32", "bf16", "fp16", "bf16_output")  # nmt.precision
-DECODE_PRECISIONS = ("fp32", "bf16_output", "bf16")  # nmt.precision, for search
+PRECISIONS = ("fp32", "bf16", "fp16", "bf16_output")  # nmt.model.precision
+DECODE_PRECISIONS = ("fp32", "bf16_output", "bf16")  # nmt.model.precision, for search
 
 
 class ConfigError(ValueError):
@@ -207,7 +207,7 @@ class DecodeConfig:
     length_penalty: float = 0.6         # GNMT alpha: ((5 + length) / 6) ** alpha
     coverage_penalty: float = 0.0       # GNMT beta
     num_hypotheses: int = 1             # n-best per input line
-    mbr: bool = False                   # minimum Bayes risk: pick from the beam's n-best by expected sentence BLEU against it (nmt.mbr)
+    mbr: bool = False                   # minimum Bayes risk: pick from the beam's n-best by expected sentence BLEU against it (nmt.decode.mbr)
     max_length_ratio: float = 2.0       # output steps <= ratio * source pieces + 10
     batch_size: int = 256               # sentences per batch when batch_tokens is 0
     batch_tokens: int = 0               # >0: batch by a source-token budget

@@ -19,7 +19,7 @@ import os
 from nmt.checkpoint_files import (  # noqa: F401  (public names of the model dir)
     EMBEDDING_KEYS, check_checkpoint, check_run_dir, checkpoint_path, read_checkpoint_state,
     restore_model, resume_path, save_durably)
-from nmt.model import build_model
+from nmt.model.seq2seq import build_model
 from nmt.run_dir import (  # noqa: F401
     BEST_DIR, CKPT_DIR, CONFIG_FILE, LOCK_FILE, LOG_FILE, RUN_FILE, STATE_FILE, ModelDirError,
     VocabRecord, check_config, copy_vocabs, load_config, load_vocabs, save_config,

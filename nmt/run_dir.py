@@ -9,8 +9,8 @@
     DIR/log.jsonl         one JSON record per progress line and evaluation
     DIR/run.json          command, versions and scores of the finished run
     DIR/train.lock        held (fcntl.flock) by the nmt-train writing DIR
-    DIR/tensorboard/      TensorBoard summaries (nmt.summaries)
-    DIR/corpus_cache/     the binarised training corpus (nmt.corpus_cache)
+    DIR/tensorboard/      TensorBoard summaries (nmt.training.summaries)
+    DIR/corpus_cache/     the binarised training corpus (nmt.data.corpus_cache)
     DIR/scores/, DIR/scores.md, DIR/scores.json, DIR/tuning.md, DIR/tuning.json
                           what nmt-score-run and nmt-tune-decoding write
     DIR/averaged/         a model dir: the mean of the checkpoints tuning picked
@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from nmt import config as config_lib
 from nmt import files
-from nmt import vocab as vocab_lib
+from nmt.data import vocab as vocab_lib
 
 CONFIG_FILE = "config.json"
 CKPT_DIR = "ckpt"

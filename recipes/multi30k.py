@@ -9,7 +9,7 @@ The presets are nmt's (nmt/presets.py, as in nmt-train --preset); --config and
 any config flag (see --helpfull) override them. This recipe adds the Multi30k
 paths, scoring on every shipped set (--pick_on_val: choices on val only) and
 the distillation mode: --distilled is a pipeline of `best` runs
-(nmt/distill_pipeline.py): --teachers runs side by side, whose ensemble
+(nmt/training/distill_pipeline.py): --teachers runs side by side, whose ensemble
 translates the training source for one student; every config flag given is
 passed to each run. Quality is tuned on val only; test_2016_flickr is for
 reporting.
@@ -22,9 +22,13 @@ import time
 from absl import app, flags, logging
 
 from nmt.cli import common  # first: imports TensorFlow without its start-up lines
+from nmt import model_dir as model_dir_lib
 from nmt.cli import flags as flags_lib
-from nmt import devices, distill, distill_pipeline, model_dir as model_dir_lib, report
-from nmt import distribute, training, tuning
+from nmt.decode import score_run
+from nmt.decode import tune_decoding
+from nmt.model import devices
+from nmt.training import distill, distill_pipeline
+from nmt.training import distribute, trainer as training
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "multi30k")
 DISTILLED_PRESET = "best"  # every stage of --distilled: two teachers and the student
@@ -39,12 +43,12 @@ flags.DEFINE_bool("score_test_sets", True, "After training, score the best check
                   "shipped set (off: training and its val evaluations only, e.g. for ablations).")
 flags.DEFINE_bool("pick_on_val", True, "Before scoring, pick the model (the best checkpoint "
                   "or the mean of the last 5) and the length penalty (0.6 or 1.0) on val, and "
-                  "score every set with val's pick (nmt.tuning.score_with_val_pick; about a "
-                  "minute). Off: score the best checkpoint as it is.")
+                  "score every set with val's pick (nmt.decode.tune_decoding.score_with_val_pick; "
+                  "about a minute). Off: score the best checkpoint as it is.")
 flags.DEFINE_list("distil_from", [], "Teacher model dirs (several: an ensemble). Sequence-level "
                   "knowledge distillation: they translate the training source into "
-                  "MODEL_DIR/distilled/ and this run trains on that (nmt/distill.py), with the "
-                  "first teacher's vocabulary.")
+                  "MODEL_DIR/distilled/ and this run trains on that (nmt/training/distill.py), "
+                  "with the first teacher's vocabulary.")
 flags.DEFINE_bool("distil_keep_original", True, "With --distil_from: train on the teachers' "
                   "pairs followed by the original ones (off: the teachers' pairs only).")
 flags.DEFINE_integer("teachers", 2, "--distilled: teacher runs, side by side.")
@@ -135,10 +139,10 @@ def main(argv):
                          os.path.join(out_dir, model_dir_lib.LOG_FILE))
             return
         if FLAGS.pick_on_val:
-            tuned, record, markdown = tuning.score_with_val_pick(out_dir, data_dir=DATA_DIR)
+            tuned, record, markdown = tune_decoding.score_with_val_pick(out_dir, data_dir=DATA_DIR)
             record["picked_on_val"] = tuned["rows"][tuned["best"]]
         else:
-            record, markdown = report.score_run_dir(out_dir, "best", data_dir=DATA_DIR)
+            record, markdown = score_run.score_run_dir(out_dir, "best", data_dir=DATA_DIR)
         result = {"preset": preset, "src": config.data.src, "tgt": config.data.tgt,
                   "train_minutes": minutes, "train_tokens_per_s": tokens_per_s,
                   "parameters": params, "scores": record}

@@ -3,7 +3,7 @@ dtypes a train step asks the model's loss for."""
 import numpy as np
 import tensorflow as tf
 
-from nmt.data import Batch
+from nmt.data.batching import Batch
 
 
 def random_batch(rng, batch=4, src_time=7, tgt_time=6, vocab=20):

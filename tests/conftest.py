@@ -8,7 +8,7 @@ import tensorflow as tf  # noqa: E402
 NUM_LOGICAL_CPUS = 3
 
 
-from nmt import devices  # noqa: E402
+from nmt.model import devices  # noqa: E402
 
 devices.split_cpu(NUM_LOGICAL_CPUS)  # as the trainer does for --num_cpu_devices
 
@@ -40,8 +40,9 @@ def write_tiny_model_dir(model_dir, seeds=(0,), vocab_dir=None, beam_size=2):
     Returns (config, model): the model holds the weights of the last checkpoint.
     """
     import shutil
-    from nmt import config as config_lib, model_dir as model_dir_lib, vocab as vocab_lib
-    from nmt.model import build_model
+    from nmt import config as config_lib, model_dir as model_dir_lib
+    from nmt.data import vocab as vocab_lib
+    from nmt.model.seq2seq import build_model
     os.makedirs(model_dir, exist_ok=True)
     if vocab_dir:
         shutil.copy(os.path.join(vocab_dir, "spm.model"), model_dir)
@@ -118,7 +119,7 @@ def tiny_run(tmp_path_factory):
     and a French set. References are the model's own translations (the run's decode
     config) on even lines and the real German on odd ones, so BLEU lies inside (0, 100)."""
     from nmt import model_dir as model_dir_lib
-    from nmt.translate import Translator
+    from nmt.decode.translate import Translator
     root = tmp_path_factory.mktemp("tiny_run")
     run_dir, data_dir = str(root / "run"), root / "data"
     data_dir.mkdir()

@@ -46,7 +46,7 @@ def test_an_internal_error_while_restoring_is_not_called_a_misfit(model_dir, mon
 
 
 def test_a_checkpoint_of_another_model_still_does_not_fit(model_dir):
-    from nmt.model import build_model
+    from nmt.model.seq2seq import build_model
     config = model_dir_lib.load_config(model_dir)
     vocab, _ = model_dir_lib.load_vocabs(model_dir, config)
     bigger = build_model(config.model.__class__(**{**vars(config.model), "num_units": 32}),
@@ -148,7 +148,7 @@ def test_readers_never_see_a_torn_checkpoint_while_a_trainer_saves(model_dir):
 def test_a_training_error_is_one_line_from_nmt_train(tmp_path):
     """TrainingError (a diverged run) reaches the user as one line, exit 1."""
     script = ("import sys\n"
-              "from nmt import training\n"
+              "from nmt.training import trainer as training\n"
               "def train(config, out_dir, checkpoint):\n"
               "    raise training.TrainingError('step 3: weights are not finite; lower "
               "--learning_rate')\n"

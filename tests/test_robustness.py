@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_corpus
-from nmt import model_dir as model_dir_lib, vocab as vocab_lib
-from nmt.config import ConfigError
-from nmt.corpus import CorpusError
+from tests.conftest import tiny_corpus
+from nmt import model_dir as model_dir_lib
 from nmt.cli import translate as translate_cli
-from nmt.translate import Translator
+from nmt.config import ConfigError
+from nmt.data import vocab as vocab_lib
+from nmt.data.corpus import CorpusError
+from nmt.decode.translate import Translator
 
 MULTI30K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "multi30k")
 
@@ -147,7 +148,7 @@ def test_a_checkpoint_is_on_disk_before_the_state_file_names_it(tmp_path, monkey
 
 @pytest.mark.parametrize("name", ["../elsewhere/ckpt-1", "/tmp/victim"])
 def test_a_state_file_naming_files_outside_its_dir_is_refused(tiny_model_dir, tmp_path, name):
-    from nmt import training
+    from nmt.training import trainer as training
     model_dir, _ = copy_of(tiny_model_dir, tmp_path)
     ckpt = os.path.join(model_dir, "ckpt")
     with open(os.path.join(ckpt, "checkpoint"), "w") as f:
@@ -174,7 +175,7 @@ def test_save_durably_never_rewrites_a_checkpoint_the_state_names(tmp_path):
 
 
 def test_load_reads_the_newer_checkpoint_when_a_trainer_replaces_it(tmp_path, monkeypatch):
-    from conftest import write_tiny_model_dir
+    from tests.conftest import write_tiny_model_dir
     model_dir = str(tmp_path / "model")
     _, newest = write_tiny_model_dir(model_dir, seeds=(3, 4))
     ckpt = os.path.join(model_dir, "ckpt")
@@ -449,7 +450,7 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(multi30k_
     assert saved["progress/step/.ATTRIBUTES/VARIABLE_VALUE"] == step
 
     # What a resumed run restores (on a copy of the dir): every saved value, exactly.
-    from nmt import training
+    from nmt.training import trainer as training
     copy = str(tmp_path / "copy")
     shutil.copytree(out, copy)
     trainer = training.Trainer(model_dir_lib.load_config(copy), copy)

@@ -10,7 +10,7 @@ import re
 import subprocess
 
 
-from console_scripts import environment, write_scripts
+from tests.console_scripts import environment, write_scripts
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DOC = os.path.join(REPO, "docs", "your-corpus.md")

@@ -16,7 +16,8 @@ import sys
 
 from absl import app, flags
 
-from nmt import model_dir as model_dir_lib, plot
+from nmt import model_dir as model_dir_lib
+from nmt.training import plot
 
 
 FLAGS = flags.FLAGS

@@ -20,7 +20,7 @@ SECTIONS = ("general", "data", "model", "training", "decoding", "other")
 HEADER = """# Configuration: every flag, by section
 
 Written by `python -m tools.configuration_doc` from the commands themselves
-(tests/test_help.py checks that it matches them); `nmt-X --helpfull` prints the
+(tests/cli/test_help.py checks that it matches them); `nmt-X --helpfull` prints the
 same for one command.
 
 A run's config is built as: the defaults of nmt/config.py < `--preset`

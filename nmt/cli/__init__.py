@@ -9,9 +9,9 @@ import os
 import re
 import sys
 
-from nmt.cli import deferred_imports
+from nmt.cli import lazy_imports
 
-deferred_imports.install()
+lazy_imports.install()
 
 
 def _verbose(argv):

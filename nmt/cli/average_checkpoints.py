@@ -6,9 +6,9 @@ The new dir is a model dir of its own: nmt-translate --model_dir=runs/en-es-avg5
 """
 from absl import app, flags
 
-from nmt import checkpoints
 from nmt.cli import common
 from nmt.cli import flags as flags_lib
+from nmt.training import average_checkpoints
 
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("A model dir written by nmt-train.")
@@ -25,7 +25,7 @@ MAIN_FLAGS = ("last", "output")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    path = common.run_main("nmt-average-checkpoints", checkpoints.average_checkpoints,
+    path = common.run_main("nmt-average-checkpoints", average_checkpoints.average_checkpoints,
                            FLAGS.model_dir, FLAGS.last, FLAGS.output)
     print(f"wrote {path}")
 

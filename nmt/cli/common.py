@@ -8,10 +8,10 @@ import sys
 from absl import app, logging
 
 from nmt import config as config_lib
-from nmt.corpus import CorpusError
+from nmt.data.corpus import CorpusError
+from nmt.data.textio import OutputError
 from nmt.files import LockError
 from nmt.model_dir import LogError, ModelDirError
-from nmt.textio import OutputError
 
 USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
                FileNotFoundError, LockError, OutputError)

@@ -9,10 +9,11 @@ import json
 
 from absl import app, flags
 
-from nmt import corpus, evaluation
 from nmt.cli import common
 from nmt.cli import flags as flags_lib
 from nmt.cli.flags import overrides_from_flags
+from nmt.data import corpus
+from nmt.decode import metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("hyp", None, "Translations to score, one per line (plain or .gz).")
@@ -34,8 +35,9 @@ def hypotheses():
         return corpus.read_lines(FLAGS.hyp, on_bad_utf8=corpus.REPLACE)
     if not (FLAGS.model_dir and FLAGS.input):
         raise app.UsageError("give --hyp, or --model_dir and --input")
-    from nmt import model_dir as model_dir_lib, textio
-    from nmt.translate import Translator
+    from nmt import model_dir as model_dir_lib
+    from nmt.data import textio
+    from nmt.decode.translate import Translator
     config, model, src_vocab, tgt_vocab = model_dir_lib.load(FLAGS.model_dir, FLAGS.checkpoint)
     config = common.build_config(overrides_from_flags(DECODE_FLAGS), base=config)
     lines = corpus.read_lines(FLAGS.input, on_bad_utf8=corpus.REPLACE)
@@ -59,8 +61,8 @@ def main(argv):
         if len(hyps) != len(refs):
             raise corpus.CorpusError(f"{FLAGS.ref} has {len(refs)} lines but there are "
                                      f"{len(hyps)} hypotheses")
-        scores = evaluation.score(hyps, refs)
-        print(json.dumps(scores._asdict()) if FLAGS.json else evaluation.format_scores(scores))
+        scores = metrics.score(hyps, refs)
+        print(json.dumps(scores._asdict()) if FLAGS.json else metrics.format_scores(scores))
 
     common.run_main("nmt-evaluate", run)
 

@@ -26,7 +26,7 @@ MAIN_FLAGS = ("output", "beam_size", "length_penalty")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from nmt import export
+    from nmt.decode import export
     path = common.run_main("nmt-export", export.export, FLAGS.model_dir, FLAGS.output,
                            FLAGS.checkpoint, overrides_from_flags(DECODE_FLAGS))
     print(f"wrote {path}")

@@ -29,7 +29,8 @@ MAIN_FLAGS = ("attention", "sentence", "translation", "output")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from nmt import model_dir, plot
+    from nmt import model_dir
+    from nmt.training import plot
     if FLAGS.attention:
         if not FLAGS.sentence:
             raise app.UsageError("--attention needs --sentence")

@@ -14,7 +14,7 @@ from absl import app, flags
 from nmt.cli import common
 from nmt.cli import flags as flags_lib
 from nmt.cli.flags import overrides_from_flags
-from nmt.scoring import score_files
+from nmt.decode.forced import score_files
 
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("A model dir written by nmt-train (A,B,...: an ensemble).")

@@ -47,11 +47,11 @@ DECODE_OVERRIDES = ("beam_size", "length_penalty", "coverage_penalty")
 def score(model_dir, checkpoint, data_dir, pick_on_val, overrides, output_md=None,
           output_json=None, hyp_dir=None):
     """Scores model_dir on its sets (with pick_on_val: val's pick); -> the Markdown."""
-    from nmt import report, tuning
+    from nmt.decode import score_run, tune_decoding
     if pick_on_val:
-        return tuning.score_with_val_pick(model_dir, data_dir)[2]
-    return report.score_run_dir(model_dir, checkpoint, data_dir, overrides, output_md,
-                                output_json, hyp_dir)[1]
+        return tune_decoding.score_with_val_pick(model_dir, data_dir)[2]
+    return score_run.score_run_dir(model_dir, checkpoint, data_dir, overrides, output_md,
+                                   output_json, hyp_dir)[1]
 
 
 def main(argv):

@@ -10,7 +10,7 @@ config is built as: defaults < --preset (default: default) < --config JSON file
 command resumes from the last checkpoint in --model_dir; --checkpoint=PATH resumes
 from an older checkpoint of the run instead (a damaged newest one names it).
 
---validate_only checks the training corpus (nmt/validation.py), prints the
+--validate_only checks the training corpus (nmt/data/validation.py), prints the
 report and exits: status 0 if it can be trained on, 1 if not. Training runs the
 same check first, skips and reports recoverable problems (empty, whitespace-only,
 over-long lines, control characters) and stops on fatal ones before anything
@@ -20,9 +20,11 @@ import sys
 
 from absl import app, flags
 
-from nmt import devices, training, validation
 from nmt.cli import common
 from nmt.cli import flags as flags_lib
+from nmt.data import validation
+from nmt.model import devices
+from nmt.training import trainer
 
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("Model dir to write (or resume): config.json, vocabularies, "
@@ -54,12 +56,12 @@ def main(argv):
             print(report.format())
             sys.exit(0 if report.ok else 1)
         devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
-        result = training.train(config, FLAGS.model_dir, FLAGS.checkpoint)
+        result = trainer.train(config, FLAGS.model_dir, FLAGS.checkpoint)
         if result is not None:
             print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, "
                   f"ppl {result.perplexity:.2f}")
 
-    common.run_main("nmt-train", run, user_errors=(training.TrainingError,))
+    common.run_main("nmt-train", run, user_errors=(trainer.TrainingError,))
 
 
 def run():

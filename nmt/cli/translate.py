@@ -6,7 +6,7 @@ Exactly one output line per input line. With --num_hypotheses=K > 1, K lines
 per input line in Moses n-best format: `INDEX ||| TRANSLATION ||| SCORE`, INDEX
 counting input lines from 0, best first.
 
---model_dir=A,B decodes with an ensemble of the model dirs (nmt/ensemble.py;
+--model_dir=A,B decodes with an ensemble of the model dirs (nmt/decode/ensemble.py;
 they must share vocabularies). A progress bar with sentences/s is drawn on
 stderr when stderr is a terminal.
 
@@ -15,7 +15,7 @@ index (from 0) with the most attention for every target piece, space-separated,
 e.g. "0 1 1 3" for a translation of 4 pieces (EOS not included; empty for an
 empty translation). Pieces are those of the model's sentencepiece vocabularies
 (`spm_encode --output_format=piece` shows them). The weights come from
-teacher-forcing the produced translation (nmt/scoring.py).
+teacher-forcing the produced translation (nmt/decode/forced.py).
 
 A file --output is written as OUTPUT.partial, one chunk (--chunk_lines input
 lines) at a time, each flushed and fsynced, and renamed to OUTPUT at the end
@@ -33,7 +33,7 @@ since the result would no longer be one translation. Without --resume an
 existing OUTPUT.partial is overwritten.
 
 Input lines longer than max_input_len x 64 bytes are cut while they are read
-(nmt.translate.max_line_bytes), so a huge line or a gzip bomb never fills memory.
+(nmt.decode.translate.max_line_bytes), so a huge line or a gzip bomb never fills memory.
 """
 import contextlib
 import dataclasses
@@ -44,16 +44,17 @@ import time
 
 from absl import app, flags, logging
 
-from nmt import files, textio
-from nmt.config import ConfigError
-from nmt.corpus import CorpusError
+from nmt import files
 from nmt.cli import common
-from nmt.cli.progress import ProgressBar
 from nmt.cli import flags as flags_lib
 from nmt.cli.flags import overrides_from_flags
-from nmt.ensemble import load_ensemble_checkpoints
-from nmt.scoring import ForcedDecoder, format_alignment
-from nmt.translate import Translator, max_line_bytes
+from nmt.cli.progress import ProgressBar
+from nmt.config import ConfigError
+from nmt.data import textio
+from nmt.data.corpus import CorpusError
+from nmt.decode.ensemble import load_ensemble_checkpoints
+from nmt.decode.forced import ForcedDecoder, format_alignment
+from nmt.decode.translate import Translator, max_line_bytes
 
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("A model dir written by nmt-train (A,B,...: an ensemble).")

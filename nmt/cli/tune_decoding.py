@@ -6,7 +6,7 @@ r"""nmt-tune-decoding: grid search of decoding settings on a run's dev set only.
 Scores every combination on the run's dev set only (cased BLEU, lower-cased BLEU
 and chrF with sacreBLEU), for the --checkpoint model and, with --average_last,
 the mean of each last K checkpoints; each distinct search runs once
-(nmt/tuning.py). Writes --output_md and --output_json (default
+(nmt/decode/tune_decoding.py). Writes --output_md and --output_json (default
 MODEL_DIR/tuning.md and MODEL_DIR/tuning.json, written whole or not at all) and
 prints the Markdown, ending with the best setting (highest cased BLEU).
 """
@@ -26,7 +26,7 @@ flags.DEFINE_list("coverage_penalties", ["0", "0.2"], "GNMT coverage penalties (
 flags.DEFINE_list("average_last", [], "Also try the mean of the last K checkpoints, for each "
                   "K (checkpoints).")
 flags.DEFINE_list("mbr", ["false"], "MBR reranking of the beam off (false) and/or on (true); "
-                  "on applies to beams of 2 or more (nmt/mbr.py).")
+                  "on applies to beams of 2 or more (nmt/decode/mbr.py).")
 flags.DEFINE_string("output_md", None, "Markdown table to write (default: MODEL_DIR/tuning.md).")
 flags.DEFINE_string("output_json", None, "JSON table to write (default: MODEL_DIR/tuning.json).")
 flags_lib.in_section("data", "data_dir", "output_md", "output_json")
@@ -57,9 +57,9 @@ def main(argv):
             _numbers("coverage_penalties", float), _numbers("average_last", int))
 
     def run():
-        from nmt import tuning
-        _, markdown = tuning.tune(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.data_dir, *grid,
-                                  FLAGS.output_md, FLAGS.output_json, mbr)
+        from nmt.decode import tune_decoding
+        _, markdown = tune_decoding.tune(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.data_dir, *grid,
+                                         FLAGS.output_md, FLAGS.output_json, mbr)
         print(markdown)
 
     common.run_main("nmt-tune-decoding", run)

@@ -1,0 +1,1 @@
+"""Text to batches: reading and checking corpora, vocabularies, batching."""

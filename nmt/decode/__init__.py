@@ -1,0 +1,1 @@
+"""Ids to text: search, translation, ensembles, MBR, forced scoring, metrics, export."""

@@ -1,0 +1,1 @@
+"""Tests mirroring nmt/; conftest.py holds the shared fixtures."""
