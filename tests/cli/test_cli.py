@@ -264,7 +264,8 @@ def test_changing_a_model_flag_on_an_existing_dir_is_refused(trained, multi30k_s
     config_path = os.path.join(trained, "config.json")
     with open(config_path, "rb") as f:
         before = f.read()
-    result = run("nmt-train", *train_args(multi30k_slice, trained, TRAIN_STEPS, "--num_units=64"))
+    result = run("nmt-train", *train_args(multi30k_slice, trained, TRAIN_STEPS, "--num_units=64",
+                                          "--embedding_size=64"))
     line = error_line(result, "nmt-train")
     assert "num_units" in line and "--model_dir" in line and config_path in line
     with open(config_path, "rb") as f:
