@@ -80,7 +80,7 @@ def test_one_epoch_gives_the_in_memory_paths_pairs_and_batches(corpus_files, tmp
 def test_the_cache_keeps_the_corpus_report_and_line_numbers(corpus_files, tmp_path, caplog):
     prefix, en, _ = corpus_files
     d = config(prefix)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         prepared = training_data.prepare(d, str(tmp_path / "run"))
     cached = prepared.encoded
     kept = [int(n) for n in cached.line_numbers]
@@ -88,7 +88,7 @@ def test_the_cache_keeps_the_corpus_report_and_line_numbers(corpus_files, tmp_pa
     for i in (0, len(kept) // 2, len(kept) - 1):
         assert prepared.src_vocab.decode(cached.src_ids[i]) == en[kept[i] - 1]
     caplog.clear()
-    with caplog.at_level("INFO"):  # a second start: the report comes from the cache
+    with caplog.at_level("INFO", logger="absl"):  # a second start: the report comes from the cache
         again = training_data.prepare(d, str(tmp_path / "run"))
     assert "lines over the byte limit (over 800 bytes, cut unread): 1 (lines 21)" in caplog.text
     assert "lines with control characters: 1 (lines 8)" in caplog.text

@@ -299,7 +299,9 @@ def test_second_signal_interrupts_at_once(multi30k_slice, tmp_path):
 
 
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_a_deterministic_run_traces_the_step_once_per_batch_shape(deterministic):
+def test_the_step_is_traced_once_for_batches_of_every_shape(deterministic):
+    """One graph for every batch shape, so that a resumed process runs the same graph as
+    an unbroken one; --deterministic changes kernels, not tracing."""
     from nmt.data.batching import Batch
     from nmt.model.seq2seq import build_model
     model = build_model(ModelConfig(num_units=8, embedding_size=8, num_encoder_layers=1,
@@ -317,11 +319,7 @@ def test_a_deterministic_run_traces_the_step_once_per_batch_shape(deterministic)
     for shape in shapes:
         out, _, applied = step(batch(*shape))
         assert bool(applied) and np.isfinite(float(out.loss_sum))
-    traces = step.experimental_get_tracing_count()  # the first call may trace twice (Adam slots)
-    if deterministic:
-        assert traces >= len(set(shapes)) == 5
-    else:  # the first shape, then one trace with unknown dims serves the rest
-        assert traces <= 3
+    assert step.experimental_get_tracing_count() == 1
 
 
 def test_word_dropout_reaches_the_trainers_batches(multi30k_slice, tmp_path):
