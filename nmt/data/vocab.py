@@ -13,12 +13,12 @@ import math
 import os
 import random
 import shutil
-import tempfile
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import sentencepiece as spm
 from absl import logging
 
+from nmt import files
 from nmt.data import corpus
 
 PAD_ID = 0  # padding, never a target
@@ -215,10 +215,8 @@ def install_models(model_dir: str, spm_model: str, joint: bool) -> None:
                     f"--spm_model: {path} does not fit the run in {model_dir}, whose "
                     f"{name}.model differs; use a new --model_dir or drop --spm_model")
             continue
-        fd, partial = tempfile.mkstemp(dir=model_dir, suffix=".partial")
-        os.close(fd)
-        shutil.copyfile(path, partial)
-        os.replace(partial, target)  # whole or not at all
+        with open(path, "rb") as given_file, files.atomic_open(target, "wb") as out:
+            shutil.copyfileobj(given_file, out)  # whole or not at all
 
 
 def ensure_vocabs_from_pairs(model_dir: str, pairs: Callable[[], Iterable[Tuple[str, str]]],
