@@ -23,13 +23,17 @@ from nmt.decode.translate import Translator
 from nmt.run_log import read_log
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("run", [], "LABEL:RUN_DIR[:CKPT_DIR] (CKPT_DIR: where every "
-                          "checkpoint of the run was kept; default RUN_DIR/ckpt).")
-flags.DEFINE_list("minutes", ["5", "10", "20", "40", "60"], "Minute marks to score.")
-flags.DEFINE_string("test_set", "test_2016_flickr", "The set scored, by name in the run's "
-                    "data dir.")
-flags.DEFINE_string("output", None, "Picture (PNG) of BLEU against minutes.")
-flags.DEFINE_string("output_json", None, "The points as JSON.")
+
+
+def define_flags():
+    """The script's flags; defined when it runs, so that tests can import it."""
+    flags.DEFINE_multi_string("run", [], "LABEL:RUN_DIR[:CKPT_DIR] (CKPT_DIR: where every "
+                              "checkpoint of the run was kept; default RUN_DIR/ckpt).")
+    flags.DEFINE_list("minutes", ["5", "10", "20", "40", "60"], "Minute marks to score.")
+    flags.DEFINE_string("test_set", "test_2016_flickr", "The set scored, by name in the run's "
+                        "data dir.")
+    flags.DEFINE_string("output", None, "Picture (PNG) of BLEU against minutes.")
+    flags.DEFINE_string("output_json", None, "The points as JSON.")
 
 
 def checkpoint_steps(ckpt_dir):
@@ -120,4 +124,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
