@@ -104,7 +104,7 @@ def resume_path(ckpt_dir):
         check_checkpoint(state.model_checkpoint_path)
     except ModelDirError as e:
         older = [p for p in _complete_checkpoints(ckpt_dir)
-                 if _step(p) < _step(state.model_checkpoint_path)]
+                 if step_of(p) < step_of(state.model_checkpoint_path)]
         raise ModelDirError(f"{e}; {_recovery(ckpt_dir, older)}") from None
     return state.model_checkpoint_path
 
@@ -120,10 +120,10 @@ def _complete_checkpoints(ckpt_dir):
     """The complete checkpoints in ckpt_dir, oldest first, named or not."""
     indexes = glob.glob(os.path.join(glob.escape(ckpt_dir), "ckpt-*.index"))
     prefixes = [p[:-len(".index")] for p in indexes]
-    return sorted((p for p in prefixes if _step(p) is not None and _is_complete(p)), key=_step)
+    return sorted((p for p in prefixes if step_of(p) is not None and _is_complete(p)), key=step_of)
 
 
-def _step(prefix):
+def step_of(prefix):
     """The step of a checkpoint prefix DIR/ckpt-STEP (None if it is not one)."""
     number = os.path.basename(prefix).rpartition("-")[2]
     return int(number) if number.isdigit() else None
@@ -134,7 +134,7 @@ def check_rewind(ckpt_dir, path):
     one-line ModelDirError (another run's, best/'s, which has no optimizer state, or a
     missing or cut one)."""
     path = os.path.abspath(path)
-    if os.path.dirname(path) != os.path.abspath(ckpt_dir) or _step(path) is None:
+    if os.path.dirname(path) != os.path.abspath(ckpt_dir) or step_of(path) is None:
         raise ModelDirError(f"--checkpoint={path}: not a checkpoint of this run; resume from "
                             f"one in {ckpt_dir}, such as {os.path.join(ckpt_dir, 'ckpt-1000')}")
     check_checkpoint(path)
@@ -153,7 +153,7 @@ def rewind(ckpt_dir, path):
     except ModelDirError:  # an unreadable state file: this rewrite replaces it
         state = None
     kept = [] if state is None else [p for p in state.all_model_checkpoint_paths
-                                     if _step(p) is not None and _step(p) < _step(path)]
+                                     if step_of(p) is not None and step_of(p) < step_of(path)]
     # The manager keeps only the named checkpoints whose save time it knows.
     lines = [f"model_checkpoint_path: \"{os.path.basename(path)}\""]
     lines += [f"all_model_checkpoint_paths: \"{os.path.basename(p)}\"" for p in kept + [path]]
@@ -162,6 +162,26 @@ def rewind(ckpt_dir, path):
     lines.append(f"last_preserved_timestamp: {min(saved) - 1.0!r}")
     files.atomic_write(os.path.join(ckpt_dir, STATE_FILE), "\n".join(lines) + "\n")
     return path
+
+
+def set_abandoned_best_aside(out_dir, step):
+    """After a rewind to `step`: a best/ saved at a later step belongs to the abandoned
+    steps, so it moves whole to DIR/best-abandoned-STEP (never deleted, never mistaken
+    for this history's best); -> that directory, or None if best/ is of this history."""
+    best = os.path.join(out_dir, BEST_DIR)
+    try:
+        state = read_checkpoint_state(best)
+    except ModelDirError:
+        state = None
+    best_step = None if state is None else step_of(state.model_checkpoint_path)
+    if best_step is None or best_step <= step:
+        return None
+    aside = os.path.join(out_dir, f"{BEST_DIR}-abandoned-{best_step}")
+    if os.path.exists(aside):  # a second rewind past the same best: keep both
+        aside += f".{len(glob.glob(glob.escape(aside) + '*'))}"
+    os.rename(best, aside)
+    fsync_path(out_dir)
+    return aside
 
 
 def _is_complete(path):

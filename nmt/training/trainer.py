@@ -65,6 +65,7 @@ class Trainer:
         try:
             run_dir.open_for_writing(out_dir)
             self._rewind_to = None  # the chief rewrites the state file the workers read
+            self._abandoned_best = None  # where a rewind set best/ of later steps aside
             if checkpoint not in NEWEST and out_dir == chief_dir:
                 self._rewind_to = checkpoint_files.check_rewind(self.restore_dir, checkpoint)
             self._set_up(config, out_dir)
@@ -115,6 +116,8 @@ class Trainer:
         if self._rewind_to:  # once the run is set up: a failed start changes nothing
             with writing(self.restore_dir):
                 checkpoint_files.rewind(self.restore_dir, self._rewind_to)
+                self._abandoned_best = checkpoint_files.set_abandoned_best_aside(
+                    out_dir, checkpoint_files.step_of(self._rewind_to))
         self.checkpoints = resume.RunCheckpoints(out_dir, self, config.train.keep_checkpoints,
                                                  self.strategy)
         self.checkpoint = self.checkpoints.checkpoint
@@ -162,6 +165,11 @@ class Trainer:
             return
         self.checkpoints.restore(path)
         p = self.progress
+        if self._abandoned_best:  # its score is of steps that no longer exist
+            p.best_bleu.assign(-1.0)
+            p.bad_evals.assign(0)
+            logging.info("best/ of the abandoned steps is now %s; this run's evaluations "
+                         "choose a new best/", self._abandoned_best)
         logging.info("resuming from %s at step %d (epoch %d, batch %d)", path,
                      int(p.step), int(p.epoch) + 1, int(p.batch_in_epoch))
         with writing(self.out_dir):

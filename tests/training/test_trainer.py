@@ -525,6 +525,33 @@ def test_checkpoint_recovers_from_a_damaged_newest_one_exactly(multi30k_slice, t
                      values(straight.model.trainable_variables))
 
 
+def _scored_by_step(monkeypatch, bleu_by_step):
+    """Dev evaluations score bleu_by_step[step], so which one is best is known."""
+    from nmt.training import dev_evaluation
+
+    def evaluate(trainer, eval_set):
+        return dev_evaluation.EvalResult(1.0, 2.7, bleu_by_step[int(trainer.progress.step)], 0.0)
+    monkeypatch.setattr(dev_evaluation, "evaluate", evaluate)
+
+
+def test_checkpoint_to_before_the_best_sets_the_abandoned_best_aside(multi30k_slice, tmp_path,
+                                                                     monkeypatch):
+    out = str(tmp_path / "run")
+    config = tiny_config(multi30k_slice, steps_per_eval=2, num_train_steps=6).replace(
+        data={"dev_prefix": os.path.join(multi30k_slice.plain, "val")})
+    _scored_by_step(monkeypatch, {2: 1.0, 4: 5.0, 6: 9.0, 3: 0.5})
+    training.Trainer(config.replace(train={"num_train_steps": 6}), out).run()
+    assert model_dir_lib.checkpoint_path(out, "best").endswith("best/ckpt-6")
+    training.Trainer(config.replace(train={"num_train_steps": 3}), out,
+                     checkpoint=os.path.join(out, "ckpt", "ckpt-2")).run()
+    # best/ is this history's best (step 3), though it scores below step 2's, whose
+    # model step 4 replaced; the abandoned step 6 is kept aside, whole.
+    assert model_dir_lib.checkpoint_path(out, "best").endswith("best/ckpt-3")
+    aside = os.path.join(out, "best-abandoned-6")
+    assert model_dir_lib.checkpoint_path(out, aside).endswith("best-abandoned-6/ckpt-6")
+    model_dir_lib.check_checkpoint(model_dir_lib.checkpoint_path(out, aside))
+
+
 @pytest.mark.parametrize("where, why", [("best/ckpt-2", "not a checkpoint of this run"),
                                         ("ckpt/ckpt-5", "ckpt-5.index: checkpoint index "
                                                         "file missing")])
