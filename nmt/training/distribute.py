@@ -27,6 +27,12 @@ checkpoints, logs and summaries to a temporary dir (saving takes every worker), 
 they delete when they exit, and every worker resumes from the chief's latest
 checkpoint (so the run dir must be shared, e.g. NFS or GCS).
 
+Exact resume. The step is traced once, for global batches of any shape, and after
+each step every replica's dropout generators take the furthest state any replica
+reached (sync_generators): a replica's generator advances by what its slice drew,
+and a checkpoint holds one state for all of them, so without the sync a resumed
+run would draw other masks than an unbroken one.
+
 No XLA. The strategy's step is not XLA-compiled (jit_compile is ignored): the
 all-reduce and the mirrored-variable update sit outside XLA clusters on CPUs.
 """
@@ -48,6 +54,7 @@ from nmt.data.batching import Batch
 from nmt.model import devices
 from nmt.model import precision
 from nmt.model.seq2seq import LossOutput
+from nmt.training.train_step import TRAIN_BATCH_SIGNATURE
 from nmt.training.updates import apply_clipped_gradients
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -197,12 +204,29 @@ def distribute_dataset(strategy, dataset):
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
+def batch_spec(strategy):
+    """The type of the distributed global batches, with every dimension open: the step
+    traced for it computes every batch with one graph, fresh or resumed."""
+    empty = tf.data.Dataset.from_generator(lambda: iter(()),
+                                           output_signature=TRAIN_BATCH_SIGNATURE)
+    return Batch(*distribute_dataset(strategy, empty).element_spec)
+
+
+def sync_generators(generators, states):
+    """Sets each generator, on every replica, to the furthest of its replicas' states
+    (states: [replicas, state size] per generator). Counters only grow, so no replica
+    draws numbers it drew before."""
+    for generator, per_replica in zip(generators, states):
+        generator.state.assign(tf.reduce_max(per_replica, axis=0))
+
+
 def make_train_step(strategy, model, optimizer, config, loss_scale=None):
     """The trainer's step under a strategy: distributed Batch -> (LossOutput summed over
     all replicas, gradient norm, applied?), the same contract as training.make_train_step
     (config.precision's compute dtype; loss_scale: a precision.DynamicLossScale for fp16)."""
     variables = model.trainable_variables
     dtypes = precision.training_dtypes(config.precision)
+    generators = list(model._flatten(predicate=lambda x: isinstance(x, tf.random.Generator)))
 
     def replica_step(batch):
         with tf.GradientTape() as tape:
@@ -210,14 +234,18 @@ def make_train_step(strategy, model, optimizer, config, loss_scale=None):
             scaled = out.loss_sum if loss_scale is None else loss_scale.scale_loss(out.loss_sum)
         grads = tape.gradient(scaled, variables)  # sums over this replica's tokens
         grads = [tf.convert_to_tensor(g) for g in grads]  # dense embedding grads
+        context = tf.distribute.get_replica_context()
+        states = [context.all_gather(g.state.read_value()[tf.newaxis], axis=0)
+                  for g in generators]  # [replicas, state size] each
         # One batched all-reduce: every replica gets the global sums.
-        return tf.distribute.get_replica_context().all_reduce(SUM, (out, grads))
+        return context.all_reduce(SUM, (out, grads)), states
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[batch_spec(strategy)])
     def train_step(batch):
-        out, grads = strategy.run(replica_step, args=(batch,))
-        out, grads = tf.nest.map_structure(
-            lambda v: strategy.experimental_local_results(v)[0], (out, grads))
+        (out, grads), states = strategy.run(replica_step, args=(batch,))
+        out, grads, states = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0], (out, grads, states))
+        sync_generators(generators, states)
         out = LossOutput(*out)
         tokens = tf.maximum(out.num_tokens, 1.0)
         grads = [g / tokens for g in grads]  # = gradients of the token-mean loss
