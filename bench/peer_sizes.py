@@ -86,7 +86,7 @@ def run_dir():
 def train(harness, seconds):
     """Trains OpenNMT-tf for `seconds` with the harness copy -> {train_steps_per_s,
     train_tokens_per_s (harness definition), train_intervals}, medians over intervals."""
-    bench_peers.ensure_prepared()
+    bench_peers.ensure_prepared(harness)
     run = subprocess.run(["bash", os.path.join(harness, "train.sh"), "onmt", str(seconds)],
                          capture_output=True, text=True, timeout=seconds + 600)
     log_path = os.path.join(run_dir(), "train.log")
@@ -96,7 +96,7 @@ def train(harness, seconds):
         raise bench_peers.PeerError(f"{log_path}: {len(rates)} timed intervals (need 3); "
                                     f"train.sh said {(run.stdout + run.stderr).strip()[-300:]!r}")
     steps_per_s = statistics.median(rates)
-    mean_tgt = bench_peers.ensure_prepared()
+    mean_tgt = bench_peers.ensure_prepared(harness)
     return {"train_steps_per_s": steps_per_s, "train_tokens_per_s": steps_per_s * 64 * mean_tgt,
             "train_intervals": len(rates)}
 

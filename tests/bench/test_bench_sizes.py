@@ -4,7 +4,7 @@ import os
 import pytest
 
 
-from bench import bench_sizes, peer_sizes, step_matmuls
+from bench import bench_peers, bench_sizes, peer_sizes, step_matmuls
 from nmt import presets
 from nmt.model.seq2seq import build_model
 
@@ -117,3 +117,20 @@ def test_ratios_set_our_fp32_training_against_the_peer():
     assert bench_sizes.ratio(row, "train_tokens_per_s") == "2.00"
     assert bench_sizes.ratio(row, "beam5_sentences_per_s") == "3.00"
     assert bench_sizes.ratio({"fp32": {"tokens_per_s": 1.0}}, "train_tokens_per_s") == "n/a"
+
+
+def test_peer_training_reads_the_rate_from_the_copy_it_runs(tmp_path, monkeypatch):
+    harness, peers = tmp_path / "harness", tmp_path / "peers"
+    (peers / "data").mkdir(parents=True)
+    (peers / "data" / "mean_target_pieces.txt").write_text("15.0")
+    harness.mkdir()
+    # One step every 0.5 s: 2 steps/s once the first third of the lines is left out.
+    lines = [f"2026-12-07 10:00:{s // 2:02d}.{5 * (s % 2)}00000: I runner.py:1] Step = {s} ; x"
+             for s in range(1, 13)]
+    log = peers / "run-onmt" / "train.log"
+    (harness / "train.sh").write_text(f"mkdir -p {log.parent}\ncat > {log} <<'END'\n"
+                                      + "\n".join(lines) + "\nEND\n")
+    monkeypatch.setattr(bench_peers, "PEERS_DIR", str(peers))
+    figures = peer_sizes.train(str(harness), 1)
+    assert figures["train_steps_per_s"] == pytest.approx(2.0)
+    assert figures["train_tokens_per_s"] == pytest.approx(2.0 * 64 * 15.0)
