@@ -17,8 +17,9 @@ TensorFlow starts. Strategies:
     multi_worker2    --strategy=multi_worker, 2 worker processes on 127.0.0.1 (TF_CONFIG)
 
 Optimizers: adam (the fused kernel; under a strategy, Keras's Adam) and sgd. CI_CELLS
-covers every value at least once; tests/model/test_devices.py covers the optimizer x
-precision pairs of a placed step in-process.
+covers every value at least once (the first in CI, the rest with the slow tests);
+tests/model/test_devices.py covers the optimizer x precision pairs of a placed step
+in-process, and tests/training/test_distribute.py mirrored and multi-worker training.
 """
 import collections
 import gzip

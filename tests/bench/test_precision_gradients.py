@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from bench import precision_gradients
 from nmt import model_dir as model_dir_lib
@@ -15,6 +16,7 @@ from tests.training.test_summaries import tiny_run_config
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
+@pytest.mark.slow
 def test_same_precision_gives_the_same_gradients_only_with_the_same_dropout(tmp_path):
     config = tiny_run_config(tmp_path)
     assert config.model.dropout > 0

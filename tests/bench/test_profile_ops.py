@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from bench import profile_ops
@@ -53,6 +54,7 @@ def test_only_op_events_have_a_type():
     assert profile_ops.op_type("MemoryAllocation") is None
 
 
+@pytest.mark.slow
 def test_profiles_training_steps_of_a_tiny_model(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench.profile_ops", "--mode=train", "--preset=tiny",

@@ -27,6 +27,7 @@ def test_forward_matmuls_are_the_benchmark_formula_and_gradients_twice_that(over
     assert {m.role for m in matmuls} == {"forward", "dX", "dW"}
 
 
+@pytest.mark.slow
 def test_every_listed_matmul_has_shapes_that_multiply():
     model = config_lib.ModelConfig(num_units=8, embedding_size=4, encoder_type="bi")
     for matmul in training_floor.step_matmuls(model, 10, batch=3, src_time=5, tgt_time=4):

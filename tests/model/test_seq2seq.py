@@ -328,7 +328,7 @@ def learner():
     return Learner()
 
 
-@pytest.mark.parametrize("task", ["copy", "reverse"])
+@pytest.mark.parametrize("task", ["copy", pytest.param("reverse", marks=pytest.mark.slow)])
 def test_tiny_model_learns(learner, task):
     accuracy = learner.accuracy_after_training(task)
     assert accuracy >= 0.99, f"{task}: greedy exact match {accuracy:.3f}"

@@ -140,6 +140,7 @@ def test_a_resumed_mirrored_run_ends_with_the_unbroken_runs_weights(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.slow
 def test_moving_average_under_mirrored_is_saved_and_resumed(tmp_path):
     """The weight average's variables are mirrored like the weights: updated after each
     step, written as the checkpoint's model, swapped back on resume."""
@@ -160,6 +161,7 @@ def test_moving_average_under_mirrored_is_saved_and_resumed(tmp_path):
         np.testing.assert_array_equal(a, b.numpy())
 
 
+@pytest.mark.slow
 def test_init_from_gives_every_mirrored_replica_the_other_runs_weights(tmp_path):
     """A run under MirroredStrategy started with --init_from holds the first run's
     weights on every replica, with fresh optimizer slots, and trains from there."""
