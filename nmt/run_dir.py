@@ -32,6 +32,7 @@ import tensorflow as tf
 from nmt import config as config_lib
 from nmt import files
 from nmt.data import vocab as vocab_lib
+from nmt.errors import ModelDirError  # noqa: F401  (raised here, importable from here)
 
 CONFIG_FILE = "config.json"
 CKPT_DIR = "ckpt"
@@ -45,10 +46,6 @@ CORPUS_CACHE_DIR = "corpus_cache"
 SCORES_DIR, SCORES_MD, SCORES_JSON = "scores", "scores.md", "scores.json"
 TUNING_MD, TUNING_JSON = "tuning.md", "tuning.json"
 AVERAGED_DIR = "averaged"  # the mean of the checkpoints that tuning on val picked
-
-
-class ModelDirError(ValueError):
-    """The model dir is missing, incomplete or incompatible."""
 
 
 def first_line(error):

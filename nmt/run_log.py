@@ -7,6 +7,7 @@ import json
 import os
 
 from nmt import files
+from nmt.errors import LogError  # noqa: F401  (raised here, importable from here)
 from nmt.run_dir import LOG_FILE
 
 def trim_log(model_dir, last_step):
@@ -28,10 +29,6 @@ def trim_log(model_dir, last_step):
     if kept != lines:
         with files.atomic_open(path) as f:
             f.writelines(kept)
-
-
-class LogError(ValueError):
-    """A run's log.jsonl holds a line that is not a JSON record."""
 
 
 def read_log(run_dir):

@@ -47,5 +47,7 @@ def _print_version(argv):
 
 if "--version" in sys.argv[1:]:
     _print_version(sys.argv)
-if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and not _verbose(sys.argv):
+# --validate_only reads text alone, and starts faster without TensorFlow.
+if ("TF_CPP_MIN_LOG_LEVEL" not in os.environ and not _verbose(sys.argv)
+        and not any(re.fullmatch(r"--validate_only(=(true|1))?", a) for a in sys.argv[1:])):
     _quiet_import()

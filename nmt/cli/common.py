@@ -11,7 +11,7 @@ from nmt import config as config_lib
 from nmt.data.corpus import CorpusError
 from nmt.data.textio import OutputError
 from nmt.files import LockError
-from nmt.model_dir import LogError, ModelDirError
+from nmt.errors import LogError, ModelDirError
 
 USER_ERRORS = (CorpusError, config_lib.ConfigError, ModelDirError, LogError,
                FileNotFoundError, LockError, OutputError)

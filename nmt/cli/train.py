@@ -23,8 +23,6 @@ from absl import app, flags
 from nmt.cli import common
 from nmt.cli import flags as flags_lib
 from nmt.data import validation
-from nmt.model import devices
-from nmt.training import trainer
 
 FLAGS = flags.FLAGS
 flags_lib.define_model_dir("Model dir to write (or resume): config.json, vocabularies, "
@@ -49,19 +47,27 @@ MAIN_FLAGS = ("train_prefix", "dev_prefix", "test_prefix", "src", "tgt", "vocab_
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    def run():
+    if FLAGS.validate_only:  # text alone: no TensorFlow
+        common.run_main("nmt-train", validate_only)
+    from nmt.training import trainer
+
+    def train():
+        from nmt.model import devices
         config = flags_lib.run_config(CONFIG_FLAGS)
-        if FLAGS.validate_only:
-            report = validation.check_data(config.data).report
-            print(report.format())
-            sys.exit(0 if report.ok else 1)
         devices.split_cpu(config.train.num_cpu_devices)  # before TensorFlow sets up devices
         result = trainer.train(config, FLAGS.model_dir, FLAGS.checkpoint)
         if result is not None:
             print(f"dev BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}, "
                   f"ppl {result.perplexity:.2f}")
 
-    common.run_main("nmt-train", run, user_errors=(trainer.TrainingError,))
+    common.run_main("nmt-train", train, user_errors=(trainer.TrainingError,))
+
+
+def validate_only():
+    """Checks the training corpus, prints the report, exits 0 if it can be trained on."""
+    report = validation.check_data(flags_lib.run_config(CONFIG_FLAGS).data).report
+    print(report.format())
+    sys.exit(0 if report.ok else 1)
 
 
 def run():
