@@ -31,3 +31,29 @@ def test_the_harness_counts_damaged_files_as_lost(tiny_model_dir, tmp_path):
     index_size = os.path.getsize(index)
     os.remove(index)
     assert fault_injection.bytes_lost(before, run_dir) == size + index_size
+
+
+def test_a_kill_after_the_end_is_tried_again_and_the_rest_of_its_chain_still_runs():
+    Outcome, Fault = fault_injection.Outcome, fault_injection.Fault
+    faults = [Fault("kill", f"random {i}", None, float(i)) for i in range(6)]
+    chains, seen = [], set()
+
+    def run_one(index, batch):  # "random 1" lands only from step 0 (first in a chain)
+        chains.append([f.where for f in batch])
+        outcomes = []
+        for position, fault in enumerate(batch):
+            if fault.where == "random 1" and position > 0:
+                outcomes += [Outcome("kill", fault.where, None, "finished first", 0),
+                             Outcome("finish", "", True, None, 0)]
+                return outcomes, batch[position + 1:]
+            outcomes.append(Outcome("kill", fault.where, True, None, 0))
+            seen.add(fault.where)
+        return outcomes + [Outcome("finish", "", True, None, 0)], []
+
+    outcomes = fault_injection.run_all(faults, 3, run_one)
+    assert chains == [["random 0", "random 1", "random 2"], ["random 1", "random 2", "random 3"],
+                      ["random 4", "random 5"]]
+    assert seen == {f.where for f in faults}  # every kill landed once
+    report = fault_injection.report(outcomes, 1.0)
+    assert report["kills"] == report["kills_survived"] == 6
+    assert report["kills_after_the_end"] == 1
