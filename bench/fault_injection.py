@@ -275,6 +275,8 @@ def _exit_problem(fault, code, err):
     if os.strerror(getattr(errno, fault.kind)) not in last:
         return f"the error line does not say why: {last!r}"
     return ""
+
+
 def two_trainers_scenario(command, out_dir, reference):
     """A second trainer while the first holds the lock: exit 1 naming the first."""
     env = {**os.environ, "PYTHONPATH": REPO, "CUDA_VISIBLE_DEVICES": ""}
@@ -296,7 +298,7 @@ def two_trainers_scenario(command, out_dir, reference):
     elif code != 1 or f"is in use by process {first.pid} on " not in last:
         problem = f"second trainer: exit {code}, {last!r}"
     outcomes = [Outcome("two trainers", "run dir", not problem, problem, 0)]
-    return outcomes + run_chain(command, out_dir, [], reference)
+    return outcomes + run_chain(command, out_dir, [], reference)[0]
 
 
 def plan(kills, seconds, rng, write_errors=True):

@@ -57,3 +57,25 @@ def test_a_kill_after_the_end_is_tried_again_and_the_rest_of_its_chain_still_run
     report = fault_injection.report(outcomes, 1.0)
     assert report["kills"] == report["kills_survived"] == 6
     assert report["kills_after_the_end"] == 1
+
+
+def test_two_trainers_scenario_reports_the_refusal_then_the_finished_run(tmp_path, monkeypatch):
+    class FirstTrainer:  # holds the lock until killed
+        pid = 4242
+
+        def __init__(self, *args, **kwargs):
+            (tmp_path / "train.lock").write_text("4242 host\n")
+
+        def send_signal(self, signum):
+            self.signal = signum
+
+        def wait(self):
+            return -9
+
+    finished = fault_injection.Outcome("finish", "", True, None, 0)
+    monkeypatch.setattr(fault_injection.subprocess, "Popen", FirstTrainer)
+    monkeypatch.setattr(fault_injection, "run", lambda command: (
+        1, f"nmt-train: error: {tmp_path} is in use by process 4242 on host (since now)"))
+    monkeypatch.setattr(fault_injection, "run_chain", lambda *args: ([finished], []))
+    outcomes = fault_injection.two_trainers_scenario(["nmt-train"], str(tmp_path), None)
+    assert [(o.kind, o.ok) for o in outcomes] == [("two trainers", True), ("finish", True)]
