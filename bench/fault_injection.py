@@ -201,7 +201,8 @@ def run_chain(command, out_dir, faults, reference):
     saying where it starts; a kill must exit -9, a write error 1 with one line; and
     nothing whole before a fault may be damaged after it."""
     outcomes = _Outcomes()
-    for fault in list(faults) + [None]:
+    faults = list(faults)
+    for i, fault in enumerate(faults + [None]):
         try:
             expect = expected_start(out_dir)
         except Exception as e:  # a damaged run dir: the fault before lost it
@@ -218,7 +219,7 @@ def run_chain(command, out_dir, faults, reference):
             outcomes.append(Outcome("kill", fault.where, None, "finished first", lost))
             problem = problem or same_as_reference(out_dir, reference)
             outcomes.append(Outcome("finish", "", not problem, problem, lost))
-            return outcomes, list(faults)[list(faults).index(fault) + 1:]
+            return outcomes, faults[i + 1:]
         else:
             outcomes.append(Outcome(fault.kind, fault.where, not problem and not lost,
                                     problem, lost))
@@ -236,8 +237,7 @@ def run_all(faults, chain, run_one, retries=2):
         chain_outcomes, unrun = run_one(index, batch)
         index += 1
         outcomes += chain_outcomes
-        missed = [f for f, o in zip(batch, [o for o in chain_outcomes if o.kind != "finish"])
-                  if o.ok is None and f.kind == "kill"]
+        missed = [f for f, o in zip(batch, chain_outcomes) if o.kind == "kill" and o.ok is None]
         again = [f for f in missed if tries[f] < retries]
         tries.update(again)
         queue = again + unrun + queue

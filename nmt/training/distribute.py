@@ -214,10 +214,12 @@ def batch_spec(strategy):
 
 def sync_generators(generators, states):
     """Sets each generator, on every replica, to the furthest of its replicas' states
-    (states: [replicas, state size] per generator). Counters only grow, so no replica
+    (states: [replicas, generators, state size]). Counters only grow, so no replica
     draws numbers it drew before."""
-    for generator, per_replica in zip(generators, states):
-        generator.state.assign(tf.reduce_max(per_replica, axis=0))
+    if generators:
+        furthest = tf.reduce_max(states, axis=0)
+        for i, generator in enumerate(generators):
+            generator.state.assign(furthest[i])
 
 
 def make_train_step(strategy, model, optimizer, config, loss_scale=None):
@@ -235,8 +237,9 @@ def make_train_step(strategy, model, optimizer, config, loss_scale=None):
         grads = tape.gradient(scaled, variables)  # sums over this replica's tokens
         grads = [tf.convert_to_tensor(g) for g in grads]  # dense embedding grads
         context = tf.distribute.get_replica_context()
-        states = [context.all_gather(g.state.read_value()[tf.newaxis], axis=0)
-                  for g in generators]  # [replicas, state size] each
+        states = ()
+        if generators:  # one gather for all of them: [replicas, generators, state size]
+            states = context.all_gather(tf.stack([g.state for g in generators])[tf.newaxis], 0)
         # One batched all-reduce: every replica gets the global sums.
         return context.all_reduce(SUM, (out, grads)), states
 
