@@ -8,6 +8,9 @@ every checkpoint taken as they appeared (CKPT_DIR itself works for a short run).
 For each minute mark the last checkpoint saved by then is scored on the run's test
 set with the run's decoding settings; its step's elapsed time comes from the run's
 log. Prints a Markdown table and draws one line per run.
+
+--points=FILE adds runs scored elsewhere, in the same JSON form as --output_json
+writes: the peers' curves from bench/peer_time_to_quality.
 """
 import glob
 import json
@@ -32,6 +35,8 @@ def define_flags():
     flags.DEFINE_list("minutes", ["5", "10", "20", "40", "60"], "Minute marks to score.")
     flags.DEFINE_string("test_set", "test_2016_flickr", "The set scored, by name in the run's "
                         "data dir.")
+    flags.DEFINE_multi_string("points", [], "JSON points of more runs, as --output_json "
+                              "writes them (bench/peer_time_to_quality writes the peers').")
     flags.DEFINE_string("output", None, "Picture (PNG) of BLEU against minutes.")
     flags.DEFINE_string("output_json", None, "The points as JSON.")
 
@@ -113,6 +118,9 @@ def main(argv):
         label, run_dir, *rest = spec.split(":")
         points += run_points(label, run_dir, rest[0] if rest else
                              os.path.join(run_dir, "ckpt"), marks)
+    for path in FLAGS.points:
+        with open(path) as f:
+            points += json.load(f)
     print(report.markdown_table(["run", "minutes", "step", "test BLEU"],
                                 [[p["run"], p["minutes"], p["step"], p["bleu"]]
                                  for p in points]))
