@@ -54,14 +54,31 @@ def define_flags():
     flags.DEFINE_bool("json", False, "Print one JSON object instead of a Markdown table.")
 
 
+def memory_kib(pid):
+    """{"RssAnon": KiB, "RssFile": KiB} of a live process, from /proc (empty if gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in f)
+                    if k in ("RssAnon", "RssFile")}
+    except (OSError, ValueError):
+        return {}
+
+
 def run_timed(args):
     """Runs `args`, reading its stderr as it comes -> (wall seconds, peak RSS MiB,
     seconds to the first step line or None, [tokens/s per step], exit status, seconds
-    to the "training pairs:" line, when the data is ready, or None)."""
+    to the "training pairs:" line, when the data is ready, or None, peak anonymous
+    RSS MiB). The anonymous part leaves out the pages of mapped files (the corpus
+    cache), which the kernel can drop and read again."""
     start = time.perf_counter()
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
-    seen = {"first": None, "speeds": [], "tail": [], "data": None}
+    seen = {"first": None, "speeds": [], "tail": [], "data": None, "anon": 0}
+
+    def sample():
+        while child.poll() is None:
+            seen["anon"] = max(seen["anon"], memory_kib(child.pid).get("RssAnon", 0))
+            time.sleep(0.2)
 
     def read():
         for line in child.stderr:
@@ -74,16 +91,18 @@ def run_timed(args):
                 seen["speeds"].append(float(match.group(2)))
             seen["tail"] = (seen["tail"] + [line])[-5:]
 
-    reader = threading.Thread(target=read)
+    reader, sampler = threading.Thread(target=read), threading.Thread(target=sample)
     reader.start()
+    sampler.start()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    reader.join()
     child.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    sampler.join()
     if child.returncode:
         sys.stderr.write("".join(seen["tail"]))
     return (wall, usage.ru_maxrss / 1024, seen["first"], seen["speeds"], child.returncode,
-            seen["data"])
+            seen["data"], seen["anon"] / 1024)
 
 
 def count_lines(prefix):
@@ -99,19 +118,19 @@ def bench_corpus(name, prefix, work_dir):
              "--tgt=de", f"--out_dir={out_dir}", "--steps_per_stats=1",
              "--steps_per_checkpoint=100000"] + BENCH_MODEL + [f"--{e}" for e in FLAGS.extra]
     row = {"corpus": name, "pairs": count_lines(prefix)}
-    wall, rss, first, speeds, status, data = run_timed(
+    wall, rss, first, speeds, status, data, anon = run_timed(
         train + [f"--num_train_steps={FLAGS.steps}"])
     steady = speeds[FLAGS.warmup_steps:] or speeds
     row.update(first_step_s=first, data_ready_s=data, train_wall_s=wall, peak_rss_mib=rss,
-               status=status,
+               peak_anon_mib=anon, status=status,
                tokens_per_s=statistics.median(steady) if steady else None)
-    wall, rss, first, _, status, data = run_timed(
+    wall, rss, first, _, status, data, anon = run_timed(
         train + [f"--num_train_steps={2 * FLAGS.steps}"])
     row.update(again_first_step_s=first, again_data_ready_s=data, again_peak_rss_mib=rss,
-               again_status=status)
+               again_peak_anon_mib=anon, again_status=status)
     validate = [sys.executable, "-m", "nmt.cli.train", f"--train_prefix={prefix}", "--src=en",
                 "--tgt=de", "--validate_only"]
-    wall, rss, _, _, status, _ = run_timed(validate)
+    wall, rss, _, _, status, _, _ = run_timed(validate)
     row.update(validate_s=wall, validate_pairs_per_s=row["pairs"] / wall,
                validate_peak_rss_mib=rss, validate_status=status)
     return row
@@ -124,12 +143,15 @@ def _fmt(value, spec):
 def table(rows):
     out = ["| corpus | pairs | data ready, new run (s) | first step, new run (s) "
            "| data ready, again (s) | first step, again (s) | peak RSS (MiB) "
-           "| tgt tokens/s | validate_only (s) | validate pairs/s | validate RSS (MiB) |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "| peak RSS again (MiB) | of it anonymous | "
+           "tgt tokens/s | validate_only (s) | validate pairs/s | validate RSS (MiB) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+           "| ---: | ---: |"]
     for r in rows:
         out.append(f"| {r['corpus']} | {r['pairs']:,} | {_fmt(r['data_ready_s'], '.1f')} | "
                    f"{_fmt(r['first_step_s'], '.1f')} | {_fmt(r['again_data_ready_s'], '.1f')} | "
                    f"{_fmt(r['again_first_step_s'], '.1f')} | {r['peak_rss_mib']:.0f} | "
+                   f"{r['again_peak_rss_mib']:.0f} | {r['again_peak_anon_mib']:.0f} | "
                    f"{_fmt(r['tokens_per_s'], ',.0f')} | {r['validate_s']:.1f} | "
                    f"{r['validate_pairs_per_s']:,.0f} | {r['validate_peak_rss_mib']:.0f} |")
     return "\n".join(out)
