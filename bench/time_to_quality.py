@@ -79,12 +79,16 @@ def score_checkpoint(run_dir, path, test_set):
     return report.translate_and_score(translator, sets[0]).scores.bleu
 
 
-def run_points(label, run_dir, ckpt_dir, marks):
-    """[{run, mark, step, minutes, bleu}] for one run."""
+def run_points(label, run_dir, ckpt_dir, marks, test_set):
+    """[{run, mark, step, minutes, bleu}] for one run: one point per checkpoint, at the
+    first mark that takes it."""
     steps = checkpoint_steps(ckpt_dir)
-    points = []
+    points, scored = [], set()
     for mark, step, minutes in checkpoints_at(marks, steps, elapsed_minutes(run_dir)):
-        bleu = score_checkpoint(run_dir, steps[step], FLAGS.test_set)
+        if step in scored:
+            continue
+        scored.add(step)
+        bleu = score_checkpoint(run_dir, steps[step], test_set)
         print(f"{label}: {mark:g} min -> step {step} ({minutes:.1f} min): BLEU {bleu:.2f}",
               flush=True)
         points.append({"run": label, "mark": mark, "step": step,
@@ -117,7 +121,7 @@ def main(argv):
     for spec in FLAGS.run:
         label, run_dir, *rest = spec.split(":")
         points += run_points(label, run_dir, rest[0] if rest else
-                             os.path.join(run_dir, "ckpt"), marks)
+                             os.path.join(run_dir, "ckpt"), marks, FLAGS.test_set)
     for path in FLAGS.points:
         with open(path) as f:
             points += json.load(f)

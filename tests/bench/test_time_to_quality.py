@@ -21,3 +21,17 @@ def test_checkpoint_steps_reads_the_index_files(tmp_path):
         (tmp_path / name).write_text("")
     found = time_to_quality.checkpoint_steps(str(tmp_path))
     assert found == {1000: str(tmp_path / "ckpt-1000"), 30: str(tmp_path / "ckpt-30")}
+
+
+def test_a_checkpoint_that_several_marks_take_is_scored_once(monkeypatch, tmp_path):
+    scored = []
+    monkeypatch.setattr(time_to_quality, "checkpoint_steps",
+                        lambda d: {200: "ckpt-200", 1000: "ckpt-1000"})
+    monkeypatch.setattr(time_to_quality, "elapsed_minutes", lambda d: {200: 2.2, 1000: 11.0})
+    monkeypatch.setattr(time_to_quality, "score_checkpoint",
+                        lambda run_dir, path, test_set: scored.append(path) or 10.0)
+    points = time_to_quality.run_points("nmt", str(tmp_path), str(tmp_path), [3, 6, 12, 20],
+                                       "test")
+    assert scored == ["ckpt-200", "ckpt-1000"]
+    assert [(p["mark"], p["step"], p["minutes"]) for p in points] == [(3, 200, 2.2),
+                                                                       (12, 1000, 11.0)]
