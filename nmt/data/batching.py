@@ -240,16 +240,6 @@ def plan_epoch(src_lens: np.ndarray, tgt_lens: np.ndarray, sources: np.ndarray,
     return [indices[b] for b in batches]
 
 
-def _gather(values: np.ndarray, offsets: np.ndarray, index: np.ndarray):
-    """Rows `index` of a flat ragged array -> (ids [batch, (len)] flat int32, lengths
-    [batch] int64), read from a memory map."""
-    starts, lengths = offsets[index], offsets[index + 1] - offsets[index]
-    before = np.cumsum(lengths) - lengths  # [batch]: where each row starts in the result
-    positions = (np.arange(int(lengths.sum())) - np.repeat(before, lengths)
-                 + np.repeat(starts, lengths))
-    return np.asarray(values[positions], np.int32), lengths
-
-
 def _padded(flat: np.ndarray, lengths: np.ndarray, time: int, first=None, last=None):
     """Rows of flat ids -> [batch, time] PAD_ID-padded, with an optional id before
     (`first`) or after (`last`) every row."""
@@ -268,8 +258,8 @@ def _padded(flat: np.ndarray, lengths: np.ndarray, time: int, first=None, last=N
 def cached_batch(cached, index: np.ndarray, pad_multiple: int, word_dropout: float = 0.0,
                  noise: Optional[np.random.Generator] = None) -> Batch:
     """The `Batch` of pairs `index` of a corpus cache (nmt.data.corpus_cache), as numpy."""
-    src, src_len = _gather(cached.src_values, cached.src_offsets, index)
-    tgt, tgt_len = _gather(cached.tgt_values, cached.tgt_offsets, index)
+    src, src_len = cached.src_ids.gather(index)
+    tgt, tgt_len = cached.tgt_ids.gather(index)
     tgt_input = tgt
     if word_dropout > 0.0:
         src = _drop_words(src, word_dropout, noise)
@@ -284,7 +274,7 @@ def cached_batch(cached, index: np.ndarray, pad_multiple: int, word_dropout: flo
 def cached_dataset(cached, plan: List[np.ndarray], start: int = 0, bucket_width: int = 8,
                    word_dropout: float = 0.0, seed: int = 0) -> tf.data.Dataset:
     """The batches plan[start:] of a corpus cache as a dataset of `Batch`es: each is
-    gathered from the memory map when it is needed, so starting mid-epoch costs nothing
+    read from the cache's files when it is needed, so starting mid-epoch costs nothing
     and memory holds a few batches. Word dropout draws from (seed, batch number), so a
     resumed epoch drops the same pieces."""
     if not 0.0 <= word_dropout < 1.0:

@@ -1,4 +1,4 @@
-"""The binarised training corpus: token ids in flat memory-mapped arrays beside the run.
+"""The binarised training corpus: token ids in flat arrays beside the run, read on demand.
 
     <out_dir>/corpus_cache/
         meta.json                 the key, array sizes and digests, the corpus report
@@ -48,32 +48,76 @@ _ARRAYS = ("src.ids", "tgt.ids", "src.offsets", "tgt.offsets", "lines", "sources
 BuildStats = collections.namedtuple("BuildStats", ["kept", "dropped_too_long", "skipped_empty"])
 
 
-class _Ragged(Sequence):
-    """values[offsets[i]:offsets[i + 1]] as item i, read from the memory map on access."""
+class _ArrayFile:
+    """One flat array of the cache, read with pread. What it reads lands in the
+    kernel's page cache, not in the process: reading through a memory map instead
+    would leave every page a batch touched resident, and over an epoch of random
+    batches that is the whole cache."""
 
-    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+    def __init__(self, path: str, dtype, size: int):
+        self.path, self.dtype, self.size = path, np.dtype(dtype), size
+        self._fd = os.open(path, os.O_RDONLY) if size else None
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Items start..stop-1 (a copy)."""
+        count = stop - start
+        if count <= 0:
+            return np.zeros(0, self.dtype)
+        want = count * self.dtype.itemsize
+        data = os.pread(self._fd, want, start * self.dtype.itemsize)
+        if len(data) != want:
+            raise corpus_lib.CorpusError(f"{self.path}: truncated while training (read "
+                                         f"{len(data)} of {want} bytes at item {start})")
+        return np.frombuffer(data, self.dtype)
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        self.close()
+
+
+class _Ragged(Sequence):
+    """values[offsets[i]:offsets[i + 1]] as item i, read from the files on access."""
+
+    def __init__(self, values: _ArrayFile, offsets: _ArrayFile):
         self._values, self._offsets = values, offsets
 
     def __len__(self):
-        return len(self._offsets) - 1
+        return max(self._offsets.size - 1, 0)
 
     def __getitem__(self, i):
-        return np.asarray(self._values[self._offsets[i]:self._offsets[i + 1]], np.int32)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        start, stop = self._offsets.read(i, i + 2)
+        return self._values.read(int(start), int(stop)).astype(np.int32)
+
+    def gather(self, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Items `index` end to end -> (ids [sum of lengths] int32, lengths [batch] int64)."""
+        rows = [self[int(i)] for i in index]
+        lengths = np.fromiter(map(len, rows), np.int64, count=len(rows))
+        return (np.concatenate(rows) if rows else np.zeros(0, np.int32)), lengths
 
 
 class CachedCorpus:
-    """A loaded cache: memory-mapped arrays, the vocabularies and the length limits."""
+    """A loaded cache: its arrays (the per-pair ids read on demand), the vocabularies
+    and the length limits."""
 
     def __init__(self, directory: str, meta: dict, src_vocab, tgt_vocab):
         self.directory, self.meta = directory, meta
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.max_src_len, self.max_tgt_len = meta["key"]["max_src_len"], meta["key"]["max_tgt_len"]
-        arrays = {name: _map(directory, name, meta) for name in _ARRAYS}
-        self.src_values, self.tgt_values = arrays["src.ids"], arrays["tgt.ids"]
-        self.src_offsets, self.tgt_offsets = arrays["src.offsets"], arrays["tgt.offsets"]
-        self.line_numbers, self.sources = arrays["lines"], arrays["sources"]
-        self.src_ids = _Ragged(self.src_values, self.src_offsets)
-        self.tgt_ids = _Ragged(self.tgt_values, self.tgt_offsets)
+        files = {}
+        for name in ("src.ids", "tgt.ids", "src.offsets", "tgt.offsets"):
+            dtype, shape = meta["arrays"][name]
+            files[name] = _ArrayFile(os.path.join(directory, name), dtype, shape[0])
+        # one byte and eight per pair, read whole when an epoch is planned
+        self.line_numbers = _map(directory, "lines", meta)
+        self.sources = _map(directory, "sources", meta)
+        self.src_ids = _Ragged(files["src.ids"], files["src.offsets"])
+        self.tgt_ids = _Ragged(files["tgt.ids"], files["tgt.offsets"])
         self.stats = BuildStats(*meta["stats"])
 
     def __len__(self):
@@ -81,8 +125,7 @@ class CachedCorpus:
 
     def lengths(self) -> Tuple[np.ndarray, np.ndarray]:
         """(source, target) lengths in pieces, EOS not counted; int32 [n] each. The
-        offsets are read a block at a time, not mapped, so that they do not stay
-        resident (the batches then touch only their own pages)."""
+        offsets are read a block at a time, so that memory holds only the result."""
         return self._lengths("src.offsets"), self._lengths("tgt.offsets")
 
     def _lengths(self, name: str, block: int = 1 << 20) -> np.ndarray:

@@ -5,7 +5,7 @@
      on a uniform sample of spm_sample_size sentences drawn in one streaming pass
      over the checked training pairs (nmt.data.vocab.sample_pairs);
   2. the encoded pairs: the run's corpus cache (nmt.data.corpus_cache), built in one
-     streaming pass if it is absent, stale or corrupt, else only mapped; memory
+     streaming pass if it is absent, stale or corrupt, else only opened; memory
      does not grow with the corpus. With subword sampling (sample_alpha > 0) each
      epoch re-encodes the raw text, so that path keeps the corpus in memory.
 `epoch_dataset` then makes epoch e's batches, shuffled with seed + e, from batch

@@ -276,3 +276,33 @@ def test_memory_stays_flat_on_a_corpus_of_300k_pairs(tmp_path):
         peaks[n] = peak_rss_mb(code, prefix, str(tmp_path / f"run{n}"))
     # the in-memory path holds about 1 KiB per pair: 280 MiB more for the larger corpus
     assert peaks[300_000] < peaks[20_000] + 60, peaks
+
+
+def resident_file_kib():
+    """This process's resident pages of mapped files (RssFile), in KiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
+
+
+def test_reading_batches_leaves_the_cache_out_of_the_trainers_memory(tmp_path):
+    # 2M pairs of 16 ids a side: 64 MiB of ids and 16 MiB of offsets per side
+    n, length = 2_000_000, 16
+    offsets = np.arange(n + 1, dtype=np.int64) * length
+    ids = (np.arange(n * length) % 60000).astype(np.uint16)
+    arrays = {"src.ids": ids, "tgt.ids": ids[::-1].copy(), "src.offsets": offsets,
+              "tgt.offsets": offsets, "lines": np.arange(1, n + 1, dtype=np.int64),
+              "sources": np.zeros(n, np.uint8)}
+    for name, array in arrays.items():
+        array.tofile(tmp_path / name)
+    meta = {"key": {"max_src_len": length, "max_tgt_len": length}, "stats": [n, 0, 0],
+            "arrays": {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}}
+    cached = corpus_cache.CachedCorpus(str(tmp_path), meta, None, None)
+    index = np.arange(0, n, 128)  # a pair on every page of each ids file
+    before = resident_file_kib()
+    batch = batching.cached_batch(cached, index, pad_multiple=8)
+    grown_mib = (resident_file_kib() - before) / 1024
+    assert batch.src[5, :length].tolist() == ids[index[5] * length:(index[5] + 1) * length].tolist()
+    assert batch.tgt_out[7, :length].tolist() == arrays["tgt.ids"][
+        index[7] * length:(index[7] + 1) * length].tolist()
+    # read through a memory map, each ids file's 64 MiB would now be resident
+    assert grown_mib < 16, grown_mib
