@@ -35,6 +35,8 @@ def define_flags():
     flags.DEFINE_list("minutes", ["5", "10", "20", "40", "60"], "Minute marks to score.")
     flags.DEFINE_string("test_set", "test_2016_flickr", "The set scored, by name in the run's "
                         "data dir.")
+    flags.DEFINE_string("data_dir", None, "Where the sets are, if not where the run's config "
+                        "says (a run trained from a checkout since moved).")
     flags.DEFINE_multi_string("points", [], "JSON points of more runs, as --output_json "
                               "writes them (bench/peer_time_to_quality writes the peers').")
     flags.DEFINE_string("output", None, "Picture (PNG) of BLEU against minutes.")
@@ -68,10 +70,10 @@ def checkpoints_at(marks, steps, minutes_at):
     return picked
 
 
-def score_checkpoint(run_dir, path, test_set):
+def score_checkpoint(run_dir, path, test_set, data_dir=None):
     """Cased BLEU of the checkpoint at path on the run's set named test_set."""
     config, model, src_vocab, tgt_vocab = model_dir_lib.load(run_dir, path)
-    data_dir = report.resolve_data_dir(run_dir, config.data)
+    data_dir = report.resolve_data_dir(run_dir, config.data, data_dir)
     sets = [s for s in report.eval_sets(data_dir, config.data) if s.name == test_set]
     if not sets:
         raise app.UsageError(f"--test_set={test_set}: no such set in {data_dir}")
@@ -79,7 +81,7 @@ def score_checkpoint(run_dir, path, test_set):
     return report.translate_and_score(translator, sets[0]).scores.bleu
 
 
-def run_points(label, run_dir, ckpt_dir, marks, test_set):
+def run_points(label, run_dir, ckpt_dir, marks, test_set, data_dir=None):
     """[{run, mark, step, minutes, bleu}] for one run: one point per checkpoint, at the
     first mark that takes it."""
     steps = checkpoint_steps(ckpt_dir)
@@ -88,7 +90,7 @@ def run_points(label, run_dir, ckpt_dir, marks, test_set):
         if step in scored:
             continue
         scored.add(step)
-        bleu = score_checkpoint(run_dir, steps[step], test_set)
+        bleu = score_checkpoint(run_dir, steps[step], test_set, data_dir)
         print(f"{label}: {mark:g} min -> step {step} ({minutes:.1f} min): BLEU {bleu:.2f}",
               flush=True)
         points.append({"run": label, "mark": mark, "step": step,
@@ -121,7 +123,8 @@ def main(argv):
     for spec in FLAGS.run:
         label, run_dir, *rest = spec.split(":")
         points += run_points(label, run_dir, rest[0] if rest else
-                             os.path.join(run_dir, "ckpt"), marks, FLAGS.test_set)
+                             os.path.join(run_dir, "ckpt"), marks, FLAGS.test_set,
+                             FLAGS.data_dir)
     for path in FLAGS.points:
         with open(path) as f:
             points += json.load(f)

@@ -29,7 +29,7 @@ def test_a_checkpoint_that_several_marks_take_is_scored_once(monkeypatch, tmp_pa
                         lambda d: {200: "ckpt-200", 1000: "ckpt-1000"})
     monkeypatch.setattr(time_to_quality, "elapsed_minutes", lambda d: {200: 2.2, 1000: 11.0})
     monkeypatch.setattr(time_to_quality, "score_checkpoint",
-                        lambda run_dir, path, test_set: scored.append(path) or 10.0)
+                        lambda run_dir, path, test_set, data_dir: scored.append(path) or 10.0)
     points = time_to_quality.run_points("nmt", str(tmp_path), str(tmp_path), [3, 6, 12, 20],
                                        "test")
     assert scored == ["ckpt-200", "ckpt-1000"]
