@@ -28,11 +28,12 @@ def define_flags():
     flags.DEFINE_string("keep", "/tmp/under_load", "Where the output of failed runs goes.")
 
 
-def burn():
-    """Spins on float arithmetic until killed."""
+def burn(parent):
+    """Spins on float arithmetic until killed, or until `parent` is gone (a burner
+    must not outlive a tool that was itself killed)."""
     x = 1.0
-    while True:
-        for _ in range(1_000_000):
+    while os.getppid() == parent:
+        for _ in range(100_000):
             x = x * 1.0000001 % 7.0
 
 
@@ -46,7 +47,8 @@ def describe(returncode):
 def run_all(command, runs, burners, keep):
     """Runs command `runs` times beside `burners` busy processes -> {outcome: count}."""
     os.makedirs(keep, exist_ok=True)
-    spinning = [multiprocessing.Process(target=burn, daemon=True) for _ in range(burners)]
+    spinning = [multiprocessing.Process(target=burn, args=(os.getpid(),), daemon=True)
+                for _ in range(burners)]
     for process in spinning:
         process.start()
     outcomes = {}
