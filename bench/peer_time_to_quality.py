@@ -23,6 +23,7 @@ import time
 from absl import app, flags
 
 from bench import bench_peers
+from nmt.decode import metrics
 
 FLAGS = flags.FLAGS
 LABELS = {"onmt": "OpenNMT-tf (bench model)", "joey": "JoeyNMT (bench model)"}
@@ -43,6 +44,12 @@ def define_flags():
     flags.mark_flags_as_required(["peer", "output_json"])
 
 
+def onmt_command(harness, config_path, *args):
+    """OpenNMT-tf's command line with the harness's model and config_path, then args."""
+    return [os.path.join(bench_peers.PEERS_DIR, "onmt", "bin", "onmt-main"), "--model",
+            os.path.join(harness, "onmt", "model.py"), "--config", config_path, *args]
+
+
 def peer_config(peer, harness, run_dir, data_dir):
     """The harness's config for peer, saving often -> (config path, training command)."""
     if peer == "onmt":
@@ -51,8 +58,7 @@ def peer_config(peer, harness, run_dir, data_dir):
         text = re.sub(r"save_checkpoints_steps: \d+", f"save_checkpoints_steps: {ONMT_SAVE_STEPS}",
                       text)
         path = os.path.join(run_dir, "config.yml")
-        command = [os.path.join(bench_peers.PEERS_DIR, "onmt", "bin", "onmt-main"),
-                   "--model", os.path.join(harness, "onmt", "model.py"), "--config", path, "train"]
+        command = onmt_command(harness, path, "train")
     else:
         with open(os.path.join(harness, "joey", "config.yaml")) as f:
             text = f.read().replace("@RUN@", os.path.join(run_dir, "model")).replace("@DATA@",
@@ -131,10 +137,9 @@ def keep_at_marks(peer, run_dir, command, marks, kept_dir):
 def translate(peer, harness, config_path, checkpoint, source, output):
     """Beam-5 translation of source from checkpoint into output (pieces, one line each)."""
     if peer == "onmt":
-        subprocess.run([os.path.join(bench_peers.PEERS_DIR, "onmt", "bin", "onmt-main"),
-                        "--model", os.path.join(harness, "onmt", "model.py"),
-                        "--config", config_path, "--checkpoint_path", checkpoint, "infer",
-                        "--features_file", source, "--predictions_file", output],
+        subprocess.run(onmt_command(harness, config_path, "--checkpoint_path", checkpoint,
+                                    "infer", "--features_file", source,
+                                    "--predictions_file", output),
                        check=True, capture_output=True)
         return
     with open(config_path) as f:
@@ -150,15 +155,14 @@ def translate(peer, harness, config_path, checkpoint, source, output):
 
 
 def cased_bleu(pieces_path, reference_path, spm_model):
-    """sacreBLEU (13a, cased) of the pieces file, decoded with spm_model, against the reference."""
-    import sacrebleu
+    """nmt's cased BLEU (sacreBLEU, 13a) of the pieces file, decoded with spm_model."""
     import sentencepiece
     processor = sentencepiece.SentencePieceProcessor(model_file=spm_model)
     with open(pieces_path) as f:
         hypotheses = [processor.decode_pieces(line.split()) for line in f]
     with open(reference_path) as f:
         references = [line.rstrip("\n") for line in f]
-    return sacrebleu.corpus_bleu(hypotheses, [references]).score
+    return metrics.score(hypotheses, references).bleu
 
 
 def main(argv):

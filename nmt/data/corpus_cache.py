@@ -113,7 +113,8 @@ class CachedCorpus:
         for name in ("src.ids", "tgt.ids", "src.offsets", "tgt.offsets"):
             dtype, shape = meta["arrays"][name]
             files[name] = _ArrayFile(os.path.join(directory, name), dtype, shape[0])
-        # one byte and eight per pair, read whole when an epoch is planned
+        # mapped: `sources` (a byte per pair) is read whole when an epoch is planned,
+        # `lines` only where a pair's line number is wanted
         self.line_numbers = _map(directory, "lines", meta)
         self.sources = _map(directory, "sources", meta)
         self.src_ids = _Ragged(files["src.ids"], files["src.offsets"])
