@@ -61,7 +61,10 @@ def parse_helpfull(text):
 def helpfull(name, module):
     """Starts `NAME --helpfull` from this checkout, its output on a pipe."""
     code = f"import sys; sys.argv = [{name!r}, '--helpfull']; from {module} import run; run()"
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(REPO))
+    # As a user's shell has it: with TF_CPP_MIN_LOG_LEVEL set, nmt.cli leaves TensorFlow's
+    # import to the command, and the flags that import defines would go missing.
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env, text=True)
 

@@ -94,3 +94,11 @@ def test_configuration_doc_matches_the_commands(helpfulls):
     with open(configuration_doc.DOC, encoding="utf-8") as f:
         assert f.read() == configuration_doc.markdown(tables), \
             "docs/configuration.md is out of date: run python -m tools.configuration_doc"
+
+
+def test_the_configuration_doc_tool_reads_the_flags_a_user_sees(helpfulls):
+    """tools/configuration_doc.py, which the message above asks to run, must see every
+    command's flags as a user's shell does, or the file it writes fails the test."""
+    from_commands = {name: configuration_doc.parse_helpfull(helpfulls[name].stdout)
+                     for name in COMMANDS}
+    assert configuration_doc.tables() == from_commands
