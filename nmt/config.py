@@ -57,7 +57,7 @@ class DataConfig:
     bucket_width: int = 8           # time dims are padded to a multiple of this
     max_line_bytes: int = 65536     # bytes; a longer training line is cut at read time, never held whole, and its pair skipped and reported
     spm_model: str = ""             # PATH, or SRC_PATH,TGT_PATH when joint_vocab is false: existing sentencepiece model(s) used instead of training them, copied into the run dir (special ids pad=0 unk=1 bos=2 eos=3)
-    spm_sample_size: int = 1000000  # sentences drawn uniformly from the whole training corpus (one streaming pass) to train sentencepiece on; its trainer holds about 1 KB per sentence plus 19 bytes per character (2 GB at 1M sentences of 60 characters, 3.5 GB at 1M of 130), so lower it on a small machine or for long sentences
+    spm_sample_size: int = 300000   # sentences drawn uniformly from the whole training corpus (one streaming pass) to train sentencepiece on; its trainer holds about 1 KB per sentence plus 19 bytes per character (650 MB for 300k sentences of 60 characters); raise it for steadier pieces in vocabularies of 32k or more where memory allows
     spm_threads: int = 0            # threads for training sentencepiece; 0: one per CPU core
 
     def validate(self):

@@ -83,23 +83,33 @@ def write_json_atomic(path, obj):
     files.atomic_write(path, (obj if isinstance(obj, str) else json.dumps(obj, indent=2)) + "\n")
 
 
+# Data settings that only say how the run's vocabulary is first trained. Once it
+# exists its fingerprint is the run's identity, so a resume under other values keeps
+# the run's own (and a changed default does not lock users out of their runs).
+VOCAB_MAKING = ("spm_sample_size", "spm_threads")
+
+
 def save_config(model_dir, config):
-    """Writes config.json; if one exists, its model and data setup must match `config`."""
-    check_config(model_dir, config)
+    """Writes config.json; if one exists, its model and data setup must match `config`,
+    and its VOCAB_MAKING values are kept."""
+    config = check_config(model_dir, config)
     write_json_atomic(os.path.join(model_dir, CONFIG_FILE), config.to_json())
 
 
 def check_config(model_dir, config):
-    """One-line ModelDirError if model_dir's config.json has other model or data settings."""
+    """One-line ModelDirError if model_dir's config.json has other model or data settings;
+    -> `config` with the run's own VOCAB_MAKING values."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.exists(path):
         old = config_lib.load_config(path)
+        config = config.replace(data={k: getattr(old.data, k) for k in VOCAB_MAKING})
         for section in ("model", "data"):
             if getattr(old, section) != getattr(config, section):
                 changed = [k for k, v in vars(getattr(config, section)).items()
                            if getattr(getattr(old, section), k) != v]
                 raise ModelDirError(f"{path}: this model dir was made with other {section} "
                                     f"settings ({', '.join(changed)}); use a new --model_dir")
+    return config
 
 
 def load_config(model_dir):

@@ -19,6 +19,12 @@ def test_passes_repeat_the_pool_each_in_another_order():
     assert list(make_big_corpus.passes(pool, 17, seed=1)) != pairs
 
 
+def test_without_anki_the_pool_is_multi30k_alone():
+    pool = make_big_corpus.pool(anki_dir="")
+    assert len(pool) == 29_000
+    assert set(pool) < set(make_big_corpus.pool())
+
+
 def test_plain_and_gzip_files_hold_the_same_aligned_pairs(tmp_path):
     pool = make_big_corpus.pool()
     assert len(pool) == 29_000 + 114_961

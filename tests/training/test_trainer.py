@@ -425,6 +425,25 @@ def test_a_failed_first_run_does_not_fix_its_settings(multi30k_slice, tmp_path):
     assert os.path.exists(os.path.join(out, "config.json"))
 
 
+def test_resume_keeps_how_the_vocabulary_was_made_and_still_refuses_other_data(
+        multi30k_slice, tmp_path):
+    out = str(tmp_path)
+    made = tiny_config(multi30k_slice, num_train_steps=2).replace(
+        data={"spm_sample_size": 1_000_000, "spm_threads": 2})
+    training.Trainer(made, out).run()
+    # Other sampling settings: the vocabulary exists, so the run resumes as it was made.
+    later = tiny_config(multi30k_slice, num_train_steps=4).replace(
+        data={"spm_sample_size": 300_000, "spm_threads": 1})
+    resumed = training.Trainer(later, out)
+    resumed.run()
+    resumed.close()
+    assert tf.train.latest_checkpoint(os.path.join(out, "ckpt")).endswith("ckpt-4")
+    saved = model_dir_lib.load_config(out).data
+    assert (saved.spm_sample_size, saved.spm_threads) == (1_000_000, 2)
+    with pytest.raises(model_dir_lib.ModelDirError, match="other data settings \\(max_src_len\\)"):
+        training.Trainer(later.replace(data={"max_src_len": 61}), out)
+
+
 def test_resume_refuses_a_missing_or_another_vocabulary(multi30k_slice, tmp_path):
     from nmt.data import vocab as vocab_lib
     out = str(tmp_path / "run")
