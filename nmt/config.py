@@ -155,6 +155,7 @@ class TrainConfig:
     decay_start: int = 0                # exponential: first step that decays
     plateau_patience: int = 2           # plateau: evaluations without dev BLEU gain before decay
     min_learning_rate: float = 1e-5     # decay never goes below this rate
+    anneal_fraction: float = 0.0        # >0: over this last share of the training budget (num_train_steps, or max_time_minutes of training time, whichever ends first) the rate falls linearly to min_learning_rate; helps a run whose budget is fixed in advance end at its best
     max_gradient_norm: float = 5.0      # global-norm clipping; 0 disables
     label_smoothing: float = 0.1        # probability mass spread over the other pieces (Szegedy et al. 2016)
     moving_average_decay: float = 0.0   # >0 (e.g. 0.9995): evaluate, save and translate an exponential moving average of the weights
@@ -192,6 +193,10 @@ class TrainConfig:
             raise ConfigError("set num_train_steps, num_epochs or max_time_minutes")
         if self.decay == "exponential" and self.decay_steps <= 0:
             raise ConfigError("decay=exponential needs decay_steps > 0")
+        if not 0.0 <= self.anneal_fraction <= 1.0:
+            raise ConfigError(f"anneal_fraction must be in [0, 1] (got {self.anneal_fraction})")
+        if self.anneal_fraction and not (self.num_train_steps or self.max_time_minutes):
+            raise ConfigError("anneal_fraction needs num_train_steps or max_time_minutes")
         for name in ("steps_per_stats", "steps_per_checkpoint", "keep_checkpoints"):
             _check_positive(name, getattr(self, name))
         for name in ("num_gpus", "base_gpu", "num_cpu_devices"):

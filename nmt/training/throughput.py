@@ -28,6 +28,10 @@ class ThroughputMeter:
         self.steps += 1
         self.target_tokens += target_tokens
 
+    def unreported_seconds(self):
+        """Wall time since the last progress line: not yet added to train_seconds."""
+        return time.time() - self.last_time
+
     def report(self):
         """Logs a progress line and appends its record to the run's log; starts afresh."""
         now = time.time()

@@ -232,7 +232,7 @@ class Trainer:
             dataset = distribute.distribute_dataset(
                 self.strategy, self.epoch_dataset(epoch, start=int(p.batch_in_epoch)))
             for batch in dataset:
-                self._set_learning_rate()
+                self._set_learning_rate(meter.unreported_seconds())
                 out, norm, applied = self.train_step(batching_lib.Batch(*batch))
                 p.step.assign_add(1)
                 p.batch_in_epoch.assign_add(1)
@@ -285,9 +285,13 @@ class Trainer:
             return True
         return False
 
-    def _set_learning_rate(self):
-        rate = schedule.learning_rate(int(self.progress.step) + 1, self.config.train,
-                                      float(self.progress.plateau_scale))
+    def _set_learning_rate(self, unreported_seconds):
+        """unreported_seconds: training time since the last progress line (not yet in
+        progress.train_seconds), for an anneal on a time budget."""
+        p, t = self.progress, self.config.train
+        step = int(p.step) + 1
+        used = schedule.budget_used(step, t, float(p.train_seconds) + unreported_seconds)
+        rate = schedule.learning_rate(step, t, float(p.plateau_scale), progress=used)
         self.optimizer.learning_rate.assign(rate)
 
     def _loss_scale_overflow(self, out):

@@ -1,4 +1,5 @@
-"""Tests for nmt/training/schedule.py: warm-up, rsqrt / exponential / plateau decay, the floor."""
+"""Tests for nmt/training/schedule.py: warm-up, rsqrt / exponential / plateau decay, the floor,
+the anneal over the budget's end."""
 import math
 
 import pytest
@@ -11,7 +12,8 @@ def rate(step, plateau_scale=1.0, **fields):
     config = TrainConfig(**{"learning_rate": 1.0, "min_learning_rate": 0.0,
                             "num_train_steps": 1, **fields})
     config.validate()
-    return schedule.learning_rate(step, config, plateau_scale)
+    return schedule.learning_rate(step, config, plateau_scale,
+                                  progress=schedule.budget_used(step, config))
 
 
 def test_no_decay_is_constant():
@@ -85,3 +87,35 @@ def test_plateau_reduces_after_patience_evaluations_without_gain():
 def test_plateau_resumes_from_its_saved_state():
     plateau = schedule.Plateau(patience=3, factor=0.1, best=20.0, bad_evals=2, scale=0.5)
     assert plateau.update(19.0) == pytest.approx(0.05)
+
+
+def test_anneal_lowers_the_rate_linearly_to_the_floor_over_the_budgets_last_fraction():
+    fields = dict(num_train_steps=1000, anneal_fraction=0.2, min_learning_rate=0.1)
+    # progress is the share of the budget used; the last 20 % anneals 1.0 -> 0.1
+    assert rate(800, **fields) == pytest.approx(1.0)
+    assert rate(900, **fields) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert rate(950, **fields) == pytest.approx(0.1 + 0.9 * 0.25)
+    assert rate(1000, **fields) == pytest.approx(0.1)
+    # it scales whatever the decay gives (here rsqrt: 0.5 at step 400 of warm-up 100)
+    assert rate(400, decay="rsqrt", warmup_steps=100, num_train_steps=500,
+                anneal_fraction=0.4, min_learning_rate=0.0) == pytest.approx(0.5 * 0.5)
+
+
+def test_anneal_on_a_time_budget_follows_the_training_time():
+    config = TrainConfig(learning_rate=1.0, min_learning_rate=0.0, max_time_minutes=10,
+                         anneal_fraction=0.5)
+    config.validate()
+    used = [schedule.budget_used(10 ** 6, config, seconds) for seconds in (0, 300, 450, 600)]
+    assert used == pytest.approx([0.0, 0.5, 0.75, 1.0])
+    assert schedule.learning_rate(10 ** 6, config, progress=0.75) == pytest.approx(0.5)
+    # two budgets: whichever ends first
+    both = TrainConfig(num_train_steps=100, max_time_minutes=10)
+    assert schedule.budget_used(50, both, 540) == pytest.approx(0.9)
+    assert schedule.budget_used(90, both, 60) == pytest.approx(0.9)
+
+
+def test_anneal_needs_a_step_or_time_budget_and_a_fraction_in_range():
+    with pytest.raises(ValueError, match="anneal_fraction needs num_train_steps or max_time_minutes"):
+        TrainConfig(num_epochs=3, anneal_fraction=0.2).validate()
+    with pytest.raises(ValueError, match="anneal_fraction must be in"):
+        TrainConfig(num_train_steps=10, anneal_fraction=1.5).validate()

@@ -425,6 +425,17 @@ def test_a_failed_first_run_does_not_fix_its_settings(multi30k_slice, tmp_path):
     assert os.path.exists(os.path.join(out, "config.json"))
 
 
+def test_the_trainer_anneals_the_rate_to_the_floor_at_the_end_of_its_steps(
+        multi30k_slice, tmp_path):
+    config = tiny_config(multi30k_slice, num_train_steps=8, learning_rate=0.01,
+                         min_learning_rate=0.001, anneal_fraction=0.5)
+    training.Trainer(config, str(tmp_path)).run()
+    rates = {r["step"]: r["lr"] for r in model_dir_lib.read_log(str(tmp_path))
+             if r["kind"] == "train"}
+    # the rate of each logged step: full until half the steps, then linear to the floor
+    assert rates == pytest.approx({2: 0.01, 4: 0.01, 6: 0.001 + 0.009 * 0.5, 8: 0.001})
+
+
 def test_resume_keeps_how_the_vocabulary_was_made_and_still_refuses_other_data(
         multi30k_slice, tmp_path):
     out = str(tmp_path)
