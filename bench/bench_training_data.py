@@ -21,6 +21,9 @@ the vocabulary and the encoded corpus are ready (the rest until the first step i
 TensorFlow's start, the model and the step's tracing);
   validate  `nmt-train --validate_only`: wall time, pairs/s and peak RSS.
 The trainer logs every step (--steps_per_stats=1) so that the first one is seen.
+With --speed_rounds=N, every corpus's run then resumes for --steps more steps, the
+corpora in turn, N times: the median tokens/s of each round, side by side in time,
+compares the speeds better than the single runs before (the machine's load drifts).
 One Markdown table (or, with --json, one JSON object) is printed.
 """
 import json
@@ -51,6 +54,10 @@ def define_flags():
     flags.DEFINE_integer("warmup_steps", 50, "Steps left out of the tokens/s median.")
     flags.DEFINE_string("work_dir", None, "Run dirs go here (default: a new temporary dir).")
     flags.DEFINE_list("extra", [], "More nmt-train flags, e.g. spm_sample_size=200000.")
+    flags.DEFINE_integer("speed_rounds", 0, "Then resume every corpus's run for --steps more "
+                         "steps, the corpora in turn, this many times (see above).")
+    flags.DEFINE_bool("only_speed_rounds", False, "Only the speed rounds, on the runs that "
+                      "an earlier call left in --work_dir.")
     flags.DEFINE_bool("json", False, "Print one JSON object instead of a Markdown table.")
 
 
@@ -111,12 +118,17 @@ def count_lines(prefix):
     return sum(1 for _ in corpus.iter_raw_lines(corpus.find_corpus_file(prefix, "en")))
 
 
+def train_command(name, prefix, work_dir, extra=()):
+    """nmt-train on the bench model in WORK_DIR/NAME, without its step count; extra:
+    more flags as NAME=VALUE."""
+    return [sys.executable, "-m", "nmt.cli.train", f"--train_prefix={prefix}", "--src=en",
+            "--tgt=de", f"--out_dir={os.path.join(work_dir, name)}", "--steps_per_stats=1",
+            "--steps_per_checkpoint=100000"] + BENCH_MODEL + [f"--{e}" for e in extra]
+
+
 def bench_corpus(name, prefix, work_dir):
     """The figures of one corpus (see the module docstring) as a dict."""
-    out_dir = os.path.join(work_dir, name)
-    train = [sys.executable, "-m", "nmt.cli.train", f"--train_prefix={prefix}", "--src=en",
-             "--tgt=de", f"--out_dir={out_dir}", "--steps_per_stats=1",
-             "--steps_per_checkpoint=100000"] + BENCH_MODEL + [f"--{e}" for e in FLAGS.extra]
+    train = train_command(name, prefix, work_dir, FLAGS.extra)
     row = {"corpus": name, "pairs": count_lines(prefix)}
     wall, rss, first, speeds, status, data, anon = run_timed(
         train + [f"--num_train_steps={FLAGS.steps}"])
@@ -134,6 +146,39 @@ def bench_corpus(name, prefix, work_dir):
     row.update(validate_s=wall, validate_pairs_per_s=row["pairs"] / wall,
                validate_peak_rss_mib=rss, validate_status=status)
     return row
+
+
+def last_step(run_dir):
+    """The step of run_dir's newest checkpoint (0 if none)."""
+    ckpt = os.path.join(run_dir, "ckpt")
+    names = os.listdir(ckpt) if os.path.isdir(ckpt) else []
+    return max([int(n[5:-6]) for n in names if re.fullmatch(r"ckpt-\d+\.index", n)], default=0)
+
+
+def speed_rounds(specs, work_dir, rounds, steps, warmup_steps, extra=(), run=run_timed):
+    """{name: [median tokens/s of each round]}: each run resumed for `steps` more
+    steps per round, corpora in turn."""
+    medians = {name: [] for name, _ in specs}
+    for _ in range(rounds):
+        for name, prefix in specs:
+            done = last_step(os.path.join(work_dir, name))
+            speeds = run(train_command(name, prefix, work_dir, extra)
+                         + [f"--num_train_steps={done + steps}"])[3]
+            steady = speeds[warmup_steps:] or speeds
+            medians[name].append(statistics.median(steady) if steady else float("nan"))
+    return medians
+
+
+def speed_table(medians):
+    """Markdown: each corpus's round medians, their median and its ratio to the first's."""
+    first = statistics.median(next(iter(medians.values())))
+    out = ["| corpus | tgt tokens/s, each round | median | against the first |",
+           "| --- | --- | ---: | ---: |"]
+    for name, values in medians.items():
+        mid = statistics.median(values)
+        out.append(f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {mid:,.0f} | "
+                   f"{mid / first:.3f} |")
+    return "\n".join(out)
 
 
 def _fmt(value, spec):
@@ -161,11 +206,20 @@ def main(argv):
     del argv
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_training_data.")
     rows = []
-    for spec in FLAGS.corpora:
+    for spec in [] if FLAGS.only_speed_rounds else FLAGS.corpora:
         name, _, prefix = spec.partition("=")
         rows.append(bench_corpus(name, prefix, work_dir))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    print(json.dumps({"rows": rows}, indent=1) if FLAGS.json else table(rows))
+    medians = {}
+    if FLAGS.speed_rounds:
+        specs = [spec.partition("=")[::2] for spec in FLAGS.corpora]
+        medians = speed_rounds(specs, work_dir, FLAGS.speed_rounds, FLAGS.steps,
+                               FLAGS.warmup_steps, FLAGS.extra)
+    if FLAGS.json:
+        print(json.dumps({"rows": rows, "speed_rounds": medians}, indent=1))
+    else:
+        print("\n\n".join(([table(rows)] if rows else [])
+                            + ([speed_table(medians)] if medians else [])))
 
 
 if __name__ == "__main__":

@@ -64,3 +64,27 @@ def test_run_timed_reads_the_data_and_first_step_times_and_the_peak(tmp_path):
     assert rss > 500  # its 200 MiB and the 300 MiB file it read through a map
     # the anonymous peak counts the bytearray and leaves out the mapped file's pages
     assert 200 < anon < 400
+
+
+def test_speed_rounds_resume_each_run_in_turn_and_compare_medians(tmp_path):
+    calls = []
+    for name, step in (("a", 20), ("b", 7)):
+        os.makedirs(tmp_path / name / "ckpt")
+        (tmp_path / name / "ckpt" / f"ckpt-{step}.index").write_bytes(b"")
+        (tmp_path / name / "ckpt" / "ckpt-3.index").write_bytes(b"")
+
+    def fake_run(args):
+        name = [a for a in args if a.startswith("--out_dir=")][0].rsplit("/", 1)[1]
+        steps = int([a for a in args if a.startswith("--num_train_steps=")][0].split("=")[1])
+        calls.append((name, steps))
+        os.rename(tmp_path / name / "ckpt" / f"ckpt-{steps - 10}.index",
+                  tmp_path / name / "ckpt" / f"ckpt-{steps}.index")
+        base = {"a": 100.0, "b": 90.0}[name] + len(calls)
+        return 0, 0, 0, [1.0] * 2 + [base] * 3, 0, 0, 0  # two warm-up steps left out
+
+    medians = bench_training_data.speed_rounds([("a", "/p/a"), ("b", "/p/b")], str(tmp_path),
+                                               2, 10, 2, run=fake_run)
+    assert calls == [("a", 30), ("b", 17), ("a", 40), ("b", 27)]  # 10 more from the newest
+    assert medians == {"a": [101.0, 103.0], "b": [92.0, 94.0]}
+    table = bench_training_data.speed_table(medians)
+    assert "| b | 92, 94 | 93 | 0.912 |" in table
