@@ -155,7 +155,7 @@ class TrainConfig:
     decay_start: int = 0                # exponential: first step that decays
     plateau_patience: int = 2           # plateau: evaluations without dev BLEU gain before decay
     min_learning_rate: float = 1e-5     # decay never goes below this rate
-    anneal_fraction: float = 0.0        # >0: over this last share of the training budget (num_train_steps, or max_time_minutes of training time, whichever ends first) the rate falls linearly to min_learning_rate; helps a run whose budget is fixed in advance end at its best
+    anneal_fraction: float = 0.0        # >0: over this last share of the training budget (num_train_steps, or max_time_minutes of training time, whichever ends first) the rate falls linearly to min_learning_rate, so that a run whose length is fixed in advance ends at a low rate
     max_gradient_norm: float = 5.0      # global-norm clipping; 0 disables
     label_smoothing: float = 0.1        # probability mass spread over the other pieces (Szegedy et al. 2016)
     moving_average_decay: float = 0.0   # >0 (e.g. 0.9995): evaluate, save and translate an exponential moving average of the weights
