@@ -115,7 +115,8 @@ def test_anneal_on_a_time_budget_follows_the_training_time():
 
 
 def test_anneal_needs_a_step_or_time_budget_and_a_fraction_in_range():
-    with pytest.raises(ValueError, match="anneal_fraction needs num_train_steps or max_time_minutes"):
+    with pytest.raises(ValueError,
+                       match="anneal_fraction needs num_train_steps or max_time_minutes"):
         TrainConfig(num_epochs=3, anneal_fraction=0.2).validate()
     with pytest.raises(ValueError, match="anneal_fraction must be in"):
         TrainConfig(num_train_steps=10, anneal_fraction=1.5).validate()
