@@ -28,6 +28,7 @@ EOS_ID = 3  # ends every target sentence
 NUM_SPECIAL = 4
 NUM_BYTE_PIECES = 256
 
+SAMPLE_SIZE = 300_000  # sentences sentencepiece trains on by default (DataConfig.spm_sample_size)
 MODEL_TYPES = ("unigram", "bpe")
 JOINT_NAME = "spm"  # <model_dir>/spm.model
 SRC_NAME = "spm.src"  # <model_dir>/spm.src.model
@@ -51,7 +52,7 @@ def _sentences(texts: Iterable[TextOrPath]) -> Iterable[str]:
 def train_sentencepiece(texts: Iterable[TextOrPath], model_prefix: str,
                         vocab_size: int, model_type: str = "unigram",
                         character_coverage: float = 1.0,
-                        input_sentence_size: int = 300_000,
+                        input_sentence_size: int = SAMPLE_SIZE,
                         byte_fallback: bool = True, seed: int = 0,
                         num_threads: int = 0) -> str:
     """Trains a sentencepiece model and returns the path `model_prefix.model`.
@@ -222,7 +223,7 @@ def install_models(model_dir: str, spm_model: str, joint: bool) -> None:
 def ensure_vocabs_from_pairs(model_dir: str, pairs: Callable[[], Iterable[Tuple[str, str]]],
                              vocab_size: int, joint: bool = True, model_type: str = "unigram",
                              byte_fallback: bool = True, seed: int = 0,
-                             sample_size: int = 300_000,
+                             sample_size: int = SAMPLE_SIZE,
                              threads: int = 0) -> Tuple[Vocab, Vocab]:
     """Loads the model's vocabularies from model_dir, training the missing ones first
     on `sample_size` sentences drawn uniformly from `pairs()` (called only then; one
@@ -250,7 +251,7 @@ def ensure_vocabs_from_pairs(model_dir: str, pairs: Callable[[], Iterable[Tuple[
 
 def ensure_vocabs(model_dir: str, src_lines: Sequence[str], tgt_lines: Sequence[str],
                   vocab_size: int, joint: bool = True, model_type: str = "unigram",
-                  byte_fallback: bool = True, seed: int = 0, sample_size: int = 300_000,
+                  byte_fallback: bool = True, seed: int = 0, sample_size: int = SAMPLE_SIZE,
                   threads: int = 0) -> Tuple[Vocab, Vocab]:
     """`ensure_vocabs_from_pairs` on sentences in memory (src_lines[i] and tgt_lines[i]
     a pair)."""

@@ -290,7 +290,8 @@ class Trainer:
         progress.train_seconds), for an anneal on a time budget."""
         p, t = self.progress, self.config.train
         step = int(p.step) + 1
-        used = schedule.budget_used(step, t, float(p.train_seconds) + unreported_seconds)
+        used = (schedule.budget_used(step, t, float(p.train_seconds) + unreported_seconds)
+                if t.anneal_fraction else 0.0)  # no variable read per step when unused
         rate = schedule.learning_rate(step, t, float(p.plateau_scale), progress=used)
         self.optimizer.learning_rate.assign(rate)
 
